@@ -8,7 +8,8 @@ and the change-of-variables formula tracks each particle's log-density,
 log q_{l+1}(x_i') = log q_l(x_i) - log|det(I + ε ∂φ(x_i)/∂x_i)|. For small ε the log-det is
 ≈ ε·Tr ∂φ(x_i)/∂x_i, whose closed form without the j = i (Hessian) term is the paper's Eq. (9):
 
-    log q_L(x_i) ≈ log q_0(x_i) + (ε/(n σ²)) Σ_l Σ_{j≠i} k_ij [(x_i-x_j)ᵀ∇f(x_j) + |x_i-x_j|²/σ² - D]
+    log q_L(x_i) ≈ log q_0(x_i)
+                   + (ε/(n σ²)) Σ_l Σ_{j≠i} k_ij [(x_i-x_j)ᵀ∇f(x_j) + |x_i-x_j|²/σ² - D]
 
 with n = M (consistent with the update) or M - 1 (the authors' code). ∂φ(x_i)/∂x_i is the
 diagonal block of the Jacobian of the joint step map, with every particle moving.
@@ -94,7 +95,7 @@ def stein_trace(
     m, d = x.shape[-2], x.shape[-1]
     n = m if entropy_norm == "m" else m - 1
     s2 = sigma2[..., None]
-    drift = (x * (kernel @ score)).sum(-1) - kernel @ (x * score).sum(-1)
+    drift = (x * (kernel @ score)).sum(-1) - (kernel @ (x * score).sum(-1, keepdim=True))[..., 0]
     spread = (kernel * sq_dists).sum(-1) / s2 - d * (kernel.sum(-1) - 1.0)
     return -(drift + spread) / (n * s2)
 
@@ -116,15 +117,18 @@ def _score_and_laplacian(
                 f"log_prob must map particles {tuple(x.shape)} to {tuple(x.shape[:-1])}, "
                 f"got {tuple(log_p.shape)}"
             )
+        if not log_p.requires_grad:  # a flat target: no driving force, only repulsion
+            return torch.zeros_like(x), None if self_term == "none" else x.new_zeros(x.shape[:-1])
         needs_hessian = self_term != "none"
         (score,) = torch.autograd.grad(
-            log_p.sum(), xg, create_graph=create_graph or needs_hessian
+            log_p.sum(), xg, create_graph=create_graph or needs_hessian, materialize_grads=True
         )
         laplacian = None
         if self_term == "exact":
             laplacian = sum(
-                torch.autograd.grad(score[..., k].sum(), xg, create_graph=create_graph,
-                                    retain_graph=True)[0][..., k]
+                torch.autograd.grad(
+                    score[..., k].sum(), xg, create_graph=create_graph, retain_graph=True
+                )[0][..., k]
                 for k in range(x.shape[-1])
             )
         elif self_term == "hutchinson":
@@ -154,7 +158,12 @@ def exact_step_log_det(log_prob: LogProb, x: Tensor, sigma2: Tensor, step_size: 
     with torch.enable_grad():
         y = x.detach().requires_grad_(True)
         z = x.detach().requires_grad_(True)
-        (g,) = torch.autograd.grad(log_prob(z).sum(), z, create_graph=True)
+        log_p = log_prob(z)
+        g = (
+            torch.autograd.grad(log_p.sum(), z, create_graph=True, materialize_grads=True)[0]
+            if log_p.requires_grad
+            else torch.zeros_like(z)
+        )
         diff = y.unsqueeze(-2) - z.unsqueeze(-3)  # [..., i, j, D] = y_i - z_j
         k = torch.exp(-diff.pow(2).sum(-1) / (2.0 * s2))
         phi = (k @ g + (k.unsqueeze(-1) * diff).sum(-2) / s2) / m
@@ -190,8 +199,14 @@ def _step_norm_bound(
 
 
 def _check_inputs(
-    x0: Tensor, log_q0: Tensor, steps: int, step_size: float, entropy_norm: str,
-    self_term: str, logdet: str, differentiable: bool,
+    x0: Tensor,
+    log_q0: Tensor,
+    steps: int,
+    step_size: float,
+    entropy_norm: str,
+    self_term: str,
+    logdet: str,
+    differentiable: bool,
 ) -> None:
     if x0.dim() < 2:
         raise RuntimeError(f"particles must be [..., M, D], got shape {tuple(x0.shape)}")
@@ -263,15 +278,13 @@ def svgd_run(
                     trace = trace + laplacian / m
                 log_det = step_size * trace
             if diagnostics:
-                bounds_per_step.append(
-                    _step_norm_bound(score, kernel, sq_dists, sigma2, step_size)
-                )
+                bounds_per_step.append(_step_norm_bound(score, kernel, sq_dists, sigma2, step_size))
             log_q = log_q - log_det
             x = x + step_size * svgd_direction(x, score, kernel, sigma2)
             if bounds is not None:
                 x = torch.clamp(x, min=bounds[0], max=bounds[1])
         sigma2s.append(sigma2)
-    empty = x.new_zeros(x.shape[:-2] + (0,))
+    empty = x.new_zeros((*x.shape[:-2], 0))
     return SVGDTrace(
         particles=x,
         log_q=log_q,
@@ -345,8 +358,18 @@ def svgd_sample(
         (torch.Size([4, 16, 2]), torch.Size([4, 16]))
     """
     trace = svgd_run(
-        log_prob, x0, log_q0, steps=steps, step_size=step_size, bandwidth=bandwidth,
-        include_diagonal=include_diagonal, entropy_norm=entropy_norm, self_term=self_term,
-        logdet=logdet, differentiable=differentiable, bounds=bounds, generator=generator,
+        log_prob,
+        x0,
+        log_q0,
+        steps=steps,
+        step_size=step_size,
+        bandwidth=bandwidth,
+        include_diagonal=include_diagonal,
+        entropy_norm=entropy_norm,
+        self_term=self_term,
+        logdet=logdet,
+        differentiable=differentiable,
+        bounds=bounds,
+        generator=generator,
     )
     return trace.particles, trace.log_q
