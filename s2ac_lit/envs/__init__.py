@@ -1,0 +1,42 @@
+"""Environments: the multigoal point mass registered with gymnasium (S2AC.md §6).
+
+Importing this package registers the ids in :data:`MULTIGOAL_IDS`, each wrapped in gymnasium's
+``TimeLimit`` of 30 steps, so ``gymnasium.make`` and ``torchrl.envs.GymEnv`` find them.
+"""
+
+from __future__ import annotations
+
+import gymnasium
+
+from s2ac_lit.envs.multigoal import (
+    CLASSIC_GOALS,
+    CLASSIC_WALL,
+    EPISODE_STEPS,
+    MAXENT_GOALS,
+    MAXENT_WALL,
+    MultiGoalEnv,
+)
+
+MULTIGOAL_IDS: dict[str, dict[str, object]] = {
+    "s2ac_lit/MultiGoalMaxEnt-v0": {"goals": MAXENT_GOALS, "wall": None},
+    "s2ac_lit/MultiGoal-v0": {"goals": CLASSIC_GOALS, "wall": None},
+    "s2ac_lit/MultiGoalMaxEntObstacle-v0": {"goals": MAXENT_GOALS, "wall": MAXENT_WALL},
+    "s2ac_lit/MultiGoalObstacle-v0": {"goals": CLASSIC_GOALS, "wall": CLASSIC_WALL},
+}
+
+
+def register_envs() -> None:
+    """Register the multigoal ids with gymnasium; ids already registered are left alone."""
+    for env_id, kwargs in MULTIGOAL_IDS.items():
+        if env_id not in gymnasium.registry:
+            gymnasium.register(
+                env_id,
+                entry_point="s2ac_lit.envs.multigoal:MultiGoalEnv",
+                max_episode_steps=EPISODE_STEPS,
+                kwargs=kwargs,
+            )
+
+
+register_envs()
+
+__all__ = ["MULTIGOAL_IDS", "MultiGoalEnv", "register_envs"]
