@@ -295,6 +295,30 @@ def svgd_run(
     )
 
 
+def svgd_direction_at(
+    log_prob: LogProb,
+    x: Tensor,
+    *,
+    bandwidth: BandwidthRule | float = "mean_half",
+    include_diagonal: bool = False,
+) -> Tensor:
+    """The SVGD direction φ at particles ``x`` for target exp(log_prob), detached.
+
+    Amortised SVGD (Soft Q-Learning, S2AC.md §4) trains a sampler network by pushing its
+    outputs along this direction.
+
+    Shapes:
+        x: ``[..., M, D]`` → ``[..., M, D]``.
+    """
+    x = x.detach()
+    score, _ = _score_and_laplacian(
+        log_prob, x, create_graph=False, self_term="none", generator=None
+    )
+    sq_dists = pairwise_sq_dists(x)
+    sigma2 = kernels.bandwidth(sq_dists, bandwidth, include_diagonal=include_diagonal)
+    return svgd_direction(x, score, rbf_kernel(sq_dists, sigma2), sigma2)
+
+
 def svgd_sample(
     log_prob: LogProb,
     x0: Tensor,

@@ -1,0 +1,330 @@
+"""The S2AC actor: a policy that is an SVGD sampler over the critic's energy (S2AC.md §2).
+
+Per state, M particles u⁰ are drawn in pre-squash space, moved by L SVGD steps towards
+exp(f(u)) with f(u) = min_k Q_k(s, squash(u)) / T, and squashed to actions
+a = loc + scale·tanh(u). The log-density of each action is the sampler's closed-form
+log q_L(u) minus the squash log-Jacobian.
+
+Variants:
+    ``init="fixed"`` is S2AC(φ): u⁰ ~ N(0, σ₀²I); the actor has no parameters.
+    ``init="learned"`` is S2AC(φ,θ): u⁰ = μθ(s) + σθ(s)·ξ with ξ a standard normal truncated to
+    [-t, t], drawn by inverse CDF (no rejection loop).
+
+Shapes:
+    ``...``: batch of states, M particles, O observation dim, A action dim.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Literal, NamedTuple
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from s2ac_lit.kernels import BandwidthRule
+from s2ac_lit.networks import Activation, mlp
+from s2ac_lit.svgd import EntropyNorm, SelfTerm, svgd_direction_at, svgd_run
+
+Critic = Callable[[Tensor, Tensor], Tensor]
+"""Maps observation ``[..., O]`` and action ``[..., A]`` to Q-values ``[K, ...]``."""
+
+InitKind = Literal["fixed", "learned"]
+BoundKind = Literal["none", "init", "all"]
+Selection = Literal["random", "softmax", "max", "amortized"]
+SELECTIONS: tuple[str, ...] = ("random", "softmax", "max", "amortized")
+
+
+class PolicySample(NamedTuple):
+    """M particles per state and their log-densities.
+
+    Attributes:
+        action: ``[..., M, A]`` squashed actions.
+        log_prob: ``[..., M]`` log π(a|s), squash correction included.
+        particles: ``[..., M, A]`` pre-squash particles u.
+    """
+
+    action: Tensor
+    log_prob: Tensor
+    particles: Tensor
+
+
+def tanh_log_abs_det(u: Tensor, scale: Tensor) -> Tensor:
+    """Σ_d log|d a_d / d u_d| for a = loc + scale·tanh(u), stable for large |u|.
+
+    Uses log(1 - tanh²u) = 2(log 2 - u - softplus(-2u)).
+
+    Shapes:
+        u: ``[..., A]``; scale: ``[A]`` → ``[...]``.
+    """
+    return (2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u)) + scale.log()).sum(-1)
+
+
+def truncated_standard_normal(
+    shape: Sequence[int],
+    truncation: float,
+    *,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> Tensor:
+    """Standard normal samples truncated to [-t, t], by inverse CDF (vectorised, exact)."""
+    t = torch.tensor(truncation, dtype=torch.float64)
+    low, high = torch.special.ndtr(-t), torch.special.ndtr(t)
+    uniform = torch.rand(shape, generator=generator, device=device, dtype=torch.float64)
+    xi = torch.special.ndtri(low + uniform * (high - low)).clamp(-truncation, truncation)
+    return xi.to(dtype or torch.get_default_dtype())
+
+
+def truncated_standard_normal_log_prob(xi: Tensor, truncation: float) -> Tensor:
+    """Σ_d log density of the standard normal truncated to [-t, t]. ``[..., A]`` → ``[...]``."""
+    log_mass = math.log(math.erf(truncation / math.sqrt(2.0)))
+    return (-0.5 * xi.pow(2) - 0.5 * math.log(2 * math.pi) - log_mass).sum(-1)
+
+
+def select_particle(
+    values: Tensor,
+    mode: Literal["random", "softmax", "max"],
+    *,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Index of the particle to act with, per state.
+
+    ``random``: uniform over particles; ``softmax``: p_i ∝ exp(Q_i - max Q); ``max``: argmax Q.
+
+    Shapes:
+        values: ``[..., M]`` Q-values of the particles → ``[...]`` long indices.
+    """
+    if mode == "max":
+        return values.argmax(-1)
+    logits = torch.zeros_like(values) if mode == "random" else values - values.amax(-1, True)
+    flat = logits.reshape(-1, logits.shape[-1]).softmax(-1)
+    return torch.multinomial(flat, 1, generator=generator).reshape(values.shape[:-1])
+
+
+def gather_particle(action: Tensor, index: Tensor) -> Tensor:
+    """``action[..., index, :]`` per state. ``[..., M, A]``, ``[...]`` → ``[..., A]``."""
+    idx = index[..., None, None].expand(*index.shape, 1, action.shape[-1])
+    return action.gather(-2, idx).squeeze(-2)
+
+
+class AmortizedSampler(nn.Module):
+    """g_ψ(s, ξ) → u: one forward pass per action instead of L SVGD steps (S2AC.md §4).
+
+    Trained by amortised SVGD (Soft Q-Learning): its samples are pushed along the SVGD
+    direction of the current energy; see ``S2ACLoss.amortized_loss``.
+
+    Shapes:
+        forward: observation ``[..., O]``, noise ``[..., M, A]`` → u ``[..., M, A]``.
+    """
+
+    def __init__(
+        self,
+        observation_dim: int,
+        action_dim: int,
+        *,
+        hidden_sizes: Sequence[int] = (256, 256),
+        activation: Activation = "elu",
+    ) -> None:
+        super().__init__()
+        self.net = mlp(observation_dim + action_dim, action_dim, hidden_sizes, activation)
+
+    def forward(self, observation: Tensor, noise: Tensor) -> Tensor:
+        obs = observation.unsqueeze(-2).expand(*noise.shape[:-1], observation.shape[-1])
+        return self.net(torch.cat([obs, noise], -1))
+
+
+class SVGDActor(nn.Module):
+    """S2AC policy: M particles per state moved by L SVGD steps towards exp(Q/T).
+
+    The critic is passed at call time (it belongs to the loss, which also owns its target
+    and detached copies), so the actor holds only its own parameters: the init network of
+    S2AC(φ,θ) and, optionally, the amortised sampler.
+
+    Args:
+        observation_dim: O.
+        action_low, action_high: ``[A]`` action bounds; actions are loc + scale·tanh(u).
+        init: ``"fixed"`` (S2AC(φ)) or ``"learned"`` (S2AC(φ,θ)).
+        num_particles: M (authors: 10).
+        steps: L SVGD steps (authors: 3 on MuJoCo, 10 on multigoal).
+        step_size: ε (authors: 0.1).
+        bandwidth, include_diagonal, entropy_norm, self_term: passed to the sampler.
+        init_std: σ₀ of the fixed initial distribution (a standard deviation).
+        hidden_sizes, activation: the init network (authors: 3 × 256, ELU).
+        std_min, std_max: range of σθ(s); a smooth map (σ_min + (σ_max-σ_min)·sigmoid)
+            keeps gradients alive where a hard clamp would cut them.
+        truncation: t of the truncated normal ξ ∈ [-t, t].
+        bound: ``"none"``, ``"init"`` (only u⁰ lies in μ ± tσ, the authors' code) or ``"all"``
+            (every SVGD iterate is clamped to μ ± tσ, the paper).
+        squash_correction: add the squash log-Jacobian to the energy so that the squashed
+            particles target exp(Q(a)/T) in action space.
+        amortized: also build an :class:`AmortizedSampler`.
+    """
+
+    def __init__(
+        self,
+        observation_dim: int,
+        action_low: Tensor | Sequence[float],
+        action_high: Tensor | Sequence[float],
+        *,
+        init: InitKind = "learned",
+        num_particles: int = 10,
+        steps: int = 3,
+        step_size: float = 0.1,
+        bandwidth: BandwidthRule | float = "mean_half",
+        include_diagonal: bool = False,
+        entropy_norm: EntropyNorm = "m",
+        self_term: SelfTerm = "none",
+        init_std: float = 0.5,
+        hidden_sizes: Sequence[int] = (256, 256, 256),
+        activation: Activation = "elu",
+        std_min: float = 0.1,
+        std_max: float = 1.0,
+        truncation: float = 3.0,
+        bound: BoundKind = "init",
+        squash_correction: bool = False,
+        amortized: bool = False,
+    ) -> None:
+        super().__init__()
+        low = torch.as_tensor(action_low, dtype=torch.float32)
+        high = torch.as_tensor(action_high, dtype=torch.float32)
+        if low.shape != high.shape or low.dim() != 1 or not torch.all(high > low):
+            raise ValueError(f"action bounds must be 1-D with high > low, got {low} and {high}")
+        for name, value, allowed in (
+            ("init", init, ("fixed", "learned")),
+            ("bound", bound, ("none", "init", "all")),
+        ):
+            if value not in allowed:
+                raise ValueError(f"unknown {name} {value!r}; allowed: {allowed}")
+        if not 0 < std_min < std_max:
+            raise ValueError(f"need 0 < std_min < std_max, got {std_min} and {std_max}")
+        self.register_buffer("action_loc", (high + low) / 2)
+        self.register_buffer("action_scale", (high - low) / 2)
+        self.action_dim = low.numel()
+        self.init = init
+        self.num_particles = num_particles
+        self.sampler_options = dict(
+            steps=steps,
+            step_size=step_size,
+            bandwidth=bandwidth,
+            include_diagonal=include_diagonal,
+            entropy_norm=entropy_norm,
+            self_term=self_term,
+        )
+        self.init_std = init_std
+        self.std_min, self.std_max = std_min, std_max
+        self.truncation = truncation
+        self.bound = bound
+        self.squash_correction = squash_correction
+        self.init_net = (
+            mlp(observation_dim, 2 * self.action_dim, hidden_sizes, activation)
+            if init == "learned"
+            else None
+        )
+        self.amortized = (
+            AmortizedSampler(observation_dim, self.action_dim, activation=activation)
+            if amortized
+            else None
+        )
+
+    def squash(self, u: Tensor) -> Tensor:
+        """a = loc + scale·tanh(u). ``[..., A]`` → ``[..., A]``."""
+        return self.action_loc + self.action_scale * torch.tanh(u)
+
+    def initial_particles(
+        self, observation: Tensor, *, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor]]:
+        """Draw u⁰ and log q⁰(u⁰), plus the box μ ± tσ.
+
+        Shapes:
+            observation ``[..., O]`` → u⁰ ``[..., M, A]``, log q⁰ ``[..., M]``,
+            box (low, high) each ``[..., 1, A]``.
+        """
+        shape = (*observation.shape[:-1], self.num_particles, self.action_dim)
+        kwargs = dict(generator=generator, device=observation.device, dtype=observation.dtype)
+        if self.init_net is None:
+            xi = torch.randn(shape, **kwargs)
+            mean = torch.zeros_like(xi[..., :1, :])
+            std = torch.full_like(mean, self.init_std)
+            log_q0 = (-0.5 * xi.pow(2) - 0.5 * math.log(2 * math.pi)).sum(-1)
+        else:
+            xi = truncated_standard_normal(shape, self.truncation, **kwargs)
+            mean, raw_std = self.init_net(observation).unsqueeze(-2).chunk(2, dim=-1)
+            std = self.std_min + (self.std_max - self.std_min) * torch.sigmoid(raw_std)
+            log_q0 = truncated_standard_normal_log_prob(xi, self.truncation)
+        u0 = mean + std * xi
+        log_q0 = log_q0 - std.log().sum(-1)
+        box = (mean - self.truncation * std, mean + self.truncation * std)
+        return u0, log_q0, box
+
+    def energy(self, observation: Tensor, critic: Critic, temperature: Tensor | float):
+        """f(u) = min_k Q_k(s, squash(u)) / T (+ squash log-Jacobian if enabled).
+
+        Returns a callable mapping u ``[..., M, A]`` to ``[..., M]``; ``observation`` is
+        ``[..., O]``. One critic call evaluates every critic on every particle.
+        """
+        obs = observation.unsqueeze(-2)
+
+        def log_prob(u: Tensor) -> Tensor:
+            f = critic(obs, self.squash(u)).amin(0) / temperature
+            if self.squash_correction:
+                f = f + tanh_log_abs_det(u, self.action_scale)
+            return f
+
+        return log_prob
+
+    def sample(
+        self,
+        observation: Tensor,
+        critic: Critic,
+        temperature: Tensor | float,
+        *,
+        differentiable: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> PolicySample:
+        """M particles per state, moved by L SVGD steps, with their log π.
+
+        With ``differentiable=True`` the graph runs through u⁰ and every SVGD step (second
+        order through ∇ᵤQ), for the actor loss; otherwise the outputs are detached and only
+        first-order gradients w.r.t. the particles are taken.
+
+        Shapes:
+            observation ``[..., O]`` → :class:`PolicySample` with M particles per state.
+        """
+        u0, log_q0, box = self.initial_particles(observation, generator=generator)
+        trace = svgd_run(
+            self.energy(observation, critic, temperature),
+            u0,
+            log_q0,
+            differentiable=differentiable,
+            bounds=box if self.bound == "all" else None,
+            **self.sampler_options,
+        )
+        u = trace.particles
+        log_prob = trace.log_q - tanh_log_abs_det(u, self.action_scale)
+        return PolicySample(self.squash(u), log_prob, u)
+
+    def amortized_particles(
+        self, observation: Tensor, num_particles: int, *, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """u = g_ψ(s, ξ), ξ ~ N(0, I). ``[..., O]`` → ``[..., M, A]``."""
+        if self.amortized is None:
+            raise RuntimeError("this actor was built with amortized=False")
+        shape = (*observation.shape[:-1], num_particles, self.action_dim)
+        noise = torch.randn(
+            shape, generator=generator, device=observation.device, dtype=observation.dtype
+        )
+        return self.amortized(observation, noise)
+
+    def amortized_direction(
+        self, observation: Tensor, u: Tensor, critic: Critic, temperature: Tensor | float
+    ) -> Tensor:
+        """SVGD direction φ at the amortised samples for the current energy (detached)."""
+        return svgd_direction_at(
+            self.energy(observation, critic, temperature),
+            u,
+            bandwidth=self.sampler_options["bandwidth"],
+            include_diagonal=self.sampler_options["include_diagonal"],
+        )
