@@ -174,7 +174,7 @@ class S2ACLoss(LossModule):
             ``[B, M]`` and ``td_error`` ``[B]`` (also written to the ``priority`` key).
         """
         keys = self.tensor_keys
-        next_obs = tensordict.get(("next", keys.observation))
+        next_obs = tensordict[("next", keys.observation)]
         with torch.no_grad():
             with self._critic_with(self.qvalue_network_params.detach()):
                 nxt = self.actor_network.sample(
@@ -185,10 +185,10 @@ class S2ACLoss(LossModule):
             next_value = next_q.mean(-1) - self.alpha * nxt.log_prob.mean(-1)
             td = tensordict.empty(recurse=True)
             for key in (keys.reward, keys.done, keys.terminated):
-                td.set(("next", key), tensordict.get(("next", key)))
+                td.set(("next", key), tensordict[("next", key)])
             td.set(("next", keys.value), next_value.unsqueeze(-1))
             target = self.value_estimator.value_estimate(td).squeeze(-1)
-        q = self.qvalue_network(tensordict.get(keys.observation), tensordict.get(keys.action))
+        q = self.qvalue_network(tensordict[keys.observation], tensordict[keys.action])
         loss = (q - target).pow(2).mean(-1).sum(0)
         td_error = (q.detach() - target).abs().amax(0)
         tensordict.set(keys.priority, td_error)
@@ -209,7 +209,7 @@ class S2ACLoss(LossModule):
         Returns:
             The loss and detached info: ``log_prob`` ``[B, M]``.
         """
-        obs = tensordict.get(self.tensor_keys.observation)
+        obs = tensordict[self.tensor_keys.observation]
         with self._critic_with(self.qvalue_network_params.detach()):
             sample = self.actor_network.sample(
                 obs, self.qvalue_network, self.sampler_temperature(), differentiable=True
@@ -234,7 +234,7 @@ class S2ACLoss(LossModule):
 
         The samples u_i = g_ψ(s, ξ_i) move along the SVGD direction φ of the current energy.
         """
-        obs = tensordict.get(self.tensor_keys.observation)
+        obs = tensordict[self.tensor_keys.observation]
         u = self.actor_network.amortized_particles(obs, self.amortized_particles)
         with self._critic_with(self.qvalue_network_params.detach()):
             phi = self.actor_network.amortized_direction(
@@ -319,6 +319,6 @@ class S2ACPolicy(TensorDictModuleBase):
         return gather_particle(sample.action, select_particle(values, mode))
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
-        observation = tensordict.get(self.in_keys[0])
+        observation = tensordict[self.in_keys[0]]
         tensordict.set(self.out_keys[0], self.act(observation, self.selection_mode()))
         return tensordict
