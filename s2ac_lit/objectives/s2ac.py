@@ -14,7 +14,8 @@ actions. γ lives in the TD(0) value estimator: ``loss.make_value_estimator(gamm
 from __future__ import annotations
 
 import math
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -137,8 +138,20 @@ class S2ACLoss(LossModule):
             return self.alpha
         return torch.as_tensor(self.temperature, device=self.log_alpha.device)
 
-    def _critic_with(self, params: TensorDictBase) -> AbstractContextManager:
-        return params.to_module(self.qvalue_network)
+    @contextmanager
+    def bind(self, critic_params: TensorDictBase | None = None) -> Iterator[None]:
+        """Run the actor and critic modules with this loss's parameters and buffers.
+
+        The loss's ``*_params`` are the source of truth: ``.to(device)`` moves them (and
+        ``SoftUpdate`` writes the targets), while the modules' own buffers would go stale.
+        ``critic_params`` picks online (default), detached or target critic parameters.
+        """
+        critic_params = self.qvalue_network_params if critic_params is None else critic_params
+        with (
+            self.actor_network_params.to_module(self.actor_network),
+            critic_params.to_module(self.qvalue_network),
+        ):
+            yield
 
     @property
     def has_actor_parameters(self) -> bool:
@@ -176,11 +189,11 @@ class S2ACLoss(LossModule):
         keys = self.tensor_keys
         next_obs = tensordict[("next", keys.observation)]
         with torch.no_grad():
-            with self._critic_with(self.qvalue_network_params.detach()):
+            with self.bind(self.qvalue_network_params.detach()):
                 nxt = self.actor_network.sample(
                     next_obs, self.qvalue_network, self.sampler_temperature()
                 )
-            with self._critic_with(self.target_qvalue_network_params):
+            with self.bind(self.target_qvalue_network_params):
                 next_q = self.qvalue_network(next_obs.unsqueeze(-2), nxt.action).amin(0)
             next_value = next_q.mean(-1) - self.alpha * nxt.log_prob.mean(-1)
             td = tensordict.empty(recurse=True)
@@ -188,7 +201,8 @@ class S2ACLoss(LossModule):
                 td.set(("next", key), tensordict[("next", key)])
             td.set(("next", keys.value), next_value.unsqueeze(-1))
             target = self.value_estimator.value_estimate(td).squeeze(-1)
-        q = self.qvalue_network(tensordict[keys.observation], tensordict[keys.action])
+        with self.bind():
+            q = self.qvalue_network(tensordict[keys.observation], tensordict[keys.action])
         loss = (q - target).pow(2).mean(-1).sum(0)
         td_error = (q.detach() - target).abs().amax(0)
         tensordict.set(keys.priority, td_error)
@@ -210,7 +224,7 @@ class S2ACLoss(LossModule):
             The loss and detached info: ``log_prob`` ``[B, M]``.
         """
         obs = tensordict[self.tensor_keys.observation]
-        with self._critic_with(self.qvalue_network_params.detach()):
+        with self.bind(self.qvalue_network_params.detach()):
             sample = self.actor_network.sample(
                 obs, self.qvalue_network, self.sampler_temperature(), differentiable=True
             )
@@ -235,8 +249,8 @@ class S2ACLoss(LossModule):
         The samples u_i = g_ψ(s, ξ_i) move along the SVGD direction φ of the current energy.
         """
         obs = tensordict[self.tensor_keys.observation]
-        u = self.actor_network.amortized_particles(obs, self.amortized_particles)
-        with self._critic_with(self.qvalue_network_params.detach()):
+        with self.bind(self.qvalue_network_params.detach()):
+            u = self.actor_network.amortized_particles(obs, self.amortized_particles)
             phi = self.actor_network.amortized_direction(
                 obs, u, self.qvalue_network, self.sampler_temperature()
             )
@@ -306,10 +320,10 @@ class S2ACPolicy(TensorDictModuleBase):
         """One action per state. ``[..., O]`` → ``[..., A]``."""
         loss = self.loss
         actor, critic = loss.actor_network, loss.qvalue_network
-        if mode == "amortized":
-            u = actor.amortized_particles(observation, 1).squeeze(-2)
-            return actor.squash(u).detach()
-        with loss._critic_with(loss.qvalue_network_params.detach()):
+        with loss.bind(loss.qvalue_network_params.detach()):
+            if mode == "amortized":
+                u = actor.amortized_particles(observation, 1).squeeze(-2)
+                return actor.squash(u).detach()
             sample = actor.sample(observation, critic, loss.sampler_temperature())
             if mode == "random":
                 values = sample.log_prob  # only the shape matters

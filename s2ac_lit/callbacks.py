@@ -1,0 +1,219 @@
+"""Lightning callbacks: replay-buffer checkpoints, periodic evaluation, run summary."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from s2ac_lit.config import Config
+from s2ac_lit.envs import make_env
+from s2ac_lit.evaluation import evaluate_policy
+
+EVAL_SEED_OFFSET = 10_000  # evaluation episodes never share seeds with training
+
+
+def _feeder(trainer: L.Trainer):
+    return trainer.datamodule.feeder
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """Checkpoints every ``every_n_train_steps`` updates and once more when training ends.
+
+    Lightning's step and epoch triggers exclude each other; a run here is one epoch, so its
+    end is the final checkpoint (``last.ckpt`` then always holds the finished state).
+    """
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._last_global_step_saved != trainer.global_step:
+            candidates = self._monitor_candidates(trainer)
+            self._save_topk_checkpoint(trainer, candidates)
+            self._save_last_checkpoint(trainer, candidates)
+
+
+class ReplayCheckpoint(L.Callback):
+    """Dump each rank's replay buffer beside every checkpoint, and load it on resume.
+
+    Layout: ``RUN/replay/step-N/rank-R``. A dump goes to a temporary folder that is renamed
+    into place, and the checkpoint records which folder belongs to it, so a kill during either
+    write leaves the previous checkpoint and its buffer intact. Only the two newest dumps are
+    kept (the last complete one and the one being written).
+    """
+
+    def __init__(self, run_folder: Path, *, keep: int = 2) -> None:
+        self.root = run_folder / "replay"
+        self.keep = keep
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        step_dir = self.root / f"step-{trainer.global_step}"
+        target = step_dir / f"rank-{trainer.global_rank}"
+        if not target.exists():
+            tmp = step_dir / f".rank-{trainer.global_rank}.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            step_dir.mkdir(parents=True, exist_ok=True)
+            _feeder(trainer).buffer.dumps(tmp)
+            os.replace(tmp, target)
+        checkpoint["replay_dir"] = step_dir.name
+        trainer.strategy.barrier("replay_dump")
+        if trainer.is_global_zero:
+            dumps = sorted(
+                (p for p in self.root.glob("step-*") if p.is_dir()),
+                key=lambda p: int(p.name.split("-")[1]),
+            )
+            for old in dumps[: -self.keep]:
+                shutil.rmtree(old, ignore_errors=True)
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        name = checkpoint.get("replay_dir")
+        path = self.root / str(name) / f"rank-{trainer.global_rank}"
+        if name is None or not path.is_dir():
+            warnings.warn(
+                f"no replay buffer dump at {str(path)!r}: resuming with an empty buffer "
+                "(frames already collected are not replayed)",
+                stacklevel=2,
+            )
+            return
+        _feeder(trainer).buffer.loads(path)
+
+
+class PeriodicEvaluation(L.Callback):
+    """Deterministic evaluation episodes every ``every_frames`` frames and at the end.
+
+    Runs on global rank 0 only. Its history (frames, updates, mean, std) is part of the
+    checkpoint, so a resumed run keeps its learning curve.
+    """
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.history: list[dict[str, float]] = []
+        self._env = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = list(state_dict["history"])
+
+    def _due(self, frames: int) -> bool:
+        every = self.cfg.eval.every_frames
+        last = self.history[-1]["frames"] if self.history else 0
+        return every > 0 and frames // every > last // every
+
+    def _evaluate(self, trainer: L.Trainer, pl_module) -> dict[str, float] | None:
+        if not trainer.is_global_zero:
+            return None
+        if self._env is None:
+            self._env = make_env(
+                self.cfg.env.id,
+                seed=self.cfg.seed + EVAL_SEED_OFFSET,
+                device=pl_module.device,
+                max_episode_steps=self.cfg.env.max_episode_steps,
+            )
+        result = evaluate_policy(self._env, pl_module.exploration_policy(), self.cfg.eval.episodes)
+        feeder = _feeder(trainer)
+        record = {
+            "frames": feeder.frames,
+            "updates": trainer.global_step,
+            "return_mean": result.mean,
+            "return_std": result.std,
+        }
+        self.history.append(record)
+        metrics = {"eval/return_mean": result.mean, "eval/return_std": result.std}
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)
+        return record
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self._due(_feeder(trainer).frames):
+            self._evaluate(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        last = self.history[-1]["updates"] if self.history else -1
+        if last != trainer.global_step:
+            self._evaluate(trainer, pl_module)
+        if self._env is not None:
+            self._env.close()
+
+
+class RunSummary(L.Callback):
+    """At the end: ``summary.json``, ``learning_curve.png`` and a per-rank ``ranks/rank-R.json``.
+
+    The per-rank files hold a checksum of the parameters and of the replay data, which the
+    DDP test compares: parameters must agree across ranks, data must differ.
+    """
+
+    def __init__(self, run_folder: Path, evaluation: PeriodicEvaluation) -> None:
+        self.run_folder = run_folder
+        self.evaluation = evaluation
+        self._start = time.perf_counter()
+        self.summary: dict[str, Any] = {}
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        feeder = _feeder(trainer)
+        params = torch.cat([p.detach().float().flatten().cpu() for p in pl_module.parameters()])
+        storage = feeder.buffer.storage
+        observations = storage[: len(storage)]["observation"] if len(storage) else None
+        rank_info = {
+            "rank": trainer.global_rank,
+            "frames": feeder.frames,
+            "updates": trainer.global_step,
+            "parameter_checksum": float(params.double().sum()),
+            "replay_checksum": None if observations is None else float(observations.sum()),
+        }
+        ranks = self.run_folder / "ranks"
+        ranks.mkdir(parents=True, exist_ok=True)
+        (ranks / f"rank-{trainer.global_rank}.json").write_text(json.dumps(rank_info, indent=2))
+        if not trainer.is_global_zero:
+            return
+        history = self.evaluation.history
+        final = history[-1] if history else {}
+        self.summary = {
+            "algo": pl_module.cfg.algo,
+            "env": pl_module.cfg.env.id,
+            "frames": feeder.frames,
+            "updates": trainer.global_step,
+            "episodes": feeder.episodes,
+            "wall_time_s": round(time.perf_counter() - self._start, 1),
+            "final_eval_return_mean": final.get("return_mean"),
+            "final_eval_return_std": final.get("return_std"),
+            "eval_history": history,
+        }
+        (self.run_folder / "summary.json").write_text(json.dumps(self.summary, indent=2))
+        plot_learning_curve(history, feeder.return_history, self.run_folder / "learning_curve.png")
+
+
+def plot_learning_curve(
+    eval_history: list[dict[str, float]],
+    train_returns: list[tuple[int, float]],
+    path: Path,
+) -> None:
+    """Evaluation return (mean ± std) and training episode returns against frames."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    if train_returns:
+        frames, returns = zip(*train_returns, strict=True)
+        ax.plot(frames, returns, ".", alpha=0.3, markersize=3, label="training episodes")
+    if eval_history:
+        frames = [h["frames"] for h in eval_history]
+        mean = [h["return_mean"] for h in eval_history]
+        std = [h["return_std"] for h in eval_history]
+        ax.errorbar(frames, mean, yerr=std, marker="o", capsize=3, label="evaluation")
+    ax.set_xlabel("environment frames")
+    ax.set_ylabel("episode return")
+    ax.legend(loc="best")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)

@@ -1,0 +1,93 @@
+"""Finding, checking and describing run folders and checkpoints.
+
+A run folder holds ``config.yaml``, ``checkpoints/`` (Lightning ``.ckpt`` files, written
+atomically by Lightning: a temporary file moved into place), ``replay/`` (buffer dumps, one
+folder per checkpointed step and rank) and the logs. Everything that reads a checkpoint goes
+through :func:`read_checkpoint`, which turns unreadable or foreign files into a
+:class:`CheckpointError` naming the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+LAST = "last.ckpt"
+REQUIRED_KEYS = ("state_dict", "hyper_parameters", "global_step")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint or run folder is missing, corrupt or does not match the run."""
+
+
+def run_folder_of(checkpoint: Path) -> Path:
+    """``RUN/checkpoints/x.ckpt`` → ``RUN``."""
+    return checkpoint.resolve().parent.parent
+
+
+def latest_run(run_dir: Path) -> Path:
+    """The run folder under ``run_dir`` whose last checkpoint is newest."""
+    candidates = sorted(run_dir.glob(f"*/checkpoints/{LAST}"), key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise CheckpointError(f"no run with a checkpoint under {str(run_dir)!r} to resume")
+    return run_folder_of(candidates[-1])
+
+
+def find_checkpoint(target: str | Path) -> Path:
+    """A checkpoint file from a ``.ckpt`` path or a run folder (its ``last.ckpt``)."""
+    path = Path(target)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        last = path / "checkpoints" / LAST
+        if last.is_file():
+            return last
+        raise CheckpointError(f"run folder {str(path)!r} has no checkpoints/{LAST}")
+    raise CheckpointError(f"{str(path)!r} is neither a checkpoint file nor a run folder")
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """Load a checkpoint on the CPU, or raise :class:`CheckpointError` saying why not."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # torch raises many types for truncated or foreign files
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is corrupt or not a checkpoint ({type(error).__name__}: "
+            f"{error})"
+        ) from None
+    if not isinstance(checkpoint, dict) or any(k not in checkpoint for k in REQUIRED_KEYS):
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is not an s2ac-lit checkpoint (needs keys {REQUIRED_KEYS})"
+        )
+    return checkpoint
+
+
+def check_compatible(checkpoint: dict[str, Any], module: torch.nn.Module, path: Path) -> None:
+    """Raise :class:`CheckpointError` if the weights do not fit ``module``'s shapes."""
+    expected = module.state_dict()
+    found = checkpoint["state_dict"]
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    wrong = sorted(
+        key
+        for key in set(expected) & set(found)
+        if tuple(expected[key].shape) != tuple(found[key].shape)
+    )
+    if missing or unexpected or wrong:
+        details = []
+        if wrong:
+            key = wrong[0]
+            details.append(
+                f"{len(wrong)} tensors of other shapes, e.g. {key}: checkpoint "
+                f"{tuple(found[key].shape)} vs config {tuple(expected[key].shape)}"
+            )
+        if missing:
+            details.append(f"{len(missing)} missing, e.g. {missing[0]}")
+        if unexpected:
+            details.append(f"{len(unexpected)} unexpected, e.g. {unexpected[0]}")
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} does not match the configured networks: "
+            + "; ".join(details)
+        )

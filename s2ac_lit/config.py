@@ -1,0 +1,351 @@
+"""Configuration schema: typed dataclasses merged with YAML presets and CLI overrides.
+
+``load_config(yaml_path, overrides)`` merges ``OmegaConf.structured(Config)``, a YAML preset from
+``conf/`` and ``key=value`` overrides, then validates. Unknown keys, wrong types and values
+outside the allowed choices fail with a :class:`ConfigError` that names the key and what is
+allowed. Defaults are the authors' MuJoCo settings (S2AC.md §3); presets override them.
+
+Choice fields are plain strings checked against the allowed tuples below (OmegaConf cannot
+check ``Literal``), so one error path covers every choice.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+ALGOS = ("s2ac", "sac", "sql")
+BANDWIDTH_RULES = ("median", "mean_half")
+ENTROPY_NORMS = ("m", "m-1")
+SELF_TERMS = ("none", "exact", "hutchinson")
+ACTOR_INITS = ("fixed", "learned")
+BOUNDS = ("none", "init", "all")
+SELECTIONS = ("random", "softmax", "max", "amortized")
+ACTIVATIONS = ("elu", "relu", "tanh", "silu")
+PRECISIONS = ("32", "32-true", "64", "64-true", "bf16-mixed", "16-mixed", "bf16-true")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+
+
+class ConfigError(ValueError):
+    """A configuration value is unknown, mistyped or out of range."""
+
+
+@dataclass
+class EnvConfig:
+    id: str = "Walker2d-v5"
+    """Gymnasium id (``s2ac_lit/MultiGoalMaxEnt-v0`` and friends are registered by s2ac_lit)."""
+    max_episode_steps: int | None = None
+    """Override the env's time limit (None keeps the registered one)."""
+
+
+@dataclass
+class CollectorConfig:
+    total_frames: int = 500_000
+    """Environment steps of the whole run (per rank)."""
+    init_random_frames: int = 10_000
+    """Initial steps taken with uniformly random actions."""
+    frames_per_batch: int = 50
+    """Environment steps collected between two rounds of updates."""
+    update_after: int = 1_000
+    """No updates before this many frames are in the buffer."""
+    updates_per_batch: int = 50
+    """Gradient updates after each collected batch (authors: 50 every 50 steps)."""
+
+
+@dataclass
+class ReplayConfig:
+    capacity: int = 1_000_000
+    """Transitions the buffer holds (per rank)."""
+    batch_size: int = 100
+    """Transitions per update."""
+    checkpoint: bool = True
+    """Dump the buffer beside each checkpoint so a resumed run keeps its data."""
+
+
+@dataclass
+class OptimConfig:
+    critic_lr: float = 1e-3
+    """Adam learning rate of the critics."""
+    actor_lr: float = 1e-3
+    """Adam learning rate of the actor (init network, amortised sampler)."""
+    alpha_lr: float = 3e-4
+    """Adam learning rate of log α when α is learned."""
+    gamma: float = 0.99
+    """Discount factor."""
+    tau: float = 0.005
+    """Polyak weight of the online critics in the target update."""
+    max_grad_norm: float | None = None
+    """Clip the global gradient norm (None: no clipping)."""
+
+
+@dataclass
+class SVGDConfig:
+    num_particles: int = 10
+    """Particles per state, m."""
+    steps: int = 3
+    """SVGD steps, L."""
+    step_size: float = 0.1
+    """SVGD step size, ε."""
+    bandwidth: str | float = "mean_half"
+    """Kernel variance rule: 'median', 'mean_half' or a fixed float."""
+    include_diagonal: bool = False
+    """Adaptive bandwidths over all m² distances, zeros included (authors' code)."""
+    entropy_norm: str = "m"
+    """Normalisation of the log-det sum: 'm' or 'm-1' (authors' code)."""
+    self_term: str = "none"
+    """Laplacian self term of the log-det: 'none', 'exact' or 'hutchinson'."""
+
+
+@dataclass
+class ActorConfig:
+    init: str = "learned"
+    """'learned' is S2AC(φ,θ), 'fixed' is S2AC(φ) (ignored by sac and sql)."""
+    init_std: float = 0.5
+    """σ₀ of the fixed initial distribution."""
+    hidden_sizes: list[int] = field(default_factory=lambda: [256, 256, 256])
+    """Hidden widths of the init network (and of SAC's actor)."""
+    activation: str = "elu"
+    """Activation: 'elu', 'relu', 'tanh' or 'silu'."""
+    std_min: float = 0.1
+    """Lower bound of σθ(s)."""
+    std_max: float = 1.0
+    """Upper bound of σθ(s)."""
+    truncation: float = 3.0
+    """Initial noise is a standard normal truncated to ±truncation."""
+    bound: str = "init"
+    """Box μ ± tσ for 'init' particles only, 'all' SVGD iterates, or 'none'."""
+    squash_correction: bool = False
+    """Add the tanh log-Jacobian to the SVGD energy."""
+    amortized: bool = False
+    """Also train an amortised sampler (one forward pass per action)."""
+    eval_selection: str = "softmax"
+    """Particle used when acting deterministically: 'softmax', 'max', 'amortized', 'random'."""
+
+
+@dataclass
+class CriticConfig:
+    num_critics: int = 2
+    """Critics in the ensemble; targets use their minimum."""
+    hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
+    """Hidden widths of each critic."""
+    activation: str = "elu"
+    """Activation (smooth, since the actor loss differentiates through ∇ₐQ)."""
+
+
+@dataclass
+class LossConfig:
+    alpha_init: float = 0.2
+    """Initial (or fixed) entropy temperature α."""
+    learn_alpha: bool = False
+    """Learn α towards target_entropy."""
+    target_entropy: str | float = "auto"
+    """Target entropy for learned α: 'auto' (minus the action dimension) or a float."""
+    temperature: str | float = "alpha"
+    """Sampler temperature T of exp(Q/T): 'alpha' (paper) or a float (authors' code: 1.0)."""
+
+
+@dataclass
+class TrainerConfig:
+    accelerator: str = "auto"
+    """Lightning accelerator: 'auto', 'cpu', 'gpu'."""
+    devices: int | str = 1
+    """Devices per node; more than 1 runs DDP."""
+    num_nodes: int = 1
+    """Nodes for multi-node DDP."""
+    strategy: str = "auto"
+    """Lightning strategy ('auto', 'ddp', ...); 'auto' picks DDP for several devices."""
+    precision: str = "32"
+    """'32', 'bf16-mixed' or '16-mixed'."""
+    log_every_updates: int = 50
+    """Log training metrics every this many updates."""
+    checkpoint_every_updates: int = 5_000
+    """Write a checkpoint every this many updates (and at the end)."""
+    threads: int = 1
+    """torch CPU threads per process (1 avoids spin-waiting on small CPUs)."""
+    progress_bar: bool = True
+    """Show Lightning's progress bar."""
+
+
+@dataclass
+class EvalConfig:
+    every_frames: int = 10_000
+    """Run evaluation episodes every this many frames (0: only at the end)."""
+    episodes: int = 5
+    """Episodes per evaluation."""
+
+
+@dataclass
+class Config:
+    algo: str = "s2ac"
+    """'s2ac', 'sac' or 'sql'."""
+    seed: int = 0
+    """Seeds torch, numpy, the envs and action sampling; rank r uses seed + r."""
+    run_dir: str = "runs"
+    """Folder that holds one sub-folder per run."""
+    name: str = ""
+    """Run name prefix (the folder is <name>-<timestamp>-<hash>)."""
+    env: EnvConfig = field(default_factory=EnvConfig)
+    collector: CollectorConfig = field(default_factory=CollectorConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    svgd: SVGDConfig = field(default_factory=SVGDConfig)
+    actor: ActorConfig = field(default_factory=ActorConfig)
+    critic: CriticConfig = field(default_factory=CriticConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "algo": ALGOS,
+    "svgd.entropy_norm": ENTROPY_NORMS,
+    "svgd.self_term": SELF_TERMS,
+    "actor.init": ACTOR_INITS,
+    "actor.activation": ACTIVATIONS,
+    "actor.bound": BOUNDS,
+    "actor.eval_selection": SELECTIONS,
+    "critic.activation": ACTIVATIONS,
+    "trainer.precision": PRECISIONS,
+    "trainer.accelerator": ACCELERATORS,
+}
+
+_POSITIVE: tuple[str, ...] = (
+    "collector.total_frames",
+    "collector.frames_per_batch",
+    "replay.capacity",
+    "replay.batch_size",
+    "optim.critic_lr",
+    "optim.actor_lr",
+    "optim.alpha_lr",
+    "optim.tau",
+    "svgd.num_particles",
+    "svgd.step_size",
+    "actor.init_std",
+    "actor.truncation",
+    "critic.num_critics",
+    "loss.alpha_init",
+    "trainer.num_nodes",
+    "trainer.log_every_updates",
+    "trainer.checkpoint_every_updates",
+    "trainer.threads",
+    "eval.episodes",
+)
+_NON_NEGATIVE: tuple[str, ...] = (
+    "collector.init_random_frames",
+    "collector.update_after",
+    "collector.updates_per_batch",
+    "svgd.steps",
+    "eval.every_frames",
+)
+
+
+def _get(cfg: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def _check_union(key: str, value: Any, names: tuple[str, ...], what: str) -> None:
+    if isinstance(value, str) and value not in names:
+        raise ConfigError(f"{key}={value!r} is not allowed; allowed: {names} or {what}")
+    if not isinstance(value, str) and value <= 0:
+        raise ConfigError(f"{key}={value!r} must be > 0")
+
+
+def validate(cfg: Config) -> Config:
+    """Check choices and ranges; returns ``cfg`` or raises :class:`ConfigError`."""
+    for key, allowed in _CHOICES.items():
+        value = str(_get(cfg, key))
+        if value not in allowed:
+            hint = difflib.get_close_matches(value, allowed, n=1)
+            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise ConfigError(f"{key}={value!r} is not allowed; allowed: {allowed}{extra}")
+    for key in _POSITIVE:
+        if _get(cfg, key) <= 0:
+            raise ConfigError(f"{key}={_get(cfg, key)!r} must be > 0")
+    for key in _NON_NEGATIVE:
+        if _get(cfg, key) < 0:
+            raise ConfigError(f"{key}={_get(cfg, key)!r} must be >= 0")
+    _check_union("svgd.bandwidth", cfg.svgd.bandwidth, BANDWIDTH_RULES, "a kernel variance > 0")
+    _check_union("loss.temperature", cfg.loss.temperature, ("alpha",), "a float > 0")
+    if isinstance(cfg.loss.target_entropy, str) and cfg.loss.target_entropy != "auto":
+        raise ConfigError(
+            f"loss.target_entropy={cfg.loss.target_entropy!r} is not allowed; "
+            "allowed: 'auto' or a float"
+        )
+    if not 0 < cfg.actor.std_min < cfg.actor.std_max:
+        raise ConfigError(
+            f"actor.std_min={cfg.actor.std_min} and actor.std_max={cfg.actor.std_max} "
+            "must satisfy 0 < std_min < std_max"
+        )
+    if cfg.optim.gamma < 0 or cfg.optim.gamma > 1:
+        raise ConfigError(f"optim.gamma={cfg.optim.gamma} must lie in [0, 1]")
+    if cfg.optim.tau > 1:
+        raise ConfigError(f"optim.tau={cfg.optim.tau} must lie in (0, 1]")
+    if cfg.svgd.num_particles < 2 and isinstance(cfg.svgd.bandwidth, str):
+        raise ConfigError("svgd.num_particles must be >= 2 with an adaptive svgd.bandwidth")
+    if cfg.actor.eval_selection == "amortized" and not cfg.actor.amortized:
+        raise ConfigError("actor.eval_selection='amortized' needs actor.amortized=true")
+    return cfg
+
+
+def _friendly(error: OmegaConfBaseException, source: str) -> ConfigError:
+    key = getattr(error, "full_key", None) or "?"
+    first_line = str(error).splitlines()[0]
+    if "not in" in first_line and "Key" in first_line:
+        parent = key.rsplit(".", 1)[0] if "." in key else ""
+        node = OmegaConf.structured(Config)
+        allowed = list(_get(node, parent).keys()) if parent else list(node.keys())
+        leaf = key.rsplit(".", 1)[-1]
+        hint = difflib.get_close_matches(leaf, allowed, n=1)
+        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+        return ConfigError(f"unknown config key {key!r} in {source}{extra}; allowed: {allowed}")
+    return ConfigError(f"bad value for {key!r} in {source}: {first_line}")
+
+
+def merge_config(
+    base: DictConfig | Config | None = None,
+    yaml_path: str | Path | None = None,
+    overrides: list[str] | None = None,
+) -> DictConfig:
+    """Schema ← base ← YAML preset ← ``key=value`` overrides, type-checked by OmegaConf."""
+    merged = OmegaConf.structured(Config)
+    layers = [("defaults", base)] if base is not None else []
+    if yaml_path is not None:
+        path = Path(yaml_path)
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} does not exist")
+        layers.append((str(path), OmegaConf.load(path)))
+    if overrides:
+        bad = [item for item in overrides if "=" not in item]
+        if bad:
+            raise ConfigError(f"overrides must look like key=value, got {bad}")
+        layers.append(("command line", OmegaConf.from_dotlist(overrides)))
+    for source, layer in layers:
+        try:
+            merged = OmegaConf.merge(merged, layer)
+        except OmegaConfBaseException as error:
+            raise _friendly(error, source) from None
+    return merged
+
+
+def load_config(yaml_path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """The validated, typed :class:`Config` for a preset and overrides."""
+    return to_config(merge_config(yaml_path=yaml_path, overrides=overrides))
+
+
+def to_config(merged: DictConfig) -> Config:
+    """A typed, validated :class:`Config` from a merged ``DictConfig``."""
+    cfg = OmegaConf.to_object(merged)
+    assert isinstance(cfg, Config)
+    return validate(cfg)
+
+
+def to_yaml(cfg: Config) -> str:
+    """The resolved config as YAML (what the run folder keeps)."""
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))

@@ -1,0 +1,241 @@
+"""The data side of training: a TorchRL collector feeding a TensorDict replay buffer.
+
+:class:`ReplayFeeder` is the iterable Lightning trains on: each item is one replay batch, one
+gradient update. Between rounds of updates it collects ``frames_per_batch`` environment steps
+(the first ``init_random_frames`` with uniformly random actions). Its counters are exact at
+every yield, so a checkpoint taken after update U holds exactly the frames and updates that
+produced it: a resumed run neither loses nor repeats work.
+
+:class:`ReplayDataModule` builds one feeder per rank in ``setup()``, seeded with
+``seed + global_rank`` before the env and collector exist, and keeps env, collector and buffer
+out of the LightningModule tree.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from tensordict import TensorDictBase
+from torchrl.collectors import Collector
+from torchrl.data import LazyTensorStorage, ReplayBuffer
+from torchrl.envs import EnvBase
+
+from s2ac_lit.config import CollectorConfig, Config, ReplayConfig
+from s2ac_lit.envs import make_env
+
+PolicyFactory = Callable[[], Callable[[TensorDictBase], TensorDictBase]]
+
+
+def capture_rng() -> dict[str, Any]:
+    """Python, numpy, torch (and CUDA) random states."""
+    state = {
+        "python": random.getstate(),
+        # A tensor, not an ndarray: checkpoints must load with torch.load(weights_only=True).
+        "numpy": _numpy_state_as_tensors(np.random.get_state()),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _numpy_state_as_tensors(state: tuple) -> tuple:
+    kind, keys, pos, has_gauss, cached = state
+    return kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng`."""
+    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class ReplayFeeder:
+    """Iterable of replay batches, one per gradient update, collecting as it goes.
+
+    Schedule (S2AC.md §3): collect ``frames_per_batch`` frames; once ``update_after`` frames
+    have been collected, yield ``updates_per_batch`` batches; repeat until ``total_frames``.
+
+    Args:
+        env: the environment to collect from (kept outside any nn.Module tree).
+        policy_factory: returns the exploration policy; called when iteration starts, so
+            the policy's parameters are already on their device.
+        buffer: the replay buffer (sampling returns ``batch_size`` transitions).
+        schedule: the collector config.
+        policy_device: where the policy runs.
+    """
+
+    def __init__(
+        self,
+        env: EnvBase,
+        policy_factory: PolicyFactory,
+        buffer: ReplayBuffer,
+        schedule: CollectorConfig,
+        *,
+        policy_device: torch.device | str = "cpu",
+    ) -> None:
+        self.env = env
+        self.policy_factory = policy_factory
+        self.buffer = buffer
+        self.schedule = schedule
+        self.policy_device = torch.device(policy_device)
+        self.frames = 0
+        self.updates = 0
+        self.episodes = 0
+        self.return_history: list[tuple[int, float]] = []
+        self._round_updates = 0
+        self._round_target = 0
+        self._collector: Collector | None = None
+        self._collector_iter: Iterator[TensorDictBase] | None = None
+        self._pending_collector_state: dict[str, Any] | None = None
+
+    def _build_collector(self) -> None:
+        self._collector = Collector(
+            self.env,
+            self.policy_factory(),
+            frames_per_batch=self.schedule.frames_per_batch,
+            total_frames=-1,  # a finite budget closes the env silently; we stop ourselves
+            init_random_frames=self.schedule.init_random_frames,
+            policy_device=self.policy_device,
+            env_device="cpu",
+            storing_device="cpu",
+            auto_register_policy_transforms=False,
+            trust_policy=True,  # the policy holds no parameters of its own to cast
+        )
+        if self._pending_collector_state is not None:
+            self._collector.load_state_dict(self._pending_collector_state)
+            self._pending_collector_state = None
+        self._collector_iter = iter(self._collector)
+
+    def _collect(self) -> None:
+        if self._collector_iter is None:
+            self._build_collector()
+        data = next(self._collector_iter).reshape(-1)
+        self.buffer.extend(data)
+        self.frames += data.numel()
+        finished = data["next", "done"].reshape(-1)
+        if finished.any():
+            returns = data["next", "episode_reward"].reshape(-1)[finished]
+            self.return_history += [(self.frames, r) for r in returns.tolist()]
+            self.episodes += int(finished.sum())
+        due = self.frames >= self.schedule.update_after
+        self._round_updates = 0
+        self._round_target = self.schedule.updates_per_batch if due else 0
+
+    def recent_return(self, episodes: int = 20) -> float | None:
+        """Mean return of the last ``episodes`` finished training episodes (None if none)."""
+        recent = self.return_history[-episodes:]
+        return sum(r for _, r in recent) / len(recent) if recent else None
+
+    @property
+    def total_updates(self) -> int:
+        """Updates the whole run will make (a function of the schedule alone)."""
+        s = self.schedule
+        rounds = s.total_frames // s.frames_per_batch
+        first_due = -(-s.update_after // s.frames_per_batch)  # first round with frames ≥ start
+        return max(0, rounds - max(first_due, 1) + 1) * s.updates_per_batch
+
+    def __iter__(self) -> Iterator[TensorDictBase]:
+        while True:
+            while self._round_updates < self._round_target:
+                # Count the batch before yielding: a checkpoint taken while suspended here,
+                # after the update that consumed it, must already include it.
+                self._round_updates += 1
+                self.updates += 1
+                yield self.buffer.sample()
+            if self.frames >= self.schedule.total_frames:
+                return
+            self._collect()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Counters, the collector's state and the random states (not the buffer)."""
+        collector_state = (
+            self._collector.state_dict()
+            if self._collector is not None
+            else self._pending_collector_state
+        )
+        return {
+            "frames": self.frames,
+            "updates": self.updates,
+            "episodes": self.episodes,
+            "return_history": self.return_history,
+            "round_updates": self._round_updates,
+            "round_target": self._round_target,
+            "collector": collector_state,
+            "rng": capture_rng(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.frames = state["frames"]
+        self.updates = state["updates"]
+        self.episodes = state["episodes"]
+        self.return_history = list(state["return_history"])
+        self._round_updates = state["round_updates"]
+        self._round_target = state["round_target"]
+        self._pending_collector_state = state["collector"]
+        self._collector = self._collector_iter = None
+        restore_rng(state["rng"])
+
+    def close(self) -> None:
+        if self._collector is not None:
+            self._collector.shutdown()
+        elif not self.env.is_closed:
+            self.env.close()
+
+
+def make_replay_buffer(cfg: ReplayConfig, device: torch.device | str = "cpu") -> ReplayBuffer:
+    """A uniform TensorDict replay buffer whose storage lives on ``device``."""
+    return ReplayBuffer(
+        storage=LazyTensorStorage(cfg.capacity, device=device),
+        batch_size=cfg.batch_size,
+    )
+
+
+class ReplayDataModule(L.LightningDataModule):
+    """One env, collector and replay buffer per rank; ``train_dataloader`` is the feeder.
+
+    The exploration policy comes from the LightningModule (``exploration_policy()``).
+    Lightning checkpoints the feeder's ``state_dict`` itself (it is the train dataloader);
+    the buffer is dumped beside the checkpoint by :class:`s2ac_lit.callbacks.ReplayCheckpoint`,
+    since it can be hundreds of MB.
+    """
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.feeder: ReplayFeeder | None = None
+
+    def setup(self, stage: str) -> None:
+        if self.feeder is not None:
+            return
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        seed = self.cfg.seed + rank
+        # Seed before the env and collector exist: the collector resets the env on build.
+        L.seed_everything(seed, workers=False, verbose=False)
+        device = self.trainer.strategy.root_device if self.trainer is not None else "cpu"
+        env = make_env(self.cfg.env.id, seed=seed, max_episode_steps=self.cfg.env.max_episode_steps)
+        module = self.trainer.lightning_module
+        self.feeder = ReplayFeeder(
+            env,
+            module.exploration_policy,
+            make_replay_buffer(self.cfg.replay, device=device),
+            self.cfg.collector,
+            policy_device=device,
+        )
+
+    def train_dataloader(self) -> ReplayFeeder:
+        assert self.feeder is not None, "setup() builds the feeder"
+        return self.feeder
+
+    def teardown(self, stage: str) -> None:
+        if self.feeder is not None:
+            self.feeder.close()

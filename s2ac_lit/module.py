@@ -1,0 +1,138 @@
+"""The LightningModule: one gradient update of S2AC (or SAC, SQL) per training step.
+
+Manual optimisation with one Adam over three parameter groups (critic, actor, α) and one
+backward of the summed losses. Summing is exact here: each loss reaches only its own group
+(the actor loss sees detached critic parameters, α's loss a detached entropy), so the result
+equals three separate backwards, while ``global_step`` counts updates (one optimiser step
+each) and DDP sees a single backward per step. The target critics follow with
+``SoftUpdate`` after every step.
+
+The training step takes ``dataloader_iter`` so that Lightning does not prefetch: the replay
+feeder's counters then describe exactly the updates done when a checkpoint is written.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from omegaconf import OmegaConf
+from tensordict import TensorDictBase
+from torchrl.objectives import SoftUpdate
+
+from s2ac_lit.algorithms import Policy, build_algorithm, parameter_groups
+from s2ac_lit.checkpoints import check_compatible, read_checkpoint
+from s2ac_lit.config import Config, merge_config, to_config
+
+LOSS_PREFIX = "loss_"
+LOGGED = ("alpha", "entropy", "q_value", "target_value")
+
+
+class RLModule(L.LightningModule):
+    """Loss, optimiser and target updates for ``cfg.algo``; data comes from the feeder.
+
+    Args:
+        cfg: the run's config.
+        observation_dim: O.
+        action_low, action_high: ``[A]`` action bounds.
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        observation_dim: int,
+        action_low: Sequence[float],
+        action_high: Sequence[float],
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(
+            {
+                "config": OmegaConf.to_container(OmegaConf.structured(cfg)),
+                "observation_dim": observation_dim,
+                "action_low": list(map(float, action_low)),
+                "action_high": list(map(float, action_high)),
+            }
+        )
+        self.cfg = cfg
+        self.automatic_optimization = False
+        algorithm = build_algorithm(cfg, observation_dim, action_low, action_high)
+        self.loss_module = algorithm.loss
+        # Policy and updater stay outside the module tree: the policy only references the
+        # loss's networks, and collectors may move or copy what they are given.
+        self.__dict__["_policy"] = algorithm.policy
+        self.__dict__["target_updater"] = SoftUpdate(self.loss_module, tau=cfg.optim.tau)
+        self._last_log = (time.perf_counter(), 0)
+
+    @classmethod
+    def from_hparams(cls, hparams: dict[str, Any]) -> RLModule:
+        """Rebuild an untrained module from a checkpoint's ``hyper_parameters``."""
+        cfg = to_config(merge_config(base=OmegaConf.create(hparams["config"])))
+        return cls(cfg, hparams["observation_dim"], hparams["action_low"], hparams["action_high"])
+
+    @classmethod
+    def load(cls, path: Path) -> RLModule:
+        """A trained module from a checkpoint file (CPU), with clear errors for bad files."""
+        checkpoint = read_checkpoint(path)
+        module = cls.from_hparams(checkpoint["hyper_parameters"])
+        check_compatible(checkpoint, module, path)
+        module.load_state_dict(checkpoint["state_dict"])
+        return module
+
+    def exploration_policy(self) -> Policy:
+        """The policy collectors act with (random particle / sample while exploring)."""
+        return self._policy
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        """One Adam with groups ``critic``, ``actor`` (absent for S2AC(φ)) and ``alpha``."""
+        o = self.cfg.optim
+        lrs = {"critic": o.critic_lr, "actor": o.actor_lr, "alpha": o.alpha_lr}
+        return torch.optim.Adam(parameter_groups(self.loss_module, lrs))
+
+    def training_step(self, dataloader_iter: Iterator) -> None:
+        """One update on one replay batch; the feeder ending (StopIteration) ends training."""
+        batch, _, _ = next(dataloader_iter)
+        batch: TensorDictBase = batch.to(self.device)
+        out = self.loss_module(batch)
+        total = sum(value for key, value in out.items() if key.startswith(LOSS_PREFIX))
+        optimizer = self.optimizers()
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(total)
+        if self.cfg.optim.max_grad_norm is not None:
+            self.clip_gradients(
+                optimizer,
+                gradient_clip_val=self.cfg.optim.max_grad_norm,
+                gradient_clip_algorithm="norm",
+            )
+        optimizer.step()
+        self.target_updater.step()
+        if self.global_step % self.cfg.trainer.log_every_updates == 0:
+            self._log(out)
+
+    def _log(self, out: TensorDictBase) -> None:
+        """Host-synchronising logging, only at the log interval."""
+        metrics = {
+            f"train/{key}": value.detach().float()
+            for key, value in out.items()
+            if key.startswith(LOSS_PREFIX) or key in LOGGED
+        }
+        feeder = self.trainer.datamodule.feeder
+        now, updates = time.perf_counter(), self.global_step
+        elapsed, self._last_log = now - self._last_log[0], (now, updates)
+        progress = {"frames": float(feeder.frames)}
+        if elapsed > 0 and updates:
+            progress["ups"] = (self.cfg.trainer.log_every_updates) / elapsed
+        recent = feeder.recent_return()
+        if recent is not None:
+            progress["ep_return"] = recent
+        self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=1)
+        self.log_dict(
+            {f"time/{k}" if k == "ups" else f"train/{k}": v for k, v in progress.items()},
+            on_step=True,
+            on_epoch=False,
+            batch_size=1,
+        )
+        self.log_dict(progress, prog_bar=True, logger=False, on_step=True, batch_size=1)

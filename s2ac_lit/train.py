@@ -1,0 +1,178 @@
+"""Entry point: ``python tools/fit.py --config conf/walker.yaml [key=value ...]``.
+
+``main(argv)`` parses the command line; ``train(cfg)`` builds the run folder, the module, the
+data module, the callbacks and the Lightning ``Trainer``, fits, and returns the run summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from omegaconf import OmegaConf
+
+from s2ac_lit.callbacks import PeriodicEvaluation, ReplayCheckpoint, RunCheckpoint, RunSummary
+from s2ac_lit.checkpoints import (
+    CheckpointError,
+    check_compatible,
+    find_checkpoint,
+    latest_run,
+    read_checkpoint,
+    run_folder_of,
+)
+from s2ac_lit.config import Config, ConfigError, merge_config, to_config, to_yaml
+from s2ac_lit.data import ReplayDataModule
+from s2ac_lit.envs import env_dims, make_env
+from s2ac_lit.module import RLModule
+
+RUN_FOLDER_ENV = "S2AC_RUN_FOLDER"
+"""DDP ranks launched as subprocesses inherit the run folder of rank 0 through this variable."""
+
+
+def new_run_folder(cfg: Config) -> Path:
+    """``run_dir/[name-]YYYYmmdd-HHMMSS-<config hash>``, created with ``config.yaml`` in it."""
+    digest = hashlib.sha1(to_yaml(cfg).encode()).hexdigest()[:6]
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    prefix = f"{cfg.name}-" if cfg.name else ""
+    folder = Path(cfg.run_dir) / f"{prefix}{stamp}-{digest}"
+    folder.mkdir(parents=True, exist_ok=False)
+    (folder / "config.yaml").write_text(to_yaml(cfg))
+    return folder
+
+
+def build_trainer(cfg: Config, run_folder: Path, evaluation: PeriodicEvaluation) -> L.Trainer:
+    """The Lightning Trainer with checkpoints, replay dumps, evaluation and loggers."""
+    t = cfg.trainer
+    callbacks: list[L.Callback] = [
+        RunCheckpoint(
+            dirpath=run_folder / "checkpoints",
+            filename="{step}",
+            every_n_train_steps=t.checkpoint_every_updates,
+            save_last=True,
+        ),
+        evaluation,
+        RunSummary(run_folder, evaluation),
+    ]
+    if cfg.replay.checkpoint:
+        callbacks.append(ReplayCheckpoint(run_folder))
+    if t.progress_bar:
+        callbacks.append(TQDMProgressBar(refresh_rate=max(1, t.log_every_updates)))
+    loggers = [
+        TensorBoardLogger(run_folder, name="logs", version="tensorboard", default_hp_metric=False),
+        CSVLogger(run_folder, name="logs", version="csv"),
+    ]
+    return L.Trainer(
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        precision=t.precision,
+        max_epochs=1,  # the feeder ends the single epoch at collector.total_frames
+        callbacks=callbacks,
+        logger=loggers,
+        log_every_n_steps=t.log_every_updates,
+        enable_progress_bar=t.progress_bar,
+        enable_model_summary=False,
+        default_root_dir=run_folder,
+        use_distributed_sampler=False,
+    )
+
+
+def train(cfg: Config, *, resume_from: Path | None = None) -> dict[str, Any]:
+    """Fit ``cfg`` (or continue the run of checkpoint ``resume_from``); returns the summary."""
+    torch.set_num_threads(cfg.trainer.threads)
+    # Manual optimisation checkpoints the state after each update, which is what we want.
+    warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
+    if resume_from is not None:
+        run_folder = run_folder_of(resume_from)
+    elif RUN_FOLDER_ENV in os.environ:  # a DDP rank started by rank 0
+        run_folder = Path(os.environ[RUN_FOLDER_ENV])
+    else:
+        run_folder = new_run_folder(cfg)
+
+    L.seed_everything(cfg.seed, workers=False, verbose=False)
+    probe = make_env(cfg.env.id, max_episode_steps=cfg.env.max_episode_steps)
+    dims = env_dims(probe)
+    probe.close()
+    module = RLModule(
+        cfg, dims.observation_dim, dims.action_low.tolist(), dims.action_high.tolist()
+    )
+    if resume_from is not None:
+        check_compatible(read_checkpoint(resume_from), module, resume_from)
+
+    evaluation = PeriodicEvaluation(cfg)
+    trainer = build_trainer(cfg, run_folder, evaluation)
+    inherited = os.environ.get(RUN_FOLDER_ENV)
+    os.environ[RUN_FOLDER_ENV] = str(run_folder)
+    try:
+        trainer.fit(module, datamodule=ReplayDataModule(cfg), ckpt_path=resume_from)
+    finally:
+        if inherited is None:
+            os.environ.pop(RUN_FOLDER_ENV, None)
+    summary = next(c for c in trainer.callbacks if isinstance(c, RunSummary)).summary
+    return {"run_folder": str(run_folder), **summary}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="fit.py",
+        description="Train S2AC (or SAC, SQL) with Lightning. "
+        "Example: python tools/fit.py --config conf/walker.yaml seed=1 trainer.devices=2",
+    )
+    parser.add_argument("--config", help="YAML preset from conf/ (partial override of defaults)")
+    parser.add_argument(
+        "--resume",
+        metavar="RUN_OR_CKPT",
+        help="continue a run: a run folder, a .ckpt file, or 'auto' (latest run in run_dir)",
+    )
+    parser.add_argument("--print-config", action="store_true", help="print the merged config")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. seed=3")
+    return parser.parse_args(argv)
+
+
+def resolve(args: argparse.Namespace) -> tuple[Config, Path | None]:
+    """The config to run and, when resuming, the checkpoint to continue from."""
+    if not args.resume:
+        return to_config(merge_config(yaml_path=args.config, overrides=args.overrides)), None
+    if args.resume == "auto":
+        run_dir = to_config(merge_config(yaml_path=args.config, overrides=args.overrides)).run_dir
+        checkpoint = find_checkpoint(latest_run(Path(run_dir)))
+    else:
+        checkpoint = find_checkpoint(args.resume)
+    saved = run_folder_of(checkpoint) / "config.yaml"
+    if not saved.is_file():
+        raise CheckpointError(f"run folder of {str(checkpoint)!r} has no config.yaml")
+    base = OmegaConf.load(saved)
+    return to_config(merge_config(base=base, overrides=args.overrides)), checkpoint
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the process exit code."""
+    args = parse_args(argv)
+    try:
+        cfg, checkpoint = resolve(args)
+        if args.print_config:
+            print(to_yaml(cfg), end="")
+            return 0
+        summary = train(cfg, resume_from=checkpoint)
+    except (ConfigError, CheckpointError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if summary.get("frames") is not None:
+        print(
+            f"run {summary['run_folder']}: {summary['frames']} frames, {summary['updates']} "
+            f"updates, {summary['episodes']} episodes in {summary['wall_time_s']} s; final "
+            f"evaluation return {summary['final_eval_return_mean']:.2f} "
+            f"± {summary['final_eval_return_std']:.2f}"
+        )
+    return 0

@@ -1,0 +1,114 @@
+"""Config schema: every preset loads, and bad input fails naming the key and what is allowed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from s2ac_lit import actor, kernels, networks, svgd
+from s2ac_lit.config import (
+    ACTIVATIONS,
+    BANDWIDTH_RULES,
+    BOUNDS,
+    ENTROPY_NORMS,
+    SELECTIONS,
+    SELF_TERMS,
+    Config,
+    ConfigError,
+    load_config,
+)
+from s2ac_lit.train import main
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+PRESETS = sorted(CONF.glob("**/*.yaml"))
+
+
+def test_presets_exist() -> None:
+    names = {p.stem for p in PRESETS}
+    assert {"walker", "hopper", "halfcheetah", "ant", "humanoid", "multigoal"} <= names
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
+def test_every_preset_loads_into_the_schema(preset: Path) -> None:
+    cfg = load_config(preset)
+    assert isinstance(cfg, Config)
+
+
+def test_walker_has_the_authors_settings() -> None:
+    cfg = load_config(CONF / "walker.yaml")
+    assert cfg.env.id == "Walker2d-v5"
+    assert (cfg.svgd.num_particles, cfg.svgd.steps, cfg.svgd.step_size) == (10, 3, 0.1)
+    assert (cfg.replay.batch_size, cfg.collector.init_random_frames) == (100, 10_000)
+    assert (cfg.collector.update_after, cfg.collector.updates_per_batch) == (1_000, 50)
+    assert cfg.svgd.bandwidth == "mean_half" and cfg.actor.init == "learned"
+
+
+def test_required_keys_and_overrides() -> None:
+    cfg = load_config(
+        CONF / "walker.yaml",
+        [
+            "seed=7",
+            "run_dir=elsewhere",
+            "collector.total_frames=1000",
+            "collector.init_random_frames=10",
+            "trainer.accelerator=cpu",
+            "trainer.devices=2",
+            "trainer.precision=bf16-mixed",
+            "svgd.bandwidth=5.0",
+            "critic.hidden_sizes=[64,64]",
+        ],
+    )
+    assert (cfg.seed, cfg.run_dir, cfg.collector.total_frames) == (7, "elsewhere", 1000)
+    assert (cfg.trainer.accelerator, cfg.trainer.devices) == ("cpu", 2)
+    assert cfg.trainer.precision == "bf16-mixed"
+    assert cfg.svgd.bandwidth == 5.0
+    assert cfg.critic.hidden_sizes == [64, 64]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("colector.total_frames=5", r"unknown config key 'colector'.*did you mean 'collector'"),
+        ("svgd.stepz=3", r"unknown config key 'svgd.stepz'.*did you mean 'steps'"),
+        ("seed=abc", r"bad value for 'seed'"),
+        ("critic.hidden_sizes=[a]", r"bad value for 'critic.hidden_sizes"),
+        ("algo=ppo", r"algo='ppo' is not allowed; allowed: \('s2ac', 'sac', 'sql'\)"),
+        ("svgd.bandwidth=medain", r"svgd.bandwidth='medain' is not allowed"),
+        ("svgd.bandwidth=-1.0", r"svgd.bandwidth=-1.0 must be > 0"),
+        ("actor.bound=every", r"actor.bound='every' is not allowed"),
+        ("trainer.precision=8", r"trainer.precision='8' is not allowed"),
+        ("collector.total_frames=0", r"collector.total_frames=0 must be > 0"),
+        ("optim.gamma=1.5", r"optim.gamma=1.5 must lie in \[0, 1\]"),
+        ("actor.eval_selection=amortized", r"needs actor.amortized=true"),
+        ("seed", r"overrides must look like key=value"),
+    ],
+)
+def test_bad_values_name_the_key(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(CONF / "walker.yaml", [override])
+
+
+def test_missing_yaml_file() -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config("conf/nope.yaml")
+
+
+def test_choices_agree_with_the_library() -> None:
+    """config.py imports nothing from the package; its choice lists must still match it."""
+    assert BANDWIDTH_RULES == kernels.BANDWIDTH_RULES
+    assert SELECTIONS == actor.SELECTIONS
+    assert set(ACTIVATIONS) == set(networks._ACTIVATIONS)
+    assert ENTROPY_NORMS == svgd._ENTROPY_NORMS
+    assert SELF_TERMS == svgd._SELF_TERMS
+    assert BOUNDS == ("none", "init", "all")
+
+
+def test_cli_prints_config_and_reports_errors(capsys) -> None:
+    assert main(["--config", str(CONF / "walker.yaml"), "--print-config", "seed=3"]) == 0
+    printed = capsys.readouterr().out
+    assert "seed: 3" in printed and "id: Walker2d-v5" in printed
+    assert main(["--config", str(CONF / "walker.yaml"), "--print-config", "nope=1"]) == 2
+    assert "unknown config key 'nope'" in capsys.readouterr().err
+    assert main(["--print-config", "env.id=Walker2d-v9"]) == 2
+    assert "unknown environment id 'Walker2d-v9'" in capsys.readouterr().err

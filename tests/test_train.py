@@ -1,0 +1,216 @@
+"""End-to-end training: a tiny fit, kill-and-resume, bad checkpoints, DDP on CPU, evaluation.
+
+Runs use the multigoal env and tiny networks. The update schedule makes the number of updates
+a known function of the config: with 50-frame batches, updates from frame 100 and 10 updates
+per batch, F frames give (F/50 - 2 + 1)·10 updates.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from s2ac_lit.config import load_config
+from s2ac_lit.train import main, train
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "env.id=s2ac_lit/MultiGoalMaxEnt-v0",
+    "collector.init_random_frames=100",
+    "collector.frames_per_batch=50",
+    "collector.update_after=100",
+    "collector.updates_per_batch=10",
+    "replay.capacity=5000",
+    "replay.batch_size=32",
+    "svgd.num_particles=4",
+    "svgd.steps=2",
+    "actor.hidden_sizes=[16]",
+    "critic.hidden_sizes=[16,16]",
+    "trainer.log_every_updates=5",
+    "trainer.progress_bar=false",
+    "eval.episodes=2",
+]
+
+
+def expected_updates(frames: int) -> int:
+    return (frames // 50 - 2 + 1) * 10
+
+
+def tiny(tmp_path: Path, *extra: str) -> list[str]:
+    return [*TINY, f"run_dir={tmp_path / 'runs'}", *extra]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    tmp_path = tmp_path_factory.mktemp("fit")
+    cfg = load_config(
+        overrides=tiny(
+            tmp_path,
+            "collector.total_frames=400",
+            "trainer.checkpoint_every_updates=20",
+            "eval.every_frames=200",
+        )
+    )
+    summary = train(cfg)
+    return Path(summary["run_folder"])
+
+
+def test_fit_writes_everything_and_counts_exactly(finished_run: Path) -> None:
+    summary = json.loads((finished_run / "summary.json").read_text())
+    assert summary["frames"] == 400
+    assert summary["updates"] == expected_updates(400) == 70
+    # Every 200 frames (right after the first update that follows them), then the final policy.
+    assert [h["frames"] for h in summary["eval_history"]] == [200, 400, 400]
+    assert summary["eval_history"][-1]["updates"] == 70
+    for name in ("config.yaml", "learning_curve.png", "checkpoints/last.ckpt", "ranks/rank-0.json"):
+        assert (finished_run / name).is_file(), name
+    assert (finished_run / "logs" / "csv" / "metrics.csv").read_text().count("train/loss_qvalue")
+    assert list((finished_run / "logs" / "tensorboard").glob("events.*"))
+    checkpoint = torch.load(finished_run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] == 70
+    assert (finished_run / "replay" / checkpoint["replay_dir"] / "rank-0").is_dir()
+    assert torch.get_num_threads() == 1
+
+
+def test_evaluate_tool_reports_a_return(finished_run: Path, capsys) -> None:
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import evaluate
+    finally:
+        sys.path.pop(0)
+    assert (
+        evaluate.main([str(finished_run), "--episodes", "2", "--selection", "max", "--json"]) == 0
+    )
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["episodes"] == 2 and report["selection"] == "max"
+    assert -3000 < report["return_mean"] < 20
+
+
+def test_corrupt_checkpoint_is_a_clear_error(finished_run: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "copy"
+    shutil.copytree(finished_run, run)
+    last = run / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:1000])  # a truncated write
+    assert main(["--resume", str(run)]) == 2
+    assert "is corrupt or not a checkpoint" in capsys.readouterr().err
+
+
+def test_mismatched_checkpoint_is_a_clear_error(finished_run: Path, capsys) -> None:
+    assert main(["--resume", str(finished_run), "critic.hidden_sizes=[8]"]) == 2
+    err = capsys.readouterr().err
+    assert "does not match the configured networks" in err and "qvalue_network" in err
+
+
+def test_missing_run_is_a_clear_error(tmp_path: Path, capsys) -> None:
+    assert main(["--resume", str(tmp_path / "nothing")]) == 2
+    assert "neither a checkpoint file nor a run folder" in capsys.readouterr().err
+    assert main(["--resume", "auto", f"run_dir={tmp_path}"]) == 2
+    assert "no run with a checkpoint" in capsys.readouterr().err
+
+
+def run_fit(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "tools" / "fit.py"), *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_killed_run_resumes_without_losing_or_repeating_work(tmp_path: Path) -> None:
+    """SIGKILL right after the first periodic checkpoint; the resumed run must end with the
+    same frames and exactly the scheduled number of updates (a repeated or lost round would
+    change the count by 10)."""
+    frames = 2000
+    args = tiny(
+        tmp_path,
+        f"collector.total_frames={frames}",
+        "trainer.checkpoint_every_updates=20",
+        "eval.every_frames=1000",
+    )
+    process = run_fit(*args)
+    runs = tmp_path / "runs"
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(runs.glob("*/checkpoints/step=*.ckpt")):
+        assert process.poll() is None, process.stdout.read()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    (run,) = runs.iterdir()
+    assert not (run / "summary.json").exists(), "the run finished before it was killed"
+    killed_at = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    assert 0 < killed_at < expected_updates(frames)
+
+    resumed = run_fit("--resume", "auto", f"run_dir={runs}")
+    output, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, output
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["frames"] == frames
+    assert summary["updates"] == expected_updates(frames)
+    history_updates = [h["updates"] for h in summary["eval_history"]]
+    assert history_updates == sorted(set(history_updates))
+
+
+def test_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
+    """Gloo DDP: both ranks end with identical parameters but collected different data."""
+    process = run_fit(
+        *tiny(
+            tmp_path,
+            "collector.total_frames=300",
+            "trainer.accelerator=cpu",
+            "trainer.devices=2",
+            "trainer.strategy=ddp",
+            "eval.every_frames=0",
+            "replay.checkpoint=false",
+        )
+    )
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output
+    (run,) = (tmp_path / "runs").iterdir()
+    ranks = [json.loads((run / "ranks" / f"rank-{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["updates"] == ranks[1]["updates"] == expected_updates(300)
+    assert ranks[0]["parameter_checksum"] == ranks[1]["parameter_checksum"]
+    assert ranks[0]["replay_checksum"] != ranks[1]["replay_checksum"]
+
+
+def test_bf16_mixed_precision_on_cpu(tmp_path: Path) -> None:
+    cfg = load_config(
+        overrides=tiny(
+            tmp_path,
+            "collector.total_frames=150",
+            "trainer.precision=bf16-mixed",
+            "eval.every_frames=0",
+            "replay.checkpoint=false",
+        )
+    )
+    summary = train(cfg)
+    assert summary["updates"] == expected_updates(150)
+    assert math.isfinite(summary["final_eval_return_mean"])
+
+
+@pytest.mark.parametrize("algo", ["sac", "sql"])
+def test_baselines_train_through_the_same_trainer(tmp_path: Path, algo: str) -> None:
+    cfg = load_config(
+        overrides=tiny(
+            tmp_path,
+            f"algo={algo}",
+            "collector.total_frames=150",
+            "eval.every_frames=0",
+            "replay.checkpoint=false",
+        )
+    )
+    summary = train(cfg)
+    assert summary["algo"] == algo and summary["updates"] == expected_updates(150)

@@ -1,0 +1,74 @@
+"""Evaluate a checkpoint: ``python tools/evaluate.py RUN_DIR_OR_CKPT --episodes 10``.
+
+Prints the mean ± std return over N episodes with the chosen action selection (S2AC:
+``softmax``, ``max``, ``random`` or ``amortized``; SAC and SQL act with their own deterministic
+mode). ``--json`` prints one JSON object instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import torch
+from torchrl.envs.utils import ExplorationType
+
+from s2ac_lit.checkpoints import CheckpointError, find_checkpoint
+from s2ac_lit.envs import make_env
+from s2ac_lit.evaluation import evaluate_policy
+from s2ac_lit.module import RLModule
+from s2ac_lit.objectives import S2ACLoss
+
+SELECTIONS = ("softmax", "max", "random", "amortized")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("target", help="a run folder (its last.ckpt) or a .ckpt file")
+    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--selection", choices=SELECTIONS, help="S2AC particle selection")
+    parser.add_argument("--env", help="evaluate on another env id (e.g. an obstacle variant)")
+    parser.add_argument("--seed", type=int, default=12345)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    try:
+        path = find_checkpoint(args.target)
+        module = RLModule.load(path)
+        env = make_env(args.env or module.cfg.env.id, seed=args.seed)
+    except (CheckpointError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    torch.manual_seed(args.seed)
+    policy = module.exploration_policy()
+    exploration = ExplorationType.DETERMINISTIC
+    if args.selection is not None:
+        if not isinstance(module.loss_module, S2ACLoss):
+            print(f"error: --selection applies to s2ac, not {module.cfg.algo}", file=sys.stderr)
+            return 2
+        if args.selection == "random":
+            exploration = ExplorationType.RANDOM
+        else:
+            policy = module.loss_module.policy(eval_selection=args.selection)
+    result = evaluate_policy(env, policy, args.episodes, exploration=exploration)
+    report = {
+        "checkpoint": str(path),
+        "env": args.env or module.cfg.env.id,
+        "selection": args.selection or "default",
+        "episodes": args.episodes,
+        "return_mean": result.mean,
+        "return_std": result.std,
+    }
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(
+            f"{report['env']}: return {result.mean:.2f} ± {result.std:.2f} over "
+            f"{args.episodes} episodes (selection: {report['selection']})"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
