@@ -112,7 +112,7 @@ class ReplayFeeder:
             trust_policy=True,  # the policy holds no parameters of its own to cast
         )
         if self._pending_collector_state is not None:
-            self._collector.load_state_dict(self._pending_collector_state)
+            self._collector.load_state_dict(self._pending_collector_state, strict=False)
             self._pending_collector_state = None
         self._collector_iter = iter(self._collector)
 
@@ -158,11 +158,12 @@ class ReplayFeeder:
 
     def state_dict(self) -> dict[str, Any]:
         """Counters, the collector's state and the random states (not the buffer)."""
-        collector_state = (
-            self._collector.state_dict()
-            if self._collector is not None
-            else self._pending_collector_state
-        )
+        if self._collector is None:
+            collector_state = self._pending_collector_state
+        else:
+            # The policy's weights belong to the LightningModule's checkpoint, not here.
+            collector_state = dict(self._collector.state_dict())
+            collector_state.pop("policy_state_dict", None)
         return {
             "frames": self.frames,
             "updates": self.updates,
