@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 ALGOS = ("s2ac", "sac", "sql")
-BANDWIDTH_RULES = ("median", "mean_half")
+BANDWIDTH_RULES = ("median", "mean_half", "trace")
 ENTROPY_NORMS = ("m", "m-1")
 SELF_TERMS = ("none", "exact", "hutchinson")
 ACTOR_INITS = ("fixed", "learned")
@@ -92,7 +92,7 @@ class SVGDConfig:
     step_size: float = 0.1
     """SVGD step size, ε."""
     bandwidth: str | float = "mean_half"
-    """Kernel variance rule: 'median', 'mean_half' or a fixed float."""
+    """Kernel variance rule: 'median', 'mean_half', 'trace' or a fixed float."""
     include_diagonal: bool = False
     """Adaptive bandwidths over all m² distances, zeros included (authors' code)."""
     entropy_norm: str = "m"

