@@ -136,6 +136,47 @@ class AmortizedSampler(nn.Module):
         return self.net(torch.cat([obs, noise], -1))
 
 
+class QEnergy:
+    """The sampler's target: f(u) = min_k Q_k(s, squash(u)) / T (+ squash log-Jacobian).
+
+    Calling it maps u ``[..., M, A]`` to f ``[..., M]`` (``observation`` is ``[..., O]``); one
+    critic call evaluates every critic on every particle. When the critic has
+    ``value_and_action_grad`` (:class:`~s2ac_lit.networks.QEnsemble`), ``score_fn`` gives
+    ∇ᵤf in closed form, so the sampler needs no autograd for it; otherwise it is None.
+    """
+
+    def __init__(
+        self,
+        actor: SVGDActor,
+        observation: Tensor,
+        critic: Critic,
+        temperature: Tensor | float,
+    ) -> None:
+        self.actor = actor
+        self.observation = observation.unsqueeze(-2)
+        self.critic = critic
+        self.temperature = temperature
+        has_grad = hasattr(critic, "value_and_action_grad")
+        self.score_fn = self.score if has_grad else None
+
+    def __call__(self, u: Tensor) -> Tensor:
+        f = self.critic(self.observation, self.actor.squash(u)).amin(0) / self.temperature
+        if self.actor.squash_correction:
+            f = f + tanh_log_abs_det(u, self.actor.action_scale)
+        return f
+
+    def score(self, u: Tensor) -> Tensor:
+        """∇ᵤf: ∇ₐQ of the minimal critic, times da/du = scale·(1 - tanh²u), over T."""
+        tanh_u = torch.tanh(u)
+        q, grad = self.critic.value_and_action_grad(self.observation, self.actor.squash(u))
+        index = q.argmin(0, keepdim=True).unsqueeze(-1).expand(1, *grad.shape[1:])
+        grad_min = grad.gather(0, index).squeeze(0)
+        score = grad_min * self.actor.action_scale * (1 - tanh_u.pow(2)) / self.temperature
+        if self.actor.squash_correction:
+            score = score - 2.0 * tanh_u  # ∇ᵤ log(1 - tanh²u)
+        return score
+
+
 class SVGDActor(nn.Module):
     """S2AC policy: M particles per state moved by L SVGD steps towards exp(Q/T).
 
@@ -259,21 +300,9 @@ class SVGDActor(nn.Module):
         box = (mean - self.truncation * std, mean + self.truncation * std)
         return u0, log_q0, box
 
-    def energy(self, observation: Tensor, critic: Critic, temperature: Tensor | float):
-        """f(u) = min_k Q_k(s, squash(u)) / T (+ squash log-Jacobian if enabled).
-
-        Returns a callable mapping u ``[..., M, A]`` to ``[..., M]``; ``observation`` is
-        ``[..., O]``. One critic call evaluates every critic on every particle.
-        """
-        obs = observation.unsqueeze(-2)
-
-        def log_prob(u: Tensor) -> Tensor:
-            f = critic(obs, self.squash(u)).amin(0) / temperature
-            if self.squash_correction:
-                f = f + tanh_log_abs_det(u, self.action_scale)
-            return f
-
-        return log_prob
+    def energy(self, observation: Tensor, critic: Critic, temperature: Tensor | float) -> QEnergy:
+        """The sampler's target for these states; see :class:`QEnergy`."""
+        return QEnergy(self, observation, critic, temperature)
 
     def sample(
         self,
@@ -294,10 +323,12 @@ class SVGDActor(nn.Module):
             observation ``[..., O]`` → :class:`PolicySample` with M particles per state.
         """
         u0, log_q0, box = self.initial_particles(observation, generator=generator)
+        energy = self.energy(observation, critic, temperature)
         trace = svgd_run(
-            self.energy(observation, critic, temperature),
+            energy,
             u0,
             log_q0,
+            score_fn=energy.score_fn,
             differentiable=differentiable,
             bounds=box if self.bound == "all" else None,
             **self.sampler_options,
@@ -322,9 +353,11 @@ class SVGDActor(nn.Module):
         self, observation: Tensor, u: Tensor, critic: Critic, temperature: Tensor | float
     ) -> Tensor:
         """SVGD direction φ at the amortised samples for the current energy (detached)."""
+        energy = self.energy(observation, critic, temperature)
         return svgd_direction_at(
-            self.energy(observation, critic, temperature),
+            energy,
             u,
+            score_fn=energy.score_fn,
             bandwidth=self.sampler_options["bandwidth"],
             include_diagonal=self.sampler_options["include_diagonal"],
         )

@@ -32,6 +32,11 @@ LOSS_PREFIX = "loss_"
 LOGGED = ("alpha", "entropy", "q_value", "target_value")
 
 
+def total_loss(out: TensorDictBase) -> torch.Tensor:
+    """Sum of the ``loss_*`` entries of a loss module's output."""
+    return sum(value for key, value in out.items() if key.startswith(LOSS_PREFIX))
+
+
 class RLModule(L.LightningModule):
     """Loss, optimiser and target updates for ``cfg.algo``; data comes from the feeder.
 
@@ -97,7 +102,7 @@ class RLModule(L.LightningModule):
         batch, _, _ = next(dataloader_iter)
         batch: TensorDictBase = batch.to(self.device)
         out = self.loss_module(batch)
-        total = sum(value for key, value in out.items() if key.startswith(LOSS_PREFIX))
+        total = total_loss(out)
         optimizer = self.optimizers()
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(total)

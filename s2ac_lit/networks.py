@@ -28,6 +28,21 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
+def _silu_derivative(z: Tensor, h: Tensor) -> Tensor:
+    s = torch.sigmoid(z)
+    return s * (1 + z * (1 - s))
+
+
+# σ'(z) from the pre-activation z and the activation h = σ(z). Reusing h avoids recomputing
+# exponentials: ELU's derivative is 1 for z > 0 and e^z = h + 1 for z ≤ 0, i.e. min(h, 0) + 1.
+_DERIVATIVES = {
+    nn.ELU: lambda z, h: h.clamp(max=0.0) + 1.0,
+    nn.ReLU: lambda z, h: (z > 0).to(z.dtype),
+    nn.Tanh: lambda z, h: 1 - h.pow(2),
+    nn.SiLU: _silu_derivative,
+}
+
+
 def activation_layer(name: Activation) -> nn.Module:
     """A fresh activation module by name; raises ``ValueError`` naming the allowed ones."""
     if name not in _ACTIVATIONS:
@@ -109,7 +124,7 @@ class QEnsemble(nn.Module):
         self.observation_dim = observation_dim
         self.action_dim = action_dim
 
-    def forward(self, observation: Tensor, action: Tensor) -> Tensor:
+    def _inputs(self, observation: Tensor, action: Tensor) -> tuple[Tensor, torch.Size]:
         if observation.shape[-1] != self.observation_dim or action.shape[-1] != self.action_dim:
             raise RuntimeError(
                 f"QEnsemble expects observation [..., {self.observation_dim}] and action "
@@ -117,9 +132,42 @@ class QEnsemble(nn.Module):
                 f"{tuple(action.shape)}"
             )
         batch = torch.broadcast_shapes(observation.shape[:-1], action.shape[:-1])
-        x = torch.cat([observation.expand(*batch, -1), action.expand(*batch, -1)], dim=-1).reshape(
-            -1, self.observation_dim + self.action_dim
-        )
+        x = torch.cat([observation.expand(*batch, -1), action.expand(*batch, -1)], dim=-1)
+        return x.reshape(-1, self.observation_dim + self.action_dim), batch
+
+    def forward(self, observation: Tensor, action: Tensor) -> Tensor:
+        x, batch = self._inputs(observation, action)
         for layer in self.layers[:-1]:
             x = self.activation(layer(x))
         return self.layers[-1](x).reshape(self.num_critics, *batch)
+
+    def value_and_action_grad(self, observation: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
+        """Q-values and ∇ₐQ by an explicit backward pass through the MLP.
+
+        The SVGD energy needs ∇ₐQ at every step. Writing the input gradient out (one matmul
+        per layer with the transposed weights, times the activation's derivative) makes it a
+        plain forward computation: no autograd graph at all when gradients are off (critic
+        targets, acting), and a first-order graph instead of a double backward when the actor
+        loss differentiates through it.
+
+        Shapes:
+            observation ``[..., O]``, action ``[..., A]`` → ``[K, ...]`` and ``[K, ..., A]``.
+        """
+        derivative = _DERIVATIVES[type(self.activation)]
+        x, batch = self._inputs(observation, action)
+        slopes = []
+        for layer in self.layers[:-1]:
+            z = layer(x)
+            x = self.activation(z)
+            slopes.append(derivative(z, x))
+        q = self.layers[-1](x)
+        grad = self.layers[-1].weight.transpose(-1, -2)  # [K, 1, H]: dQ/d(last hidden)
+        for index in reversed(range(len(slopes))):
+            weight = self.layers[index].weight
+            if index == 0:  # only the action rows of the first layer are needed
+                weight = weight[:, self.observation_dim :]
+            grad = (grad * slopes[index]) @ weight.transpose(-1, -2)
+        if not slopes:  # a linear critic
+            grad = grad[..., self.observation_dim :].expand(-1, x.shape[0], -1)
+        k = self.num_critics
+        return q.reshape(k, *batch), grad.reshape(k, *batch, self.action_dim)

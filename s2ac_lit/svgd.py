@@ -32,6 +32,8 @@ from s2ac_lit import kernels
 from s2ac_lit.kernels import BandwidthRule, pairwise_sq_dists, rbf_kernel
 
 LogProb = Callable[[Tensor], Tensor]
+ScoreFn = Callable[[Tensor], Tensor]
+"""∇f: maps particles ``[..., M, D]`` to ``[..., M, D]``."""
 EntropyNorm = Literal["m", "m-1"]
 SelfTerm = Literal["none", "exact", "hutchinson"]
 LogDetMode = Literal["closed_form", "exact"]
@@ -107,22 +109,40 @@ def _score_and_laplacian(
     create_graph: bool,
     self_term: SelfTerm,
     generator: torch.Generator | None,
+    score_fn: ScoreFn | None = None,
 ) -> tuple[Tensor, Tensor | None]:
-    """∇f(x) and, if asked, Δf(x) (exact, D backward passes, or Hutchinson's estimate)."""
+    """∇f(x) and, if asked, Δf(x) (exact, D backward passes, or Hutchinson's estimate).
+
+    ∇f comes from ``score_fn`` when given (no autograd at all unless ``create_graph`` or a
+    Laplacian needs it), otherwise from autograd through ``log_prob``.
+    """
+    needs_hessian = self_term != "none"
+    if score_fn is not None and not needs_hessian:
+        with nullcontext() if create_graph else torch.no_grad():
+            score = score_fn(x)
+        if score.shape != x.shape:
+            raise RuntimeError(
+                f"score_fn must map particles {tuple(x.shape)} to the same shape, "
+                f"got {tuple(score.shape)}"
+            )
+        return score, None
     with torch.enable_grad():
         xg = x if x.requires_grad else x.detach().requires_grad_(True)
-        log_p = log_prob(xg)
-        if log_p.shape != x.shape[:-1]:
-            raise RuntimeError(
-                f"log_prob must map particles {tuple(x.shape)} to {tuple(x.shape[:-1])}, "
-                f"got {tuple(log_p.shape)}"
+        if score_fn is not None:
+            score = score_fn(xg)
+        else:
+            log_p = log_prob(xg)
+            if log_p.shape != x.shape[:-1]:
+                raise RuntimeError(
+                    f"log_prob must map particles {tuple(x.shape)} to {tuple(x.shape[:-1])}, "
+                    f"got {tuple(log_p.shape)}"
+                )
+            if not log_p.requires_grad:  # a flat target: no driving force, only repulsion
+                flat_laplacian = x.new_zeros(x.shape[:-1]) if needs_hessian else None
+                return torch.zeros_like(x), flat_laplacian
+            (score,) = torch.autograd.grad(
+                log_p.sum(), xg, create_graph=create_graph or needs_hessian, materialize_grads=True
             )
-        if not log_p.requires_grad:  # a flat target: no driving force, only repulsion
-            return torch.zeros_like(x), None if self_term == "none" else x.new_zeros(x.shape[:-1])
-        needs_hessian = self_term != "none"
-        (score,) = torch.autograd.grad(
-            log_p.sum(), xg, create_graph=create_graph or needs_hessian, materialize_grads=True
-        )
         laplacian = None
         if self_term == "exact":
             laplacian = sum(
@@ -250,6 +270,7 @@ def svgd_run(
     differentiable: bool = False,
     bounds: tuple[Tensor | float, Tensor | float] | None = None,
     generator: torch.Generator | None = None,
+    score_fn: ScoreFn | None = None,
     diagnostics: bool = False,
 ) -> SVGDTrace:
     """Run L SVGD steps and track each particle's log-density; see :func:`svgd_sample`.
@@ -264,7 +285,12 @@ def svgd_run(
     sigma2s, bounds_per_step = [], []
     for _ in range(steps):
         score, laplacian = _score_and_laplacian(
-            log_prob, x, create_graph=differentiable, self_term=self_term, generator=generator
+            log_prob,
+            x,
+            create_graph=differentiable,
+            self_term=self_term,
+            generator=generator,
+            score_fn=score_fn,
         )
         with graph:
             sq_dists = pairwise_sq_dists(x)
@@ -301,6 +327,7 @@ def svgd_direction_at(
     *,
     bandwidth: BandwidthRule | float = "mean_half",
     include_diagonal: bool = False,
+    score_fn: ScoreFn | None = None,
 ) -> Tensor:
     """The SVGD direction φ at particles ``x`` for target exp(log_prob), detached.
 
@@ -312,7 +339,7 @@ def svgd_direction_at(
     """
     x = x.detach()
     score, _ = _score_and_laplacian(
-        log_prob, x, create_graph=False, self_term="none", generator=None
+        log_prob, x, create_graph=False, self_term="none", generator=None, score_fn=score_fn
     )
     sq_dists = pairwise_sq_dists(x)
     sigma2 = kernels.bandwidth(sq_dists, bandwidth, include_diagonal=include_diagonal)
@@ -334,6 +361,7 @@ def svgd_sample(
     differentiable: bool = False,
     bounds: tuple[Tensor | float, Tensor | float] | None = None,
     generator: torch.Generator | None = None,
+    score_fn: ScoreFn | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Move particles with L SVGD steps towards exp(log_prob) and return their log-densities.
 
@@ -366,6 +394,9 @@ def svgd_sample(
             clamped to them (the paper's ``μ ± tσ`` box). Clamping is not invertible at the
             box edge, so log q ignores it.
         generator: random source for the Hutchinson probe.
+        score_fn: ∇f, if known in closed form (e.g. an MLP's explicit input gradient). Then
+            no autograd runs for the score, which is much cheaper when not differentiating.
+            It must agree with ``log_prob``, which the exact log-det mode still uses.
 
     Returns:
         ``(particles, log_q)``: ``[..., M, D]`` and ``[..., M]``.
@@ -395,5 +426,6 @@ def svgd_sample(
         differentiable=differentiable,
         bounds=bounds,
         generator=generator,
+        score_fn=score_fn,
     )
     return trace.particles, trace.log_q

@@ -147,9 +147,12 @@ class S2ACLoss(LossModule):
         ``critic_params`` picks online (default), detached or target critic parameters.
         """
         critic_params = self.qvalue_network_params if critic_params is None else critic_params
+        # preserve_module_state=False: detached parameters stay plain tensors. Otherwise
+        # tensordict re-wraps them as fresh nn.Parameters, and every backward through the
+        # SVGD steps would compute (and throw away) weight gradients for them.
         with (
-            self.actor_network_params.to_module(self.actor_network),
-            critic_params.to_module(self.qvalue_network),
+            self.actor_network_params.to_module(self.actor_network, preserve_module_state=False),
+            critic_params.to_module(self.qvalue_network, preserve_module_state=False),
         ):
             yield
 

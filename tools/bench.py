@@ -1,0 +1,239 @@
+"""Benchmarks in one process and one run: S2AC against SAC, updates and acting.
+
+    python tools/bench.py                       # authors' settings, Walker2d dims, 1 CPU thread
+    python tools/bench.py --device cuda --json  # last line: one JSON object
+
+Measures, with warm-up and repeats (median of ``--repeats`` timings of ``--iters`` calls):
+ms per update of S2AC(φ,θ) and of TorchRL's SACLoss on the same critic sizes, batch and
+device, and their ratio; the FLOPs of one update (counted by ``torch.utils.flop_counter``) and
+the achieved GFLOP/s; ms per acting step (full sampler, amortised sampler, SAC); frames/s of the
+whole Lightning trainer loop on the multigoal env; peak memory. Numbers are only comparable
+within one run: report ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+
+import torch
+from tensordict import TensorDict
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
+from torchrl.envs.utils import ExplorationType, set_exploration_type
+from torchrl.objectives import SoftUpdate
+
+from s2ac_lit.algorithms import build_algorithm, parameter_groups
+from s2ac_lit.config import load_config
+from s2ac_lit.module import total_loss
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--batch", type=int, default=100)
+    p.add_argument("--particles", type=int, default=10)
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--obs-dim", type=int, default=17, help="Walker2d: 17")
+    p.add_argument("--act-dim", type=int, default=6, help="Walker2d: 6")
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--precision", choices=("32", "bf16"), default="32")
+    p.add_argument("--compile", action="store_true", help="torch.compile the critic ensemble")
+    p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--skip-trainer", action="store_true", help="skip the trainer-loop timing")
+    p.add_argument("--json", action="store_true")
+    return p.parse_args(argv)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_ms(fn: Callable[[], object], device: torch.device, iters: int, repeats: int) -> float:
+    """Median over ``repeats`` of the mean ms per call over ``iters`` calls, after warm-up."""
+    for _ in range(3):
+        fn()
+    synchronize(device)
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(iters):
+            fn()
+        synchronize(device)
+        samples.append((time.perf_counter() - start) * 1000 / iters)
+    return statistics.median(samples)
+
+
+def random_batch(args: argparse.Namespace, device: torch.device) -> TensorDict:
+    b, o, a = args.batch, args.obs_dim, args.act_dim
+    return TensorDict(
+        {
+            "observation": torch.randn(b, o),
+            "action": torch.rand(b, a) * 2 - 1,
+            "next": {
+                "observation": torch.randn(b, o),
+                "reward": torch.randn(b, 1),
+                "done": torch.zeros(b, 1, dtype=torch.bool),
+                "terminated": torch.zeros(b, 1, dtype=torch.bool),
+            },
+        },
+        [b],
+    ).to(device)
+
+
+def make_update(
+    algo: str, args: argparse.Namespace, device: torch.device, *, amortized: bool = False
+):
+    """The loss, policy and a closure doing one full update (losses, backward, Adam, targets)."""
+    h = args.hidden
+    cfg = load_config(
+        overrides=[
+            f"algo={algo}",
+            f"svgd.num_particles={args.particles}",
+            f"svgd.steps={args.steps}",
+            f"critic.hidden_sizes=[{h},{h}]",
+            f"actor.hidden_sizes=[{h},{h},{h}]"
+            if algo == "s2ac"
+            else f"actor.hidden_sizes=[{h},{h}]",
+            f"actor.amortized={str(amortized).lower()}",
+        ]
+    )
+    low, high = [-1.0] * args.act_dim, [1.0] * args.act_dim
+    algorithm = build_algorithm(cfg, args.obs_dim, low, high)
+    loss = algorithm.loss.to(device)
+    if args.compile:
+        loss.qvalue_network.forward = torch.compile(loss.qvalue_network.forward)
+    lrs = {"critic": 1e-3, "actor": 1e-3, "alpha": 3e-4}
+    optimizer = torch.optim.Adam(parameter_groups(loss, lrs))
+    updater = SoftUpdate(loss, tau=0.005)
+    batch = random_batch(args, device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
+
+    def update() -> None:
+        with autocast:
+            out = loss(batch)
+            total = total_loss(out)
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        optimizer.step()
+        updater.step()
+
+    return loss, algorithm.policy, update
+
+
+class FlopCounter(TorchDispatchMode):
+    """Counts matmul-like FLOPs with torch's own formulas (``flop_registry``).
+
+    ``torch.utils.flop_counter.FlopCounterMode`` also tracks modules, which fails on
+    TensorDict parameter containers; the counting itself is the same.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        formula = flop_registry.get(func._overloadpacket)
+        if formula is not None:
+            self.total += formula(*args, **kwargs, out_val=out)
+        return out
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    with FlopCounter() as counter:
+        fn()
+    return counter.total
+
+
+def acting_ms(policy, args, device, exploration: ExplorationType) -> float:
+    obs = TensorDict({"observation": torch.randn(args.obs_dim, device=device)}, [])
+
+    def act() -> None:
+        with set_exploration_type(exploration), torch.no_grad():
+            policy(obs.clone(False))
+
+    return time_ms(act, device, args.iters * 3, args.repeats)
+
+
+def trainer_frames_per_s(args: argparse.Namespace) -> float:
+    """Frames/s of the whole Lightning loop (collection + updates) on the multigoal env."""
+    from s2ac_lit.train import train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = load_config(
+            "conf/multigoal.yaml",
+            [
+                f"run_dir={tmp}",
+                "collector.total_frames=1500",
+                "collector.init_random_frames=500",
+                "collector.update_after=500",
+                "eval.every_frames=0",
+                "eval.episodes=1",
+                "replay.checkpoint=false",
+                "trainer.progress_bar=false",
+                f"trainer.threads={args.threads}",
+            ],
+        )
+        start = time.perf_counter()
+        summary = train(cfg)
+        return summary["frames"] / (time.perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    results: dict[str, float | str | int] = {
+        "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
+        "threads": args.threads,
+        "batch": args.batch,
+        "particles": args.particles,
+        "steps": args.steps,
+        "precision": args.precision,
+        "compile": args.compile,
+    }
+    _, s2ac_policy, s2ac_update = make_update("s2ac", args, device)
+    _, sac_policy, sac_update = make_update("sac", args, device)
+    results["s2ac_update_ms"] = time_ms(s2ac_update, device, args.iters, args.repeats)
+    results["sac_update_ms"] = time_ms(sac_update, device, args.iters, args.repeats)
+    results["update_ratio"] = results["s2ac_update_ms"] / results["sac_update_ms"]
+    flops = count_flops(s2ac_update)
+    results["s2ac_update_gflop"] = flops / 1e9
+    results["s2ac_update_gflops_per_s"] = flops / 1e6 / results["s2ac_update_ms"]
+    results["sac_update_gflop"] = count_flops(sac_update) / 1e9
+    random_mode = ExplorationType.RANDOM
+    results["s2ac_act_ms"] = acting_ms(s2ac_policy, args, device, random_mode)
+    amortized_loss, _, _ = make_update("s2ac", args, device, amortized=True)
+    amortized = amortized_loss.policy(eval_selection="amortized")
+    results["amortized_act_ms"] = acting_ms(amortized, args, device, ExplorationType.DETERMINISTIC)
+    results["sac_act_ms"] = acting_ms(sac_policy, args, device, random_mode)
+    results["amortized_act_ratio"] = results["amortized_act_ms"] / results["sac_act_ms"]
+    if not args.skip_trainer:
+        results["trainer_frames_per_s"] = trainer_frames_per_s(args)
+    if device.type == "cuda":
+        results["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    else:
+        results["peak_memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    width = max(map(len, results))
+    for key, value in results.items():
+        shown = f"{value:.3f}" if isinstance(value, float) else str(value)
+        print(f"{key:<{width}}  {shown}")
+    if args.json:
+        print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
