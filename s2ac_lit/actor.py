@@ -193,7 +193,8 @@ class SVGDActor(nn.Module):
         step_size: ε (authors: 0.1).
         bandwidth, include_diagonal, entropy_norm, self_term: passed to the sampler.
         init_std: σ₀ of the fixed initial distribution (a standard deviation).
-        hidden_sizes, activation: the init network (authors: 3 × 256, ELU).
+        hidden_sizes, activation: the init network (authors: 3 × 256, ELU), and the
+            amortised sampler.
         std_min, std_max: range of σθ(s); a smooth map (σ_min + (σ_max-σ_min)·sigmoid)
             keeps gradients alive where a hard clamp would cut them.
         truncation: t of the truncated normal ξ ∈ [-t, t].
@@ -265,7 +266,9 @@ class SVGDActor(nn.Module):
             else None
         )
         self.amortized = (
-            AmortizedSampler(observation_dim, self.action_dim, activation=activation)
+            AmortizedSampler(
+                observation_dim, self.action_dim, hidden_sizes=hidden_sizes, activation=activation
+            )
             if amortized
             else None
         )

@@ -48,8 +48,9 @@ def make_actor(
     *,
     init: str | None = None,
     amortized: bool | None = None,
+    squash_correction: bool | None = None,
 ) -> SVGDActor:
-    """The SVGD actor of ``cfg.actor`` and ``cfg.svgd`` (``init``/``amortized`` override)."""
+    """The SVGD actor of ``cfg.actor`` and ``cfg.svgd``; keyword arguments override them."""
     a, s = cfg.actor, cfg.svgd
     return SVGDActor(
         observation_dim,
@@ -70,7 +71,7 @@ def make_actor(
         std_max=a.std_max,
         truncation=a.truncation,
         bound=a.bound,  # type: ignore[arg-type]
-        squash_correction=a.squash_correction,
+        squash_correction=a.squash_correction if squash_correction is None else squash_correction,
         amortized=a.amortized if amortized is None else amortized,
     )
 
@@ -96,8 +97,16 @@ def build_algorithm(
         )
         policy: Policy = loss.policy(eval_selection=cfg.actor.eval_selection)  # type: ignore[arg-type]
     elif cfg.algo == "sql":
+        # SQL's sampler must target exp(Q(a)/α) on the action box, whose log-partition its
+        # soft value is: hence the squash correction (see SQLLoss).
         actor = make_actor(
-            cfg, observation_dim, action_low, action_high, init="fixed", amortized=True
+            cfg,
+            observation_dim,
+            action_low,
+            action_high,
+            init="fixed",
+            amortized=True,
+            squash_correction=True,
         )
         loss = SQLLoss(actor, critic, alpha=lc.alpha_init)
         policy = loss.policy()

@@ -32,7 +32,7 @@ from s2ac_lit.checkpoints import (
 )
 from s2ac_lit.config import Config, ConfigError, merge_config, to_config, to_yaml
 from s2ac_lit.data import ReplayDataModule
-from s2ac_lit.envs import env_dims, make_env
+from s2ac_lit.envs import check_env_id, env_dims, make_env
 from s2ac_lit.module import RLModule
 
 RUN_FOLDER_ENV = "S2AC_RUN_FOLDER"
@@ -142,6 +142,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def resolve(args: argparse.Namespace) -> tuple[Config, Path | None]:
     """The config to run and, when resuming, the checkpoint to continue from."""
+    cfg, checkpoint = _resolve(args)
+    try:
+        check_env_id(cfg.env.id)
+    except ValueError as error:
+        raise ConfigError(f"env.id: {error}") from None
+    return cfg, checkpoint
+
+
+def _resolve(args: argparse.Namespace) -> tuple[Config, Path | None]:
     if not args.resume:
         return to_config(merge_config(yaml_path=args.config, overrides=args.overrides)), None
     if args.resume == "auto":
@@ -165,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             print(to_yaml(cfg), end="")
             return 0
         summary = train(cfg, resume_from=checkpoint)
-    except (ConfigError, CheckpointError, ValueError) as error:
+    except (ConfigError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if summary.get("frames") is not None:

@@ -40,3 +40,7 @@ def register_envs() -> None:
 register_envs()
 
 __all__ = ["MULTIGOAL_IDS", "MultiGoalEnv", "register_envs"]
+
+from s2ac_lit.envs.factory import EnvDims, check_env_id, env_dims, make_env  # noqa: E402
+
+__all__ += ["EnvDims", "check_env_id", "env_dims", "make_env"]

@@ -14,87 +14,50 @@ actions. γ lives in the TD(0) value estimator: ``loss.make_value_estimator(gamm
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from tensordict import TensorDict, TensorDictBase, TensorDictParams
+from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModuleBase
-from tensordict.utils import NestedKey
 from torch import Tensor
 from torchrl.envs.utils import ExplorationType, exploration_type
-from torchrl.objectives import LossModule, ValueEstimators
-from torchrl.objectives.utils import dispatch_value_estimator
 
 from s2ac_lit.actor import SELECTIONS, Selection, SVGDActor, gather_particle, select_particle
 from s2ac_lit.networks import QEnsemble
+from s2ac_lit.objectives.common import Info, SamplerLoss, amortized_svgd_loss
 
-Info = dict[str, Tensor]
 
-
-class S2ACLoss(LossModule):
+class S2ACLoss(SamplerLoss):
     """TorchRL loss for S2AC(φ) and S2AC(φ,θ).
 
-    Args:
-        actor_network: the :class:`SVGDActor` (its critic comes from this loss).
-        qvalue_network: the :class:`QEnsemble` of twin critics; target copies are made here
-            and kept by :class:`torchrl.objectives.SoftUpdate`.
-        alpha_init: initial (or fixed) temperature α (authors: 0.2).
-        learn_alpha: learn α SAC-style towards ``target_entropy``.
-        target_entropy: ``"auto"`` (-A) or a float.
-        temperature: the sampler's temperature T in exp(Q/T): ``"alpha"`` (the paper's
-            target, default) or a float (authors' code: 1.0).
-        amortized_particles: samples per state for the amortised-sampler loss (only used when
-            the actor has an amortised sampler).
+        Args:
+            actor_network: the :class:`SVGDActor` (its critic comes from this loss).
+            qvalue_network: the :class:`QEnsemble` of twin critics; target copies are made here
+                and kept by :class:`torchrl.objectives.SoftUpdate`.
+            alpha_init: initial (or fixed) temperature α (authors: 0.2).
+            learn_alpha: learn α SAC-style towards ``target_entropy``.
+            target_entropy: ``"auto"`` (-A) or a float.
+            temperature: the sampler's temperature T in exp(Q/T): ``"alpha"`` (the paper's
+                target, default) or a float (authors' code: 1.0).
+            amortized_particles: samples per state for the amortised-sampler loss (only used when
+                the actor has an amortised sampler).
 
-    Outputs of ``forward``: ``loss_qvalue``, ``loss_actor``, ``loss_alpha`` (and
-    ``loss_amortized`` when the actor has an amortised sampler), plus detached ``alpha`` and
-    ``entropy`` (the policy's entropy estimate at the batch states).
+        Outputs of ``forward``: ``loss_qvalue``, ``loss_actor``, ``loss_alpha`` (and
+        ``loss_amortized`` when the actor has an amortised sampler), plus detached ``alpha`` and
+        ``entropy`` (the policy's entropy estimate at the batch states).
 
-    Examples:
-        >>> from s2ac_lit.networks import QEnsemble
-        >>> actor = SVGDActor(3, [-1.0], [1.0], num_particles=4, hidden_sizes=(8,))
-        >>> loss = S2ACLoss(actor, QEnsemble(3, 1, hidden_sizes=(8,)))
-        >>> td = TensorDict({"observation": torch.randn(5, 3), "action": torch.rand(5, 1),
-        ...     "next": {"observation": torch.randn(5, 3), "reward": torch.randn(5, 1),
-        ...              "done": torch.zeros(5, 1, dtype=torch.bool),
-        ...              "terminated": torch.zeros(5, 1, dtype=torch.bool)}}, [5])
-        >>> sorted(k for k in loss(td).keys() if k.startswith("loss_"))
-        ['loss_actor', 'loss_alpha', 'loss_qvalue']
+        Examples:
+            >>> from s2ac_lit.networks import QEnsemble
+    from s2ac_lit.objectives.common import Info, SamplerLoss, amortized_svgd_loss
+            >>> actor = SVGDActor(3, [-1.0], [1.0], num_particles=4, hidden_sizes=(8,))
+            >>> loss = S2ACLoss(actor, QEnsemble(3, 1, hidden_sizes=(8,)))
+            >>> td = TensorDict({"observation": torch.randn(5, 3), "action": torch.rand(5, 1),
+            ...     "next": {"observation": torch.randn(5, 3), "reward": torch.randn(5, 1),
+            ...              "done": torch.zeros(5, 1, dtype=torch.bool),
+            ...              "terminated": torch.zeros(5, 1, dtype=torch.bool)}}, [5])
+            >>> sorted(k for k in loss(td).keys() if k.startswith("loss_"))
+            ['loss_actor', 'loss_alpha', 'loss_qvalue']
     """
-
-    @dataclass
-    class _AcceptedKeys:
-        """Tensordict keys, changeable with ``set_keys``; TorchRL's default names.
-
-        Attributes:
-            observation: state s (and s' under ``"next"``).
-            action: action a taken in s.
-            value: where the next-state soft value is written for the value estimator.
-            reward, done, terminated: read under ``"next"`` by the value estimator.
-            priority: where the per-sample TD error is written (for prioritised replay).
-        """
-
-        observation: NestedKey = "observation"
-        action: NestedKey = "action"
-        value: NestedKey = "state_value"
-        reward: NestedKey = "reward"
-        done: NestedKey = "done"
-        terminated: NestedKey = "terminated"
-        priority: NestedKey = "td_error"
-
-    default_keys = _AcceptedKeys
-    tensor_keys: _AcceptedKeys
-    default_value_estimator = ValueEstimators.TD0
-
-    actor_network: SVGDActor
-    qvalue_network: QEnsemble
-    actor_network_params: TensorDictParams
-    qvalue_network_params: TensorDictParams
-    target_actor_network_params: TensorDictParams
-    target_qvalue_network_params: TensorDictParams
 
     def __init__(
         self,
@@ -112,8 +75,7 @@ class S2ACLoss(LossModule):
             raise ValueError(f"alpha_init must be > 0, got {alpha_init}")
         if temperature != "alpha" and (isinstance(temperature, str) or temperature <= 0):
             raise ValueError(f"temperature must be 'alpha' or a float > 0, got {temperature!r}")
-        self.convert_to_functional(actor_network, "actor_network")
-        self.convert_to_functional(qvalue_network, "qvalue_network", create_target_params=True)
+        self._convert_networks(actor_network, qvalue_network)
         log_alpha = torch.tensor(math.log(alpha_init))
         if learn_alpha:
             self.log_alpha = torch.nn.Parameter(log_alpha)
@@ -127,59 +89,16 @@ class S2ACLoss(LossModule):
         self.amortized_particles = amortized_particles
 
     # ------------------------------------------------------------------ helpers
-    @property
-    def alpha(self) -> Tensor:
-        """Current α, detached."""
-        return self.log_alpha.detach().exp()
-
     def sampler_temperature(self) -> Tensor:
         """T in the sampler's target exp(Q/T): α (detached) or the configured float."""
         if self.temperature == "alpha":
             return self.alpha
         return torch.as_tensor(self.temperature, device=self.log_alpha.device)
 
-    @contextmanager
-    def bind(self, critic_params: TensorDictBase | None = None) -> Iterator[None]:
-        """Run the actor and critic modules with this loss's parameters and buffers.
-
-        The loss's ``*_params`` are the source of truth: ``.to(device)`` moves them (and
-        ``SoftUpdate`` writes the targets), while the modules' own buffers would go stale.
-        ``critic_params`` picks online (default), detached or target critic parameters.
-        """
-        critic_params = self.qvalue_network_params if critic_params is None else critic_params
-        # preserve_module_state=False: detached parameters stay plain tensors. Otherwise
-        # tensordict re-wraps them as fresh nn.Parameters, and every backward through the
-        # SVGD steps would compute (and throw away) weight gradients for them.
-        with (
-            self.actor_network_params.to_module(self.actor_network, preserve_module_state=False),
-            critic_params.to_module(self.qvalue_network, preserve_module_state=False),
-        ):
-            yield
-
     @property
     def has_actor_parameters(self) -> bool:
         """False for S2AC(φ), whose sampler has nothing to learn."""
         return self.actor_network.init_net is not None
-
-    def make_value_estimator(self, value_type: ValueEstimators | None = None, **hyperparams):
-        """Build the TD(0) estimator (the only one that fits one-step replay batches)."""
-        value_type, hp = self._prepare_value_estimator_kwargs(value_type, **hyperparams)
-        if value_type is None:
-            return self
-        dispatch_value_estimator(
-            self,
-            value_type,
-            supported={ValueEstimators.TD0},
-            tensor_keys={
-                "value": self.tensor_keys.value,
-                "reward": self.tensor_keys.reward,
-                "done": self.tensor_keys.done,
-                "terminated": self.tensor_keys.terminated,
-            },
-            value_network=None,
-            **hp,
-        )
-        return self
 
     # ------------------------------------------------------------------ losses
     def critic_loss(self, tensordict: TensorDictBase) -> tuple[Tensor, Info]:
@@ -189,8 +108,7 @@ class S2ACLoss(LossModule):
             The loss and detached info: ``q_value``, ``target_value``, ``next_log_prob``
             ``[B, M]`` and ``td_error`` ``[B]`` (also written to the ``priority`` key).
         """
-        keys = self.tensor_keys
-        next_obs = tensordict[("next", keys.observation)]
+        next_obs = tensordict[("next", self.tensor_keys.observation)]
         with torch.no_grad():
             with self.bind(self.qvalue_network_params.detach()):
                 nxt = self.actor_network.sample(
@@ -199,23 +117,9 @@ class S2ACLoss(LossModule):
             with self.bind(self.target_qvalue_network_params):
                 next_q = self.qvalue_network(next_obs.unsqueeze(-2), nxt.action).amin(0)
             next_value = next_q.mean(-1) - self.alpha * nxt.log_prob.mean(-1)
-            td = tensordict.empty(recurse=True)
-            for key in (keys.reward, keys.done, keys.terminated):
-                td.set(("next", key), tensordict[("next", key)])
-            td.set(("next", keys.value), next_value.unsqueeze(-1))
-            target = self.value_estimator.value_estimate(td).squeeze(-1)
-        with self.bind():
-            q = self.qvalue_network(tensordict[keys.observation], tensordict[keys.action])
-        loss = (q - target).pow(2).mean(-1).sum(0)
-        td_error = (q.detach() - target).abs().amax(0)
-        tensordict.set(keys.priority, td_error)
-        info = {
-            "q_value": q.detach().mean(),
-            "target_value": target.mean(),
-            "next_log_prob": nxt.log_prob,
-            "td_error": td_error,
-        }
-        return loss, info
+            target = self.td0_target(tensordict, next_value)
+        loss, info = self.qvalue_regression(tensordict, target)
+        return loss, {**info, "next_log_prob": nxt.log_prob}
 
     def actor_loss(self, tensordict: TensorDictBase) -> tuple[Tensor, Info]:
         """J = mean_s [α·mean_i log π(a_i|s) - mean_i min_k Q_k(s, a_i)], through all steps.
@@ -257,7 +161,7 @@ class S2ACLoss(LossModule):
             phi = self.actor_network.amortized_direction(
                 obs, u, self.qvalue_network, self.sampler_temperature()
             )
-        loss = -(phi * u).sum(-1).mean()
+        loss = amortized_svgd_loss(u, phi)
         return loss, {"amortized_direction_norm": phi.norm(dim=-1).mean()}
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:

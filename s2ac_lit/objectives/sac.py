@@ -1,0 +1,110 @@
+"""SAC baseline: TorchRL's own ``SACLoss`` with a tanh-Normal actor (S2AC.md §5).
+
+Nothing of SAC is rewritten here: this module only builds the networks TorchRL's
+:class:`torchrl.objectives.SACLoss` expects (a ``ProbabilisticActor`` over a ``TanhNormal`` and a
+``ValueOperator`` critic, which the loss copies into twin critics and their targets), with the
+same widths and activation names as the S2AC networks, so that the trainers can swap algorithms
+by name.
+
+Shapes:
+    O observation dim, A action dim.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from tensordict.nn import InteractionType, NormalParamExtractor, TensorDictModule
+from torch import Tensor, nn
+from torchrl.data import Bounded
+from torchrl.modules import MLP, ProbabilisticActor, TanhNormal, ValueOperator
+from torchrl.objectives import SACLoss
+
+from s2ac_lit.networks import Activation, activation_layer, mlp
+
+OBSERVATION_KEY = "observation"
+ACTION_KEY = "action"
+LOC_KEY = "loc"
+SCALE_KEY = "scale"
+
+
+def make_sac_loss(
+    observation_dim: int,
+    action_dim: int,
+    action_low: Tensor | Sequence[float],
+    action_high: Tensor | Sequence[float],
+    *,
+    hidden_sizes: Sequence[int] = (256, 256),
+    activation: Activation = "relu",
+    alpha_init: float = 1.0,
+    learn_alpha: bool = True,
+    target_entropy: float | Literal["auto"] = "auto",
+) -> tuple[SACLoss, ProbabilisticActor]:
+    """TorchRL's ``SACLoss`` (v2, no value network, twin critics, L2 critic loss) and its policy.
+
+    Args:
+        observation_dim: O.
+        action_dim: A.
+        action_low, action_high: ``[A]`` bounds; the ``TanhNormal`` maps onto this box.
+        hidden_sizes: widths of both the actor and the critic MLPs.
+        activation: one of :data:`s2ac_lit.networks.Activation`.
+        alpha_init: initial (or fixed) entropy temperature α.
+        learn_alpha: learn α towards ``target_entropy`` (``SACLoss(fixed_alpha=not learn_alpha)``).
+        target_entropy: ``"auto"`` (-A) or a float.
+
+    Returns:
+        ``(loss, policy)``. Build γ with ``loss.make_value_estimator(gamma=...)`` and the targets'
+        Polyak averaging with ``torchrl.objectives.SoftUpdate(loss, tau=...)``. The policy maps
+        ``observation`` ``[..., O]`` to ``action`` ``[..., A]``: a sample under
+        ``ExplorationType.RANDOM`` (collectors' default), the squashed mean under
+        ``DETERMINISTIC``.
+
+    Examples:
+        >>> from tensordict import TensorDict
+        >>> loss, policy = make_sac_loss(3, 1, [-2.0], [2.0], hidden_sizes=(8,))
+        >>> policy(TensorDict({"observation": torch.zeros(3)}))["action"].shape
+        torch.Size([1])
+    """
+    low = torch.as_tensor(action_low, dtype=torch.float32)
+    high = torch.as_tensor(action_high, dtype=torch.float32)
+    if low.shape != (action_dim,) or high.shape != (action_dim,) or not torch.all(high > low):
+        raise ValueError(
+            f"action bounds must have shape ({action_dim},) with high > low, got {low} and {high}"
+        )
+    action_spec = Bounded(low=low, high=high, shape=(action_dim,))
+    actor_net = nn.Sequential(
+        mlp(observation_dim, 2 * action_dim, hidden_sizes, activation),
+        NormalParamExtractor(),
+    )
+    actor = ProbabilisticActor(
+        TensorDictModule(actor_net, in_keys=[OBSERVATION_KEY], out_keys=[LOC_KEY, SCALE_KEY]),
+        in_keys=[LOC_KEY, SCALE_KEY],
+        out_keys=[ACTION_KEY],
+        spec=action_spec,
+        distribution_class=TanhNormal,
+        distribution_kwargs={"low": low, "high": high, "tanh_loc": False},
+        default_interaction_type=InteractionType.RANDOM,
+    )
+    # TorchRL's MLP concatenates its inputs, which is the (s, a) critic interface ValueOperator
+    # calls; the partial builds the activation by the same names as the S2AC networks.
+    critic_net = MLP(
+        in_features=observation_dim + action_dim,
+        out_features=1,
+        num_cells=list(hidden_sizes),
+        activation_class=functools.partial(activation_layer, activation),
+    )
+    qvalue = ValueOperator(critic_net, in_keys=[OBSERVATION_KEY, ACTION_KEY])
+    loss = SACLoss(
+        actor,
+        qvalue,
+        num_qvalue_nets=2,
+        loss_function="l2",
+        alpha_init=alpha_init,
+        fixed_alpha=not learn_alpha,
+        target_entropy=target_entropy,
+        action_spec=action_spec,
+    )
+    return loss, actor

@@ -1,0 +1,379 @@
+"""Plain TorchRL training of S2AC, SAC and SQL, without Lightning (S2AC.md §3-§5).
+
+Shows that the loss modules drop into any TorchRL pipeline. Laid out like TorchRL's SAC example
+(``sota-implementations/sac``): env → loss + policy → ``Collector`` → ``ReplayBuffer`` over a
+``LazyTensorStorage`` → Adam optimisers and ``SoftUpdate`` → a loop of collect, extend, update,
+and a deterministic evaluation at the end.
+
+Algorithms (``--algo``): ``s2ac`` (S2AC(φ,θ)), ``s2ac-phi`` (S2AC(φ), no actor parameters),
+``sac`` (TorchRL's ``SACLoss``), ``sql`` (Soft Q-Learning) and ``random`` (uniform actions, the
+floor of the learning table). ``--amortized`` also trains S2AC's amortised sampler with its own
+optimiser; then (and always for SQL) the return and per-action latency of each evaluation
+selection are reported, on the same evaluation episodes.
+
+Every run prints progress lines; the last line of a training run is exactly
+``eval_return=<float>``, the mean return of ``--eval-episodes`` episodes under
+``ExplorationType.DETERMINISTIC``. ``--benchmark-updates N`` instead times N updates of each of
+``--benchmark-algos`` in one process (same batch and widths, one CPU thread) and exits.
+
+Examples:
+    python tools/train_torchrl.py --algo s2ac --frames 8000 --seed 0
+    python tools/train_torchrl.py --algo s2ac --amortized --frames 8000
+    python tools/train_torchrl.py --benchmark-updates 200 --benchmark-algos s2ac,sac
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple, get_args
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import TensorDictModuleBase
+from torchrl.collectors import Collector
+from torchrl.data import LazyTensorStorage, ReplayBuffer
+from torchrl.envs import EnvBase
+from torchrl.envs.utils import ExplorationType, set_exploration_type
+from torchrl.objectives import LossModule, SoftUpdate
+
+from s2ac_lit.actor import SELECTIONS, SVGDActor
+from s2ac_lit.envs import EnvDims, env_dims, make_env
+from s2ac_lit.networks import Activation, QEnsemble
+from s2ac_lit.objectives import S2ACLoss, SQLLoss, make_sac_loss
+
+ALGOS = ("s2ac", "s2ac-phi", "sac", "sql", "random")
+
+
+class Agent(NamedTuple):
+    """A loss, the policy that collects with it, and one optimiser per ``loss_*`` key.
+
+    Every ``loss_*`` term reaches only its own optimiser's parameters (the actor and sampler
+    losses see detached critic parameters), so one backward of their sum is exact.
+    """
+
+    loss: LossModule | None
+    policy: TensorDictModuleBase | None
+    optimizers: dict[str, torch.optim.Optimizer]
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line flags; defaults learn Pendulum-v1 on one CPU thread in minutes."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--algo", choices=ALGOS, default="s2ac")
+    p.add_argument("--env", default="Pendulum-v1", help="gymnasium id")
+    p.add_argument("--frames", type=int, default=8000, help="environment steps to collect")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init-random-frames", type=int, default=1000, help="uniform-random steps")
+    p.add_argument("--frames-per-batch", type=int, default=50, help="collector batch")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--utd", type=float, default=1.0, help="updates per collected frame")
+    p.add_argument("--buffer-size", type=int, default=100_000)
+    p.add_argument("--hidden", type=int, default=64, help="width of the two hidden layers")
+    p.add_argument(
+        "--activation",
+        choices=get_args(Activation),
+        default="elu",
+        help="elu: S2AC's actor loss differentiates ∇ₐQ, so keep it smooth",
+    )
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--gamma", type=float, default=0.99)
+    p.add_argument("--tau", type=float, default=0.005, help="SoftUpdate weight of online params")
+    p.add_argument("--alpha", type=float, default=0.2, help="initial (or fixed) temperature α")
+    p.add_argument("--fixed-alpha", action="store_true", help="do not learn α (SQL never does)")
+    p.add_argument("--particles", type=int, default=10, help="M particles (SQL: per state)")
+    p.add_argument("--steps", type=int, default=3, help="L SVGD steps")
+    p.add_argument("--step-size", type=float, default=0.1, help="SVGD step ε")
+    p.add_argument("--value-particles", type=int, default=16, help="SQL uniform proposals")
+    p.add_argument("--amortized", action="store_true", help="also train S2AC's amortised sampler")
+    p.add_argument("--eval-episodes", type=int, default=5)
+    p.add_argument("--eval-selection", choices=SELECTIONS, default="softmax")
+    p.add_argument("--eval-max-steps", type=int, default=1000)
+    p.add_argument("--log-every", type=int, default=1000, help="frames between progress lines")
+    p.add_argument("--benchmark-updates", type=int, default=0, help="time N updates and exit")
+    p.add_argument("--benchmark-algos", default="s2ac,sac")
+    args = p.parse_args(argv)
+    if args.amortized and args.algo not in ("s2ac", "s2ac-phi"):
+        p.error("--amortized applies to s2ac and s2ac-phi (SQL always uses its sampler)")
+    s2ac_like = args.algo in ("s2ac", "s2ac-phi")
+    if args.eval_selection == "amortized" and s2ac_like and not args.amortized:
+        p.error("--eval-selection amortized needs --amortized")
+    return args
+
+
+def _adam(params: Iterable[torch.Tensor], lr: float) -> torch.optim.Optimizer:
+    return torch.optim.Adam(list(params), lr=lr)
+
+
+def build_agent(args: argparse.Namespace, algo: str, dims: EnvDims) -> Agent:
+    """The loss, exploration policy and optimisers of ``algo``, at the run's widths."""
+    hidden = (args.hidden, args.hidden)
+    obs_dim, act_dim = dims.observation_dim, dims.action_dim
+    if algo == "random":
+        return Agent(None, None, {})
+    if algo == "sac":
+        loss, policy = make_sac_loss(
+            obs_dim,
+            act_dim,
+            dims.action_low,
+            dims.action_high,
+            hidden_sizes=hidden,
+            activation=args.activation,
+            alpha_init=args.alpha,
+            learn_alpha=not args.fixed_alpha,
+        )
+        optimizers = {
+            "loss_qvalue": _adam(loss.qvalue_network_params.flatten_keys().values(), args.lr),
+            "loss_actor": _adam(loss.actor_network_params.flatten_keys().values(), args.lr),
+        }
+        if not args.fixed_alpha:
+            optimizers["loss_alpha"] = _adam([loss.log_alpha], args.lr)
+        return Agent(loss, policy, optimizers)
+    critic = QEnsemble(obs_dim, act_dim, hidden_sizes=hidden, activation=args.activation)
+    actor = SVGDActor(
+        obs_dim,
+        dims.action_low,
+        dims.action_high,
+        init="learned" if algo == "s2ac" else "fixed",
+        num_particles=args.particles,
+        steps=args.steps,
+        step_size=args.step_size,
+        hidden_sizes=hidden,
+        activation=args.activation,
+        # SQL's sampler must target exp(Q(a)/α) on the action box (see SQLLoss).
+        squash_correction=algo == "sql",
+        amortized=args.amortized or algo == "sql",
+    )
+    optimizers = {"loss_qvalue": _adam(critic.parameters(), args.lr)}
+    if algo == "sql":
+        loss = SQLLoss(
+            actor,
+            critic,
+            alpha=args.alpha,
+            value_particles=args.value_particles,
+            amortized_particles=args.particles,
+        )
+        optimizers["loss_actor"] = _adam(actor.amortized.parameters(), args.lr)
+        return Agent(loss, loss.policy(eval_selection=args.eval_selection), optimizers)
+    loss = S2ACLoss(
+        actor,
+        critic,
+        alpha_init=args.alpha,
+        learn_alpha=not args.fixed_alpha,
+        amortized_particles=args.particles,
+    )
+    if actor.init_net is not None:
+        optimizers["loss_actor"] = _adam(actor.init_net.parameters(), args.lr)
+    if not args.fixed_alpha:
+        optimizers["loss_alpha"] = _adam([loss.log_alpha], args.lr)
+    if actor.amortized is not None:
+        optimizers["loss_amortized"] = _adam(actor.amortized.parameters(), args.lr)
+    return Agent(loss, loss.policy(eval_selection=args.eval_selection), optimizers)
+
+
+def update(agent: Agent, target_updater: SoftUpdate, batch: TensorDictBase) -> TensorDictBase:
+    """One gradient step of every loss term on ``batch``, then the Polyak target update."""
+    losses = agent.loss(batch)
+    total = sum(losses[key] for key in agent.optimizers)
+    for optimizer in agent.optimizers.values():
+        optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    for optimizer in agent.optimizers.values():
+        optimizer.step()
+    target_updater.step()
+    return losses.detach()
+
+
+def evaluate(
+    env: EnvBase,
+    policy: TensorDictModuleBase | None,
+    episodes: int,
+    max_steps: int,
+    *,
+    seed: int,
+) -> list[float]:
+    """Returns of ``episodes`` deterministic episodes (``policy=None``: uniform actions).
+
+    The env is reseeded first, so that every policy evaluated with the same ``seed`` starts
+    from the same initial states.
+    """
+    env.set_seed(seed)
+    returns = []
+    with set_exploration_type(ExplorationType.DETERMINISTIC), torch.no_grad():
+        for _ in range(episodes):
+            rollout = env.rollout(max_steps, policy, break_when_any_done=True)
+            returns.append(rollout["next", "reward"].sum().item())
+    return returns
+
+
+def action_latency_ms(
+    policy: TensorDictModuleBase, observation: torch.Tensor, repeats: int = 100
+) -> float:
+    """Milliseconds per deterministic action for one state (after a short warm-up)."""
+    td = TensorDict({"observation": observation}, [])
+    with set_exploration_type(ExplorationType.DETERMINISTIC), torch.no_grad():
+        for _ in range(5):
+            policy(td.clone())
+        start = time.perf_counter()
+        for _ in range(repeats):
+            policy(td.clone())
+    return 1e3 * (time.perf_counter() - start) / repeats
+
+
+def setup(args: argparse.Namespace, algo: str) -> tuple[EnvBase, Agent, SoftUpdate | None]:
+    """Seeded env, agent (γ set) and its target updater; torch is seeded before anything."""
+    torch.manual_seed(args.seed)
+    env = make_env(args.env, seed=args.seed)
+    dims = env_dims(env)
+    agent = build_agent(args, algo, dims)
+    updater = None
+    if agent.loss is not None:
+        agent.loss.make_value_estimator(gamma=args.gamma)
+        updater = SoftUpdate(agent.loss, tau=args.tau)
+    return env, agent, updater
+
+
+def benchmark(args: argparse.Namespace, rounds: int = 5) -> dict[str, float]:
+    """Median ms per update of each of ``--benchmark-algos`` on random replay data.
+
+    Same batch, widths and thread count for all. Rounds alternate between the algorithms so
+    that load from other processes on a shared machine hits them alike.
+    """
+    agents = {}
+    for algo in args.benchmark_algos.split(","):
+        env, agent, updater = setup(args, algo)
+        if agent.loss is None:
+            raise ValueError(f"nothing to time for --benchmark-algos {algo!r}")
+        buffer = ReplayBuffer(storage=LazyTensorStorage(10 * args.batch_size))
+        buffer.extend(env.rollout(10 * args.batch_size, break_when_any_done=False))
+        for _ in range(5):  # warm-up: allocator, autograd caches
+            update(agent, updater, buffer.sample(args.batch_size))
+        agents[algo] = (agent, updater, buffer)
+    per_round = max(1, args.benchmark_updates // rounds)
+    times: dict[str, list[float]] = {algo: [] for algo in agents}
+    for _ in range(rounds):
+        for algo, (agent, updater, buffer) in agents.items():
+            start = time.perf_counter()
+            for _ in range(per_round):
+                update(agent, updater, buffer.sample(args.batch_size))
+            times[algo].append(1e3 * (time.perf_counter() - start) / per_round)
+    results = {algo: statistics.median(t) for algo, t in times.items()}
+    for algo, t in times.items():
+        print(
+            f"benchmark algo={algo} updates={rounds * per_round} batch={args.batch_size} "
+            f"hidden={args.hidden} particles={args.particles} steps={args.steps} "
+            f"ms_per_update={results[algo]:.2f} (min round {min(t):.2f})",
+            flush=True,
+        )
+    return results
+
+
+def collect_and_update(
+    args: argparse.Namespace, env: EnvBase, agent: Agent, updater: SoftUpdate, start: float
+) -> tuple[int, int]:
+    """The off-policy loop: collect, extend the buffer, ``--utd`` updates per frame, log.
+
+    Returns:
+        ``(frames, updates)``.
+    """
+    # torch and env were seeded in setup(), before the collector resets the env here.
+    collector = Collector(
+        env,
+        agent.policy,
+        frames_per_batch=args.frames_per_batch,
+        total_frames=-1,  # a finite budget closes the env silently; stop ourselves
+        init_random_frames=args.init_random_frames,
+        # No recurrent state: TorchRL 0.14 would otherwise warn that InitTracker is missing.
+        auto_register_policy_transforms=False,
+    )
+    buffer = ReplayBuffer(storage=LazyTensorStorage(args.buffer_size), batch_size=args.batch_size)
+    frames = updates = 0
+    owed, next_log, recent = 0.0, args.log_every, []
+    for data in collector:
+        data = data.reshape(-1)
+        buffer.extend(data)
+        frames += data.numel()
+        done = data["next", "done"].squeeze(-1)
+        recent += data["next", "episode_reward"][done].squeeze(-1).tolist()
+        if frames >= args.init_random_frames:
+            owed += args.utd * data.numel()
+            while owed >= 1.0:
+                losses = update(agent, updater, buffer.sample())
+                updates, owed = updates + 1, owed - 1.0
+        if frames >= next_log or frames >= args.frames:
+            next_log += args.log_every
+            line = f"frames={frames} updates={updates} time={time.perf_counter() - start:.0f}s"
+            if recent:
+                line += f" train_return={sum(recent[-5:]) / len(recent[-5:]):.1f}"
+            if updates:  # .item() only here, at the log interval
+                keys = ("loss_qvalue", "loss_actor", "alpha")
+                line += "".join(f" {k}={losses[k].item():.3g}" for k in keys)
+            print(line, flush=True)
+        if frames >= args.frames:
+            break
+    collector.shutdown()
+    return frames, updates
+
+
+def compare_selections(
+    args: argparse.Namespace, agent: Agent, eval_env: EnvBase, observation: torch.Tensor
+) -> dict[str, float]:
+    """Return and ms per action of each evaluation selection, amortised sampler included."""
+    metrics = {}
+    for selection in ("softmax", "max", "amortized"):
+        policy = agent.loss.policy(eval_selection=selection)
+        returns = evaluate(
+            eval_env, policy, args.eval_episodes, args.eval_max_steps, seed=args.seed + 1
+        )
+        metrics[f"{selection}_eval_return"] = sum(returns) / len(returns)
+        metrics[f"{selection}_ms_per_action"] = action_latency_ms(policy, observation)
+        print(
+            f"selection={selection} eval_return={metrics[f'{selection}_eval_return']:.1f} "
+            f"ms_per_action={metrics[f'{selection}_ms_per_action']:.3f}",
+            flush=True,
+        )
+    return metrics
+
+
+def train(args: argparse.Namespace) -> dict[str, float]:
+    """Train for ``--frames`` steps, then evaluate; the last line printed is the eval return."""
+    start = time.perf_counter()
+    env, agent, updater = setup(args, args.algo)
+    eval_env = make_env(args.env, seed=args.seed + 1)
+    frames = updates = 0
+    if agent.policy is not None:
+        frames, updates = collect_and_update(args, env, agent, updater, start)
+    metrics = {"frames": frames, "updates": updates, "train_time_s": time.perf_counter() - start}
+    observation = eval_env.reset()["observation"]
+    if args.amortized or args.algo == "sql":
+        metrics.update(compare_selections(args, agent, eval_env, observation))
+    returns = evaluate(
+        eval_env, agent.policy, args.eval_episodes, args.eval_max_steps, seed=args.seed + 1
+    )
+    if agent.policy is not None:
+        metrics["ms_per_action"] = action_latency_ms(agent.policy, observation)
+    metrics["eval_return"] = sum(returns) / len(returns)
+    metrics["wall_time_s"] = time.perf_counter() - start
+    print(
+        f"done algo={args.algo} env={args.env} frames={frames} updates={updates} "
+        f"wall_time={metrics['wall_time_s']:.1f}s "
+        f"ms_per_action={metrics.get('ms_per_action', 0.0):.3f} "
+        f"eval_returns={[round(r, 1) for r in returns]}",
+        flush=True,
+    )
+    print(f"eval_return={metrics['eval_return']}", flush=True)
+    return metrics
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, float]:
+    """Parse flags, pin one CPU thread (small ops spin-wait with two), run."""
+    torch.set_num_threads(1)
+    args = parse_args(argv)
+    print(f"args {vars(args)}", flush=True)
+    return benchmark(args) if args.benchmark_updates else train(args)
+
+
+if __name__ == "__main__":
+    main()
