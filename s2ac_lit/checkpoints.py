@@ -14,7 +14,6 @@ from typing import Any
 
 import torch
 
-LAST = "last.ckpt"
 REQUIRED_KEYS = ("state_dict", "hyper_parameters", "global_step")
 
 
@@ -27,24 +26,32 @@ def run_folder_of(checkpoint: Path) -> Path:
     return checkpoint.resolve().parent.parent
 
 
+def _newest(paths: list[Path]) -> Path | None:
+    return max(paths, key=lambda p: p.stat().st_mtime, default=None)
+
+
 def latest_run(run_dir: Path) -> Path:
-    """The run folder under ``run_dir`` whose last checkpoint is newest."""
-    candidates = sorted(run_dir.glob(f"*/checkpoints/{LAST}"), key=lambda p: p.stat().st_mtime)
-    if not candidates:
+    """The run folder under ``run_dir`` whose newest checkpoint is newest."""
+    newest = _newest(list(run_dir.glob("*/checkpoints/*.ckpt")))
+    if newest is None:
         raise CheckpointError(f"no run with a checkpoint under {str(run_dir)!r} to resume")
-    return run_folder_of(candidates[-1])
+    return run_folder_of(newest)
 
 
 def find_checkpoint(target: str | Path) -> Path:
-    """A checkpoint file from a ``.ckpt`` path or a run folder (its ``last.ckpt``)."""
+    """A checkpoint file from a ``.ckpt`` path or a run folder (its newest checkpoint).
+
+    Every checkpoint file is written atomically, so the newest one is complete, even when a
+    kill came between a periodic checkpoint and its copy to ``last.ckpt``.
+    """
     path = Path(target)
     if path.is_file():
         return path
     if path.is_dir():
-        last = path / "checkpoints" / LAST
-        if last.is_file():
-            return last
-        raise CheckpointError(f"run folder {str(path)!r} has no checkpoints/{LAST}")
+        newest = _newest(list((path / "checkpoints").glob("*.ckpt")))
+        if newest is not None:
+            return newest
+        raise CheckpointError(f"run folder {str(path)!r} has no checkpoints/*.ckpt")
     raise CheckpointError(f"{str(path)!r} is neither a checkpoint file nor a run folder")
 
 

@@ -167,6 +167,8 @@ class TrainerConfig:
     """Write a checkpoint every this many updates (and at the end)."""
     threads: int = 1
     """torch CPU threads per process (1 avoids spin-waiting on small CPUs)."""
+    compile: bool = False
+    """torch.compile the critic ensemble's kernels (S2AC and SQL; tens of seconds to build)."""
     progress_bar: bool = True
     """Show Lightning's progress bar."""
 
@@ -289,6 +291,11 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"optim.tau={cfg.optim.tau} must lie in (0, 1]")
     if cfg.svgd.num_particles < 2 and isinstance(cfg.svgd.bandwidth, str):
         raise ConfigError("svgd.num_particles must be >= 2 with an adaptive svgd.bandwidth")
+    if cfg.trainer.compile and cfg.svgd.self_term != "none":
+        raise ConfigError(
+            "trainer.compile=true needs svgd.self_term='none' (the self term differentiates "
+            "twice through the critic, which compiled kernels do not support)"
+        )
     if cfg.actor.eval_selection == "amortized" and not cfg.actor.amortized:
         raise ConfigError("actor.eval_selection='amortized' needs actor.amortized=true")
     return cfg

@@ -27,6 +27,7 @@ from torchrl.objectives import SoftUpdate
 from s2ac_lit.algorithms import Policy, build_algorithm, parameter_groups
 from s2ac_lit.checkpoints import check_compatible, read_checkpoint
 from s2ac_lit.config import Config, merge_config, to_config
+from s2ac_lit.objectives.common import SamplerLoss
 
 LOSS_PREFIX = "loss_"
 LOGGED = ("alpha", "entropy", "q_value", "target_value")
@@ -66,6 +67,8 @@ class RLModule(L.LightningModule):
         self.automatic_optimization = False
         algorithm = build_algorithm(cfg, observation_dim, action_low, action_high)
         self.loss_module = algorithm.loss
+        if cfg.trainer.compile and isinstance(self.loss_module, SamplerLoss):
+            self.loss_module.qvalue_network.compile_kernels()
         # Policy and updater stay outside the module tree: the policy only references the
         # loss's networks, and collectors may move or copy what they are given.
         self.__dict__["_policy"] = algorithm.policy

@@ -12,12 +12,13 @@ Shapes:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import pairwise
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 Activation = Literal["elu", "relu", "tanh", "silu"]
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -25,21 +26,6 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "tanh": nn.Tanh,
     "silu": nn.SiLU,
-}
-
-
-def _silu_derivative(z: Tensor, h: Tensor) -> Tensor:
-    s = torch.sigmoid(z)
-    return s * (1 + z * (1 - s))
-
-
-# σ'(z) from the pre-activation z and the activation h = σ(z). Reusing h avoids recomputing
-# exponentials: ELU's derivative is 1 for z > 0 and e^z = h + 1 for z ≤ 0, i.e. min(h, 0) + 1.
-_DERIVATIVES = {
-    nn.ELU: lambda z, h: h.clamp(max=0.0) + 1.0,
-    nn.ReLU: lambda z, h: (z > 0).to(z.dtype),
-    nn.Tanh: lambda z, h: 1 - h.pow(2),
-    nn.SiLU: _silu_derivative,
 }
 
 
@@ -67,12 +53,12 @@ def mlp(
 
 
 class EnsembleLinear(nn.Module):
-    """K independent linear layers applied as one batched matmul.
+    """The parameters of K independent linear layers, applied by :func:`ensemble_mlp`.
 
     Each member is initialised like ``nn.Linear`` (uniform in ±1/√in), independently.
 
     Shapes:
-        input ``[K, N, in]`` (or ``[N, in]``, shared by all members) → ``[K, N, out]``.
+        weight ``[K, in, out]``, bias ``[K, 1, out]``.
     """
 
     def __init__(self, num_members: int, in_features: int, out_features: int) -> None:
@@ -83,10 +69,77 @@ class EnsembleLinear(nn.Module):
         )
         self.bias = nn.Parameter(torch.empty(num_members, 1, out_features).uniform_(-bound, bound))
 
-    def forward(self, x: Tensor) -> Tensor:
-        if x.dim() == 2:
-            x = x.expand(self.weight.shape[0], *x.shape)
-        return torch.baddbmm(self.bias, x, self.weight)
+
+_ACTIVATION_FUNCTIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "elu": F.elu,
+    "relu": F.relu,
+    "tanh": torch.tanh,
+    "silu": F.silu,
+}
+
+
+def _slope(name: str, z: Tensor, h: Tensor) -> Tensor:
+    """σ'(z) from the pre-activation z and h = σ(z); reusing h avoids recomputing exp.
+
+    ELU: 1 for z > 0 and e^z = h + 1 for z ≤ 0, i.e. min(h, 0) + 1.
+    """
+    if name == "elu":
+        return h.clamp(max=0.0) + 1.0
+    if name == "relu":
+        return (z > 0).to(z.dtype)
+    if name == "tanh":
+        return 1 - h.pow(2)
+    s = torch.sigmoid(z)  # silu
+    return s * (1 + z * (1 - s))
+
+
+def ensemble_mlp(
+    x: Tensor, weights: Sequence[Tensor], biases: Sequence[Tensor], activation: str
+) -> Tensor:
+    """K MLPs as batched matmuls. x ``[N, in]`` → ``[K, N, out]``.
+
+    A pure function of its tensors, so ``torch.compile`` takes the weights as inputs and
+    swapping online, detached and target weights never recompiles.
+    """
+    act = _ACTIVATION_FUNCTIONS[activation]
+    h = x.expand(weights[0].shape[0], *x.shape)
+    for w, b in zip(weights[:-1], biases[:-1], strict=True):
+        h = act(torch.baddbmm(b, h, w))
+    return torch.baddbmm(biases[-1], h, weights[-1])
+
+
+def ensemble_mlp_value_and_input_grad(
+    x: Tensor,
+    weights: Sequence[Tensor],
+    biases: Sequence[Tensor],
+    activation: str,
+    grad_from: int,
+) -> tuple[Tensor, Tensor]:
+    """Outputs ``[K, N, 1]`` and their gradient w.r.t. inputs ``x[:, grad_from:]``.
+
+    The input gradient is written out (one matmul per layer with the transposed weights,
+    times the activation's slope), so it is a plain forward computation: no autograd graph
+    when gradients are off, and a first-order graph instead of a double backward when a loss
+    differentiates through it. Pure, like :func:`ensemble_mlp`.
+
+    Shapes:
+        x ``[N, in]`` → ``[K, N, 1]``, ``[K, N, in - grad_from]``.
+    """
+    act = _ACTIVATION_FUNCTIONS[activation]
+    h = x.expand(weights[0].shape[0], *x.shape)
+    slopes = []
+    for w, b in zip(weights[:-1], biases[:-1], strict=True):
+        z = torch.baddbmm(b, h, w)
+        h = act(z)
+        slopes.append(_slope(activation, z, h))
+    out = torch.baddbmm(biases[-1], h, weights[-1])
+    grad = weights[-1].transpose(-1, -2)  # [K, 1, H]: d out / d(last hidden)
+    for index in reversed(range(len(slopes))):
+        w = weights[index][:, grad_from:] if index == 0 else weights[index]
+        grad = (grad * slopes[index]) @ w.transpose(-1, -2)
+    if not slopes:  # a linear network
+        grad = grad[..., grad_from:].expand(-1, x.shape[0], -1)
+    return out, grad
 
 
 class QEnsemble(nn.Module):
@@ -115,14 +168,30 @@ class QEnsemble(nn.Module):
         activation: Activation = "elu",
     ) -> None:
         super().__init__()
+        if activation not in _ACTIVATION_FUNCTIONS:
+            raise ValueError(f"unknown activation {activation!r}; allowed: {tuple(_ACTIVATIONS)}")
         widths = [observation_dim + action_dim, *hidden_sizes, 1]
         self.layers = nn.ModuleList(
             EnsembleLinear(num_critics, w_in, w_out) for w_in, w_out in pairwise(widths)
         )
-        self.activation = activation_layer(activation)
+        self.activation = activation
         self.num_critics = num_critics
         self.observation_dim = observation_dim
         self.action_dim = action_dim
+        self._mlp = ensemble_mlp
+        self._mlp_value_and_grad = ensemble_mlp_value_and_input_grad
+
+    def compile_kernels(self, **compile_kwargs) -> QEnsemble:
+        """``torch.compile`` the two ensemble functions (fuses the elementwise work).
+
+        Not for the validation paths that need a double backward through the critic
+        (``self_term`` or the exact log-det): AOTAutograd does not support it.
+        """
+        self._mlp = torch.compile(ensemble_mlp, **compile_kwargs)
+        self._mlp_value_and_grad = torch.compile(
+            ensemble_mlp_value_and_input_grad, **compile_kwargs
+        )
+        return self
 
     def _inputs(self, observation: Tensor, action: Tensor) -> tuple[Tensor, torch.Size]:
         if observation.shape[-1] != self.observation_dim or action.shape[-1] != self.action_dim:
@@ -135,39 +204,23 @@ class QEnsemble(nn.Module):
         x = torch.cat([observation.expand(*batch, -1), action.expand(*batch, -1)], dim=-1)
         return x.reshape(-1, self.observation_dim + self.action_dim), batch
 
+    def _parameters_lists(self) -> tuple[list[Tensor], list[Tensor]]:
+        return [layer.weight for layer in self.layers], [layer.bias for layer in self.layers]
+
     def forward(self, observation: Tensor, action: Tensor) -> Tensor:
         x, batch = self._inputs(observation, action)
-        for layer in self.layers[:-1]:
-            x = self.activation(layer(x))
-        return self.layers[-1](x).reshape(self.num_critics, *batch)
+        q = self._mlp(x, *self._parameters_lists(), self.activation)
+        return q.reshape(self.num_critics, *batch)
 
     def value_and_action_grad(self, observation: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
-        """Q-values and ∇ₐQ by an explicit backward pass through the MLP.
-
-        The SVGD energy needs ∇ₐQ at every step. Writing the input gradient out (one matmul
-        per layer with the transposed weights, times the activation's derivative) makes it a
-        plain forward computation: no autograd graph at all when gradients are off (critic
-        targets, acting), and a first-order graph instead of a double backward when the actor
-        loss differentiates through it.
+        """Q-values and ∇ₐQ (see :func:`ensemble_mlp_value_and_input_grad`).
 
         Shapes:
             observation ``[..., O]``, action ``[..., A]`` → ``[K, ...]`` and ``[K, ..., A]``.
         """
-        derivative = _DERIVATIVES[type(self.activation)]
         x, batch = self._inputs(observation, action)
-        slopes = []
-        for layer in self.layers[:-1]:
-            z = layer(x)
-            x = self.activation(z)
-            slopes.append(derivative(z, x))
-        q = self.layers[-1](x)
-        grad = self.layers[-1].weight.transpose(-1, -2)  # [K, 1, H]: dQ/d(last hidden)
-        for index in reversed(range(len(slopes))):
-            weight = self.layers[index].weight
-            if index == 0:  # only the action rows of the first layer are needed
-                weight = weight[:, self.observation_dim :]
-            grad = (grad * slopes[index]) @ weight.transpose(-1, -2)
-        if not slopes:  # a linear critic
-            grad = grad[..., self.observation_dim :].expand(-1, x.shape[0], -1)
+        q, grad = self._mlp_value_and_grad(
+            x, *self._parameters_lists(), self.activation, self.observation_dim
+        )
         k = self.num_critics
         return q.reshape(k, *batch), grad.reshape(k, *batch, self.action_dim)

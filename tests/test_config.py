@@ -26,7 +26,15 @@ PRESETS = sorted(CONF.glob("**/*.yaml"))
 
 def test_presets_exist() -> None:
     names = {p.stem for p in PRESETS}
-    assert {"walker", "hopper", "halfcheetah", "ant", "humanoid", "multigoal"} <= names
+    assert {
+        "walker",
+        "hopper",
+        "halfcheetah",
+        "ant",
+        "humanoid",
+        "multigoal",
+        "quickstart",
+    } <= names
 
 
 @pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)

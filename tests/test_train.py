@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from s2ac_lit.checkpoints import find_checkpoint
 from s2ac_lit.config import load_config
 from s2ac_lit.train import main, train
 
@@ -151,7 +152,8 @@ def test_killed_run_resumes_without_losing_or_repeating_work(tmp_path: Path) -> 
     process.wait()
     (run,) = runs.iterdir()
     assert not (run / "summary.json").exists(), "the run finished before it was killed"
-    killed_at = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    checkpoint = find_checkpoint(run)  # the newest: last.ckpt may not exist yet
+    killed_at = torch.load(checkpoint, weights_only=True)["global_step"]
     assert 0 < killed_at < expected_updates(frames)
 
     resumed = run_fit("--resume", "auto", f"run_dir={runs}")
