@@ -20,7 +20,9 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from unittest import mock
 
 import torch
 from tensordict import TensorDict
@@ -32,6 +34,8 @@ from torchrl.objectives import SoftUpdate
 from s2ac_lit.algorithms import build_algorithm, parameter_groups
 from s2ac_lit.config import load_config
 from s2ac_lit.module import total_loss
+from s2ac_lit.networks import QEnsemble
+from s2ac_lit.objectives.common import SamplerLoss
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -49,6 +53,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--skip-trainer", action="store_true", help="skip the trainer-loop timing")
+    p.add_argument(
+        "--baseline", action="store_true", help="also time the naive S2AC update (before speed-ups)"
+    )
     p.add_argument("--json", action="store_true")
     return p.parse_args(argv)
 
@@ -150,6 +157,34 @@ class FlopCounter(TorchDispatchMode):
         return out
 
 
+@contextmanager
+def naive_s2ac() -> Iterator[None]:
+    """The S2AC update before the speed work, for before/after tables in one run.
+
+    Undoes the two changes that cut its cost: ∇ₐQ by autograd (double backward in the actor
+    loss) instead of the critic's explicit input gradient, and detached critic weights
+    re-wrapped as fresh ``nn.Parameter``s (so every backward also computed weight gradients).
+    """
+
+    @contextmanager
+    def rewrapping_bind(self, critic_params=None):
+        critic_params = self.qvalue_network_params if critic_params is None else critic_params
+        with (
+            self.actor_network_params.to_module(self.actor_network),
+            critic_params.to_module(self.qvalue_network),
+        ):
+            yield
+
+    def no_explicit_grad(self):
+        raise AttributeError("value_and_action_grad")  # makes hasattr() False
+
+    with (
+        mock.patch.object(QEnsemble, "value_and_action_grad", property(no_explicit_grad)),
+        mock.patch.object(SamplerLoss, "bind", rewrapping_bind),
+    ):
+        yield
+
+
 def count_flops(fn: Callable[[], object]) -> int:
     with FlopCounter() as counter:
         fn()
@@ -209,6 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     results["s2ac_update_ms"] = time_ms(s2ac_update, device, args.iters, args.repeats)
     results["sac_update_ms"] = time_ms(sac_update, device, args.iters, args.repeats)
     results["update_ratio"] = results["s2ac_update_ms"] / results["sac_update_ms"]
+    if args.baseline:
+        with naive_s2ac():
+            results["naive_s2ac_update_ms"] = time_ms(s2ac_update, device, args.iters, args.repeats)
+            results["naive_s2ac_update_gflop"] = count_flops(s2ac_update) / 1e9
+        results["naive_update_ratio"] = results["naive_s2ac_update_ms"] / results["sac_update_ms"]
     flops = count_flops(s2ac_update)
     results["s2ac_update_gflop"] = flops / 1e9
     results["s2ac_update_gflops_per_s"] = flops / 1e6 / results["s2ac_update_ms"]
