@@ -85,7 +85,7 @@ def bandwidth(
         sq_dists: ``[..., M, M]`` → ``[...]``.
 
     Examples:
-        >>> d = pairwise_sq_dists(torch.tensor([[0.0], [1.0], [3.0]]))
+        >>> d = pairwise_sq_dists(torch.tensor([[0.0], [1.0], [3.0]], dtype=torch.float64))
         >>> float(bandwidth(d, "median")) == 4.0 / (2 * math.log(4))
         True
     """

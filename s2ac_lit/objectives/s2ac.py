@@ -30,33 +30,32 @@ from s2ac_lit.objectives.common import Info, SamplerLoss, amortized_svgd_loss
 class S2ACLoss(SamplerLoss):
     """TorchRL loss for S2AC(φ) and S2AC(φ,θ).
 
-        Args:
-            actor_network: the :class:`SVGDActor` (its critic comes from this loss).
-            qvalue_network: the :class:`QEnsemble` of twin critics; target copies are made here
-                and kept by :class:`torchrl.objectives.SoftUpdate`.
-            alpha_init: initial (or fixed) temperature α (authors: 0.2).
-            learn_alpha: learn α SAC-style towards ``target_entropy``.
-            target_entropy: ``"auto"`` (-A) or a float.
-            temperature: the sampler's temperature T in exp(Q/T): ``"alpha"`` (the paper's
-                target, default) or a float (authors' code: 1.0).
-            amortized_particles: samples per state for the amortised-sampler loss (only used when
-                the actor has an amortised sampler).
+    Args:
+        actor_network: the :class:`SVGDActor` (its critic comes from this loss).
+        qvalue_network: the :class:`QEnsemble` of twin critics; target copies are made here
+            and kept by :class:`torchrl.objectives.SoftUpdate`.
+        alpha_init: initial (or fixed) temperature α (authors: 0.2).
+        learn_alpha: learn α SAC-style towards ``target_entropy``.
+        target_entropy: ``"auto"`` (-A) or a float.
+        temperature: the sampler's temperature T in exp(Q/T): ``"alpha"`` (the paper's
+            target, default) or a float (authors' code: 1.0).
+        amortized_particles: samples per state for the amortised-sampler loss (only used when
+            the actor has an amortised sampler).
 
-        Outputs of ``forward``: ``loss_qvalue``, ``loss_actor``, ``loss_alpha`` (and
-        ``loss_amortized`` when the actor has an amortised sampler), plus detached ``alpha`` and
-        ``entropy`` (the policy's entropy estimate at the batch states).
+    Outputs of ``forward``: ``loss_qvalue``, ``loss_actor``, ``loss_alpha`` (and
+    ``loss_amortized`` when the actor has an amortised sampler), plus detached ``alpha`` and
+    ``entropy`` (the policy's entropy estimate at the batch states).
 
-        Examples:
-            >>> from s2ac_lit.networks import QEnsemble
-    from s2ac_lit.objectives.common import Info, SamplerLoss, amortized_svgd_loss
-            >>> actor = SVGDActor(3, [-1.0], [1.0], num_particles=4, hidden_sizes=(8,))
-            >>> loss = S2ACLoss(actor, QEnsemble(3, 1, hidden_sizes=(8,)))
-            >>> td = TensorDict({"observation": torch.randn(5, 3), "action": torch.rand(5, 1),
-            ...     "next": {"observation": torch.randn(5, 3), "reward": torch.randn(5, 1),
-            ...              "done": torch.zeros(5, 1, dtype=torch.bool),
-            ...              "terminated": torch.zeros(5, 1, dtype=torch.bool)}}, [5])
-            >>> sorted(k for k in loss(td).keys() if k.startswith("loss_"))
-            ['loss_actor', 'loss_alpha', 'loss_qvalue']
+    Examples:
+        >>> from s2ac_lit.networks import QEnsemble
+        >>> actor = SVGDActor(3, [-1.0], [1.0], num_particles=4, hidden_sizes=(8,))
+        >>> loss = S2ACLoss(actor, QEnsemble(3, 1, hidden_sizes=(8,)))
+        >>> td = TensorDict({"observation": torch.randn(5, 3), "action": torch.rand(5, 1),
+        ...     "next": {"observation": torch.randn(5, 3), "reward": torch.randn(5, 1),
+        ...              "done": torch.zeros(5, 1, dtype=torch.bool),
+        ...              "terminated": torch.zeros(5, 1, dtype=torch.bool)}}, [5])
+        >>> sorted(k for k in loss(td).keys() if k.startswith("loss_"))
+        ['loss_actor', 'loss_alpha', 'loss_qvalue']
     """
 
     def __init__(

@@ -62,32 +62,31 @@ def soft_value(q: Tensor, alpha: Tensor | float, log_volume: Tensor | float) -> 
 class SQLLoss(SamplerLoss):
     """TorchRL loss for Soft Q-Learning with an amortised SVGD sampler.
 
-        Args:
-            actor_network: an :class:`SVGDActor` built with ``init="fixed"`` and ``amortized=True``
-                (only its amortised sampler, squash and energy are used).
-            qvalue_network: the :class:`QEnsemble` of twin critics; target copies are made here and
-                kept by :class:`torchrl.objectives.SoftUpdate`.
-            alpha: the fixed temperature α.
-            value_particles: N uniform proposals per state for the soft value (SQL: 16).
-            amortized_particles: M sampler particles per state for amortised SVGD (SQL: 16).
+    Args:
+        actor_network: an :class:`SVGDActor` built with ``init="fixed"`` and ``amortized=True``
+            (only its amortised sampler, squash and energy are used).
+        qvalue_network: the :class:`QEnsemble` of twin critics; target copies are made here and
+            kept by :class:`torchrl.objectives.SoftUpdate`.
+        alpha: the fixed temperature α.
+        value_particles: N uniform proposals per state for the soft value (SQL: 16).
+        amortized_particles: M sampler particles per state for amortised SVGD (SQL: 16).
 
-        Outputs of ``forward``: ``loss_qvalue``, ``loss_actor`` (the sampler loss), ``loss_alpha``
-        (always 0: α is fixed), plus detached ``alpha``, ``q_value``, ``target_value`` and
-        ``amortized_direction_norm``.
+    Outputs of ``forward``: ``loss_qvalue``, ``loss_actor`` (the sampler loss), ``loss_alpha``
+    (always 0: α is fixed), plus detached ``alpha``, ``q_value``, ``target_value`` and
+    ``amortized_direction_norm``.
 
-        Examples:
-            >>> from s2ac_lit.networks import QEnsemble
-    from s2ac_lit.objectives.common import Info, SamplerLoss, amortized_svgd_loss
-            >>> actor = SVGDActor(3, [-2.0], [2.0], init="fixed", amortized=True,
-            ...                   squash_correction=True)
-            >>> loss = SQLLoss(actor, QEnsemble(3, 1, hidden_sizes=(8,))).make_value_estimator(
-            ...     gamma=0.99)
-            >>> td = TensorDict({"observation": torch.randn(5, 3), "action": torch.rand(5, 1),
-            ...     "next": {"observation": torch.randn(5, 3), "reward": torch.randn(5, 1),
-            ...              "done": torch.zeros(5, 1, dtype=torch.bool),
-            ...              "terminated": torch.zeros(5, 1, dtype=torch.bool)}}, [5])
-            >>> sorted(k for k in loss(td).keys() if k.startswith("loss_"))
-            ['loss_actor', 'loss_alpha', 'loss_qvalue']
+    Examples:
+        >>> from s2ac_lit.networks import QEnsemble
+        >>> actor = SVGDActor(3, [-2.0], [2.0], init="fixed", amortized=True,
+        ...                   squash_correction=True)
+        >>> loss = SQLLoss(actor, QEnsemble(3, 1, hidden_sizes=(8,))).make_value_estimator(
+        ...     gamma=0.99)
+        >>> td = TensorDict({"observation": torch.randn(5, 3), "action": torch.rand(5, 1),
+        ...     "next": {"observation": torch.randn(5, 3), "reward": torch.randn(5, 1),
+        ...              "done": torch.zeros(5, 1, dtype=torch.bool),
+        ...              "terminated": torch.zeros(5, 1, dtype=torch.bool)}}, [5])
+        >>> sorted(k for k in loss(td).keys() if k.startswith("loss_"))
+        ['loss_actor', 'loss_alpha', 'loss_qvalue']
     """
 
     def __init__(
