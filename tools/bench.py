@@ -57,7 +57,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--baseline", action="store_true", help="also time the naive S2AC update (before speed-ups)"
     )
     p.add_argument("--json", action="store_true")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.baseline and args.compile:
+        # The naive update differentiates twice through the critic, which compiled kernels
+        # (AOTAutograd) do not support: time the baseline eagerly, in its own run.
+        p.error("--baseline times the eager naive update; run it without --compile")
+    return args
 
 
 def synchronize(device: torch.device) -> None:
