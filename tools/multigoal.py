@@ -1,7 +1,8 @@
 """Multigoal MaxEnt experiment (S2AC.md §6): train S2AC(φ), S2AC(φ,θ), SAC, SQL; sample them.
 
-    python tools/multigoal.py --out /tmp/multigoal --seeds 3 --frames 6000
-    python tools/multigoal.py --out /tmp/multigoal --skip-train   # re-evaluate the runs there
+    python tools/multigoal.py --out OUT --seeds 3 --frames 6000 --updates-per-batch 25
+    python tools/multigoal.py --out OUT --skip-train   # re-evaluate the runs in OUT
+    python tools/multigoal.py --out OUT10 --set loss.alpha_init=10   # another temperature
 
 Each algorithm is trained with ``conf/multigoal.yaml`` and the same budget on seeds 0..N-1
 (runs in ``OUT/runs/<algo>-seed<k>-*``), then evaluated by sampling its stochastic policy
