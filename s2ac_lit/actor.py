@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from s2ac_lit.kernels import BandwidthRule
-from s2ac_lit.networks import Activation, mlp
+from s2ac_lit.networks import Activation, ResettableModule, mlp
 from s2ac_lit.svgd import EntropyNorm, SelfTerm, svgd_direction_at, svgd_run
 
 Critic = Callable[[Tensor, Tensor], Tensor]
@@ -177,7 +177,7 @@ class QEnergy:
         return score
 
 
-class SVGDActor(nn.Module):
+class SVGDActor(ResettableModule):
     """S2AC policy: M particles per state moved by L SVGD steps towards exp(Q/T).
 
     The critic is passed at call time (it belongs to the loss, which also owns its target

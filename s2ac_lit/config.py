@@ -65,6 +65,16 @@ class ReplayConfig:
     """Transitions per update."""
     checkpoint: bool = True
     """Dump the buffer beside each checkpoint so a resumed run keeps its data."""
+    prioritized: bool = False
+    """Prioritised replay (Schaul et al., 2016) by TD error; needs TorchRL's C++ extension."""
+    alpha: float = 0.6
+    """Prioritisation exponent: P(i) ∝ (|δᵢ| + eps)^alpha (0 is uniform)."""
+    beta: float = 0.4
+    """Importance-weight exponent at the first update: wᵢ ∝ (N·P(i))^-beta."""
+    beta_final: float = 1.0
+    """Importance-weight exponent at the last update; beta is annealed linearly to it."""
+    eps: float = 1e-8
+    """Added to every priority so that no transition has probability zero."""
 
 
 @dataclass

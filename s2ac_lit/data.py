@@ -9,6 +9,11 @@ produced it: a resumed run neither loses nor repeats work.
 :class:`ReplayDataModule` builds one feeder per rank in ``setup()``, seeded with
 ``seed + global_rank`` before the env and collector exist, and keeps env, collector and buffer
 out of the LightningModule tree.
+
+With ``replay.prioritized`` the buffer is TorchRL's ``TensorDictPrioritizedReplayBuffer``: its
+batches carry the importance weights (``priority_weight``) that the losses apply, the feeder
+anneals β over the run, and once an update has written the batch's TD errors (``td_error``)
+the feeder hands them back to the buffer as the new priorities.
 """
 
 from __future__ import annotations
@@ -22,10 +27,10 @@ import numpy as np
 import torch
 from tensordict import TensorDictBase
 from torchrl.collectors import Collector
-from torchrl.data import LazyTensorStorage, ReplayBuffer
+from torchrl.data import LazyTensorStorage, ReplayBuffer, TensorDictPrioritizedReplayBuffer
 from torchrl.envs import EnvBase
 
-from s2ac_lit.config import CollectorConfig, Config, ReplayConfig
+from s2ac_lit.config import CollectorConfig, Config, ConfigError, ReplayConfig
 from s2ac_lit.envs import make_env
 
 PolicyFactory = Callable[[], Callable[[TensorDictBase], TensorDictBase]]
@@ -72,6 +77,8 @@ class ReplayFeeder:
         buffer: the replay buffer (sampling returns ``batch_size`` transitions).
         schedule: the collector config.
         policy_device: where the policy runs.
+        beta_annealing: for a prioritised buffer, β at the first and at the last update
+            (linear in between); None keeps the buffer's β.
     """
 
     def __init__(
@@ -82,12 +89,15 @@ class ReplayFeeder:
         schedule: CollectorConfig,
         *,
         policy_device: torch.device | str = "cpu",
+        beta_annealing: tuple[float, float] | None = None,
     ) -> None:
         self.env = env
         self.policy_factory = policy_factory
         self.buffer = buffer
         self.schedule = schedule
         self.policy_device = torch.device(policy_device)
+        self.beta_annealing = beta_annealing
+        self.prioritized = isinstance(buffer, TensorDictPrioritizedReplayBuffer)
         self.frames = 0
         self.updates = 0
         self.episodes = 0
@@ -151,10 +161,21 @@ class ReplayFeeder:
                 # after the update that consumed it, must already include it.
                 self._round_updates += 1
                 self.updates += 1
-                yield self.buffer.sample()
+                batch = self._sample()
+                yield batch
+                if self.prioritized:
+                    # The update just made wrote the batch's TD errors (the loss's priority key).
+                    self.buffer.update_tensordict_priority(batch)
             if self.frames >= self.schedule.total_frames:
                 return
             self._collect()
+
+    def _sample(self) -> TensorDictBase:
+        if self.prioritized and self.beta_annealing is not None:
+            start, end = self.beta_annealing
+            progress = min(1.0, (self.updates - 1) / max(1, self.total_updates - 1))
+            self.buffer.sampler.beta = start + (end - start) * progress
+        return self.buffer.sample()
 
     def state_dict(self) -> dict[str, Any]:
         """Counters, the collector's state and the random states (not the buffer)."""
@@ -193,11 +214,38 @@ class ReplayFeeder:
             self.env.close()
 
 
+def prioritized_replay_unavailable() -> str | None:
+    """Why TorchRL's prioritised replay cannot be built here, or None when it can.
+
+    Its samplers keep priorities in segment trees from TorchRL's C++ extension
+    (``torchrl._torchrl``), which fails to load when the installed torch is not the build
+    that torchrl wheel was compiled against.
+    """
+    try:
+        from torchrl._torchrl import SumSegmentTreeFp32  # noqa: F401
+    except ImportError as error:
+        return str(error)
+    return None
+
+
 def make_replay_buffer(cfg: ReplayConfig, device: torch.device | str = "cpu") -> ReplayBuffer:
-    """A uniform TensorDict replay buffer whose storage lives on ``device``."""
-    return ReplayBuffer(
-        storage=LazyTensorStorage(cfg.capacity, device=device),
-        batch_size=cfg.batch_size,
+    """A TensorDict replay buffer whose storage lives on ``device``: uniform, or prioritised.
+
+    Raises:
+        ConfigError: ``cfg.prioritized`` where TorchRL's C++ extension does not load.
+    """
+    storage = LazyTensorStorage(cfg.capacity, device=device)
+    if not cfg.prioritized:
+        return ReplayBuffer(storage=storage, batch_size=cfg.batch_size)
+    reason = prioritized_replay_unavailable()
+    if reason is not None:
+        raise ConfigError(
+            "replay.prioritized=true needs TorchRL's C++ extension (torchrl._torchrl, its "
+            f"segment trees), which does not load here ({reason}); install torch and torchrl "
+            "builds made for each other, or set replay.prioritized=false"
+        )
+    return TensorDictPrioritizedReplayBuffer(
+        alpha=cfg.alpha, beta=cfg.beta, eps=cfg.eps, storage=storage, batch_size=cfg.batch_size
     )
 
 
@@ -231,6 +279,11 @@ class ReplayDataModule(L.LightningDataModule):
             make_replay_buffer(self.cfg.replay, device=device),
             self.cfg.collector,
             policy_device=device,
+            beta_annealing=(
+                (self.cfg.replay.beta, self.cfg.replay.beta_final)
+                if self.cfg.replay.prioritized
+                else None
+            ),
         )
 
     def train_dataloader(self) -> ReplayFeeder:

@@ -52,6 +52,20 @@ def mlp(
     return nn.Sequential(*layers)
 
 
+class ResettableModule(nn.Module):
+    """A module whose parameters TorchRL's ``LossModule.reset_parameters_recursive`` resets.
+
+    TorchRL calls ``reset_parameters_recursive()`` on each network of a loss, with the loss's
+    (online, then target) parameters swapped in; this re-initialises, in place, every
+    submodule that has a ``reset_parameters`` (as ``TensorDictModuleBase`` does).
+    """
+
+    def reset_parameters_recursive(self) -> None:
+        for module in self.modules():
+            if module is not self and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+
+
 class EnsembleLinear(nn.Module):
     """The parameters of K independent linear layers, applied by :func:`ensemble_mlp`.
 
@@ -63,11 +77,16 @@ class EnsembleLinear(nn.Module):
 
     def __init__(self, num_members: int, in_features: int, out_features: int) -> None:
         super().__init__()
-        bound = 1.0 / math.sqrt(in_features)
-        self.weight = nn.Parameter(
-            torch.empty(num_members, in_features, out_features).uniform_(-bound, bound)
-        )
-        self.bias = nn.Parameter(torch.empty(num_members, 1, out_features).uniform_(-bound, bound))
+        self.weight = nn.Parameter(torch.empty(num_members, in_features, out_features))
+        self.bias = nn.Parameter(torch.empty(num_members, 1, out_features))
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Draw every member anew, uniform in ±1/√in (in place)."""
+        bound = 1.0 / math.sqrt(self.weight.shape[-2])
+        self.weight.uniform_(-bound, bound)
+        self.bias.uniform_(-bound, bound)
 
 
 _ACTIVATION_FUNCTIONS: dict[str, Callable[[Tensor], Tensor]] = {
@@ -142,7 +161,7 @@ def ensemble_mlp_value_and_input_grad(
     return out, grad
 
 
-class QEnsemble(nn.Module):
+class QEnsemble(ResettableModule):
     """K soft Q-functions Q_k(s, a) with stacked parameters (twin critics: K = 2).
 
     Args:

@@ -67,3 +67,89 @@ def test_rng_capture_restores_every_generator() -> None:
     restore_rng(state)
     torch.testing.assert_close(torch.rand(3), expected[0])
     np.testing.assert_array_equal(np.random.rand(3), expected[1])
+
+
+class _ArrayTree:
+    """A stand-in for the C++ segment trees of TorchRL's prioritised sampler (O(N) numpy)."""
+
+    def __init__(self, size: int, fill: float, reduce, dtype) -> None:
+        self.values = np.full(size, fill, dtype=dtype)
+        self.reduce = reduce
+
+    def __getitem__(self, index):
+        return self.values[np.asarray(index)]
+
+    def __setitem__(self, index, value) -> None:
+        self.values[np.asarray(index)] = np.asarray(value)
+
+    def query(self, start: int, end: int) -> float:
+        return float(self.reduce(self.values[start:end]))
+
+    def scan_lower_bound(self, mass):
+        return np.searchsorted(np.cumsum(self.values), np.asarray(mass), side="right")
+
+
+def test_prioritized_replay_without_the_extension_says_why() -> None:
+    from s2ac_lit.config import ConfigError
+    from s2ac_lit.data import prioritized_replay_unavailable
+
+    if prioritized_replay_unavailable() is None:
+        pytest.skip("TorchRL's C++ extension loads here")
+    with pytest.raises(ConfigError, match=r"replay.prioritized=true needs TorchRL's C\+\+ ext"):
+        make_replay_buffer(ReplayConfig(prioritized=True))
+
+
+def test_prioritized_replay_weights_reach_the_loss_and_td_errors_become_priorities(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """TorchRL's prioritised buffer, with its segment trees stood in for where the extension
+    does not load: batches carry importance weights that change the critic loss, β anneals
+    from ``beta`` to ``beta_final``, and each batch's TD errors become its priorities."""
+    from torchrl.data.replay_buffers.samplers import prioritized
+
+    import s2ac_lit.data as data
+    from s2ac_lit.actor import SVGDActor
+    from s2ac_lit.networks import QEnsemble
+    from s2ac_lit.objectives import S2ACLoss
+
+    for name, fill, reduce in (("Sum", 0.0, np.sum), ("Min", np.inf, np.min)):
+        for precision, dtype in (("Fp32", np.float32), ("Fp64", np.float64)):
+
+            def tree(size: int, fill=fill, reduce=reduce, dtype=dtype) -> _ArrayTree:
+                return _ArrayTree(size, fill, reduce, dtype)
+
+            monkeypatch.setattr(prioritized, f"{name}SegmentTree{precision}", tree)
+    monkeypatch.setattr(data, "prioritized_replay_unavailable", lambda: None)
+
+    cfg = ReplayConfig(capacity=1000, batch_size=8, prioritized=True, alpha=0.7, beta=0.4)
+    torch.manual_seed(0)
+    env = make_env("s2ac_lit/MultiGoalMaxEnt-v0", seed=0)
+    buffer = make_replay_buffer(cfg)
+    feeder = ReplayFeeder(
+        env,
+        lambda: RandomPolicy(env.action_spec),
+        buffer,
+        SCHEDULE,
+        beta_annealing=(cfg.beta, cfg.beta_final),
+    )
+    actor = SVGDActor(2, [-1.0] * 2, [1.0] * 2, init="fixed", num_particles=4, steps=1)
+    loss = S2ACLoss(actor, QEnsemble(2, 2, hidden_sizes=(8,))).make_value_estimator(gamma=0.9)
+    betas, previous = [], None
+    for batch in feeder:
+        if previous is not None:  # its TD errors are now its priorities
+            index, td_error = previous["index"], previous["td_error"]
+            once = torch.tensor([(index == i).sum() == 1 for i in index])
+            expected = (td_error[once].double().numpy() + cfg.eps) ** cfg.alpha
+            got = np.asarray(buffer.sampler._sum_tree[index[once].numpy()], dtype=np.float64)
+            np.testing.assert_allclose(got, expected, rtol=1e-5)
+        betas.append(buffer.sampler.beta)
+        torch.manual_seed(1)
+        weighted = loss(batch)["loss_qvalue"]
+        torch.manual_seed(1)
+        plain = loss(batch.exclude("priority_weight"))["loss_qvalue"]
+        if not torch.allclose(batch["priority_weight"], torch.ones(8)):
+            assert not torch.isclose(weighted, plain)
+        previous = batch
+    feeder.close()
+    assert betas[0] == pytest.approx(0.4) and betas[-1] == pytest.approx(1.0)
+    np.testing.assert_allclose(np.diff(betas), 0.6 / (len(betas) - 1), rtol=1e-6)

@@ -182,7 +182,7 @@ def test_amortized_svgd_gradient_by_hand() -> None:
     expected = torch.autograd.grad(
         u_graph, linear.bias, grad_outputs=-phi / (BATCH * m), retain_graph=True
     )[0]
-    got = torch.autograd.grad(amortized_svgd_loss(u_graph, phi), linear.bias)[0]
+    got = torch.autograd.grad(amortized_svgd_loss(u_graph, phi).mean(), linear.bias)[0]
     torch.testing.assert_close(got, expected)
 
 

@@ -3,6 +3,12 @@
 Both train twin critics against an SVGD-style sampler on the same replay batches, so they read
 the same tensordict keys, build the same TD(0) estimator, and run the actor and critic modules
 with the loss's own (online, detached or target) parameters.
+
+They follow TorchRL's loss conventions as ``SACLoss`` does: any batch shape ``[*B]``, a
+``reduction`` over the batch (``"mean"``, ``"sum"``, ``"none"``), loss masks and prioritised
+replay's importance weights applied by ``LossModule._reduce_loss``, n-step data (the value
+estimator reads ``steps_to_next_obs``), ``done`` standing in for a missing ``terminated``, and
+keyword calls through ``@dispatch`` (``in_keys``/``out_keys``, ``select_out_keys``).
 """
 
 from __future__ import annotations
@@ -10,10 +16,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Literal
 
 from tensordict import TensorDictBase, TensorDictParams
 from tensordict.utils import NestedKey
-from torch import Tensor
+from torch import Tensor, nn
 from torchrl.objectives import LossModule, ValueEstimators
 from torchrl.objectives.utils import dispatch_value_estimator
 
@@ -21,17 +28,40 @@ from s2ac_lit.actor import SVGDActor
 from s2ac_lit.networks import QEnsemble
 
 Info = dict[str, Tensor]
+Reduction = Literal["mean", "sum", "none"]
+REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
 
 
 def amortized_svgd_loss(u: Tensor, phi: Tensor) -> Tensor:
-    """A surrogate whose gradient is -(1/(B·M)) Σ φᵀ ∂u/∂ψ (amortised SVGD, S2AC.md §4).
+    """Per state, a surrogate whose gradient is -(1/M) Σ_i φ_iᵀ ∂u_i/∂ψ (amortised SVGD).
 
-    ``phi`` must be detached: a gradient step on this loss moves each sample u along φ.
+    ``phi`` must be detached: a gradient step on this loss moves each sample u along φ. Its
+    batch mean has gradient -(1/(B·M)) Σ φᵀ ∂u/∂ψ.
 
     Shapes:
-        u, phi: ``[..., M, A]`` → ``[]``.
+        u, phi: ``[..., M, A]`` → ``[...]``.
     """
-    return -(phi * u).sum(-1).mean()
+    return -(phi * u).sum(-1).mean(-1)
+
+
+@contextmanager
+def bound_networks(
+    actor: nn.Module,
+    actor_params: TensorDictBase,
+    critic: nn.Module,
+    critic_params: TensorDictBase,
+) -> Iterator[None]:
+    """Run ``actor`` and ``critic`` with the given parameters (and buffers).
+
+    ``preserve_module_state=False``: detached parameters stay plain tensors. Otherwise
+    tensordict re-wraps them as fresh nn.Parameters, and every backward through the SVGD
+    steps would compute (and throw away) weight gradients for them.
+    """
+    with (
+        actor_params.to_module(actor, preserve_module_state=False),
+        critic_params.to_module(critic, preserve_module_state=False),
+    ):
+        yield
 
 
 class SamplerLoss(LossModule):
@@ -48,8 +78,11 @@ class SamplerLoss(LossModule):
             observation: state s (and s' under ``"next"``).
             action: action a taken in s.
             value: where the next-state soft value is written for the value estimator.
-            reward, done, terminated: read under ``"next"`` by the value estimator.
+            reward, done, terminated: read under ``"next"`` by the value estimator
+                (``done`` stands in for a missing ``terminated``, as in TorchRL).
             priority: where the per-sample TD error is written (for prioritised replay).
+            priority_weight: prioritised replay's importance weights; when present they
+                weight the critic loss (the TD regression whose errors set the priorities).
         """
 
         observation: NestedKey = "observation"
@@ -59,6 +92,7 @@ class SamplerLoss(LossModule):
         done: NestedKey = "done"
         terminated: NestedKey = "terminated"
         priority: NestedKey = "td_error"
+        priority_weight: NestedKey = "priority_weight"
 
     default_keys = _AcceptedKeys
     tensor_keys: _AcceptedKeys
@@ -71,6 +105,42 @@ class SamplerLoss(LossModule):
     target_actor_network_params: TensorDictParams
     target_qvalue_network_params: TensorDictParams
     log_alpha: Tensor
+    reduction: Reduction
+
+    def __init__(self, *, reduction: Reduction = "mean") -> None:
+        super().__init__()
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"unknown reduction {reduction!r}; allowed: {REDUCTIONS}")
+        self.reduction = reduction
+
+    @property
+    def in_keys(self) -> list[NestedKey]:
+        """The entries ``forward`` reads (keyword names join nested keys with ``_``)."""
+        keys = self.tensor_keys
+        return [
+            keys.observation,
+            keys.action,
+            ("next", keys.observation),
+            ("next", keys.reward),
+            ("next", keys.done),
+            ("next", keys.terminated),
+        ]
+
+    @property
+    def out_keys(self) -> list[NestedKey]:
+        """The entries of ``forward``'s output, or those kept by ``select_out_keys``."""
+        if getattr(self, "_out_keys", None) is None:
+            return list(self.default_out_keys)
+        return self._out_keys
+
+    @out_keys.setter
+    def out_keys(self, values: list[NestedKey]) -> None:
+        self._out_keys = list(values)
+
+    @property
+    def default_out_keys(self) -> tuple[str, ...]:
+        """Every entry ``forward`` writes; defined by each loss."""
+        raise NotImplementedError
 
     def _convert_networks(self, actor_network: SVGDActor, qvalue_network: QEnsemble) -> None:
         self.convert_to_functional(actor_network, "actor_network")
@@ -90,12 +160,8 @@ class SamplerLoss(LossModule):
         ``critic_params`` picks online (default), detached or target critic parameters.
         """
         critic_params = self.qvalue_network_params if critic_params is None else critic_params
-        # preserve_module_state=False: detached parameters stay plain tensors. Otherwise
-        # tensordict re-wraps them as fresh nn.Parameters, and every backward through the
-        # SVGD steps would compute (and throw away) weight gradients for them.
-        with (
-            self.actor_network_params.to_module(self.actor_network, preserve_module_state=False),
-            critic_params.to_module(self.qvalue_network, preserve_module_state=False),
+        with bound_networks(
+            self.actor_network, self.actor_network_params, self.qvalue_network, critic_params
         ):
             yield
 
@@ -120,30 +186,35 @@ class SamplerLoss(LossModule):
         return self
 
     def td0_target(self, tensordict: TensorDictBase, next_value: Tensor) -> Tensor:
-        """y = r + γ(1 - terminated)·V(s') from the TD(0) value estimator.
+        """y = r + γⁿ(1 - terminated)·V(s') from the TD(0) value estimator.
 
-        γ and the termination handling stay TorchRL's (truncation is not termination).
+        The estimator reads the batch itself, so γ, the termination handling (truncation is
+        not termination; ``done`` when ``terminated`` is absent) and n-step data (γⁿ from
+        ``steps_to_next_obs``, written by ``MultiStepTransform``) stay TorchRL's.
 
         Shapes:
-            tensordict: ``[B]``; next_value: ``[B]`` → ``[B]``.
+            tensordict: ``[*B]``; next_value: ``[*B]`` → ``[*B]``.
         """
-        keys = self.tensor_keys
-        td = tensordict.empty(recurse=True)
-        for key in (keys.reward, keys.done, keys.terminated):
-            td.set(("next", key), tensordict[("next", key)])
-        td.set(("next", keys.value), next_value.unsqueeze(-1))
-        return self.value_estimator.value_estimate(td).squeeze(-1)
+        estimate = self.value_estimator.value_estimate(
+            tensordict, next_value=next_value.unsqueeze(-1)
+        )
+        return estimate.squeeze(-1)
 
     def qvalue_regression(self, tensordict: TensorDictBase, target: Tensor) -> tuple[Tensor, Info]:
-        """L_Q = Σ_k mean_batch (Q_k(s, a) - y)², with the TD error written to ``priority``.
+        """L_Q = reduce_batch Σ_k (Q_k(s, a) - y)², with the TD error written to ``priority``.
+
+        The reduction is ``self.reduction`` over the valid (unmasked) samples, weighted by
+        prioritised replay's importance weights when the batch carries them.
 
         Returns:
-            The loss and detached info: ``q_value``, ``target_value``, ``td_error`` ``[B]``.
+            The loss and detached info: ``q_value``, ``target_value``, ``td_error`` ``[*B]``.
         """
         keys = self.tensor_keys
         with self.bind():
             q = self.qvalue_network(tensordict[keys.observation], tensordict[keys.action])
-        loss = (q - target).pow(2).mean(-1).sum(0)
+        per_sample = (q - target).pow(2).sum(0)
+        weights = self._maybe_get_priority_weight(tensordict)
+        loss = self._reduce_loss(per_sample, tensordict, weights=weights)
         td_error = (q.detach() - target).abs().amax(0)
         tensordict.set(keys.priority, td_error)
         return loss, {

@@ -1,7 +1,7 @@
 """S2ACLoss: the Stein Soft Actor-Critic objectives as a TorchRL loss module (S2AC.md §3).
 
 Critic:  y = r + γ(1 - terminated)·[mean_i min_k Q̄_k(s', a'_i) - α·mean_i log π(a'_i|s')],
-         L_Q = Σ_k mean_batch (Q_k(s, a) - y)².
+         L_Q = mean_batch Σ_k (Q_k(s, a) - y)²   (γⁿ on n-step data).
 Actor:   J = mean_s [α·mean_i log π(a_i|s) - mean_i min_k Q_k(s, a_i)]   (S2AC(φ,θ) only),
          with the graph through u⁰ and all L SVGD steps, critic parameters detached.
 α:       L_α = -log α·(mean log π + H_target).detach()   (when α is learned).
@@ -9,6 +9,7 @@ Actor:   J = mean_s [α·mean_i log π(a_i|s) - mean_i min_k Q_k(s, a_i)]   (S2A
 Every SVGD energy uses the *online* critics with detached parameters (the policy is the
 sampler on the current Q); the critic target evaluates the *target* critics at the sampled
 actions. γ lives in the TD(0) value estimator: ``loss.make_value_estimator(gamma=0.99)``.
+"mean_batch" is the loss's ``reduction`` over the valid samples (see ``objectives.common``).
 """
 
 from __future__ import annotations
@@ -18,13 +19,19 @@ from typing import Literal
 
 import torch
 from tensordict import TensorDict, TensorDictBase
-from tensordict.nn import TensorDictModuleBase
+from tensordict.nn import TensorDictModuleBase, dispatch
 from torch import Tensor
 from torchrl.envs.utils import ExplorationType, exploration_type
 
 from s2ac_lit.actor import SELECTIONS, Selection, SVGDActor, gather_particle, select_particle
 from s2ac_lit.networks import QEnsemble
-from s2ac_lit.objectives.common import Info, SamplerLoss, amortized_svgd_loss
+from s2ac_lit.objectives.common import (
+    Info,
+    Reduction,
+    SamplerLoss,
+    amortized_svgd_loss,
+    bound_networks,
+)
 
 
 class S2ACLoss(SamplerLoss):
@@ -41,6 +48,8 @@ class S2ACLoss(SamplerLoss):
             target, default) or a float (authors' code: 1.0).
         amortized_particles: samples per state for the amortised-sampler loss (only used when
             the actor has an amortised sampler).
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"`` (per-sample losses ``[*B]``)
+            over the batch, as in TorchRL's losses.
 
     Outputs of ``forward``: ``loss_qvalue``, ``loss_actor``, ``loss_alpha`` (and
     ``loss_amortized`` when the actor has an amortised sampler), plus detached ``alpha`` and
@@ -68,8 +77,9 @@ class S2ACLoss(SamplerLoss):
         target_entropy: float | Literal["auto"] = "auto",
         temperature: float | Literal["alpha"] = "alpha",
         amortized_particles: int = 16,
+        reduction: Reduction = "mean",
     ) -> None:
-        super().__init__()
+        super().__init__(reduction=reduction)
         if alpha_init <= 0:
             raise ValueError(f"alpha_init must be > 0, got {alpha_init}")
         if temperature != "alpha" and (isinstance(temperature, str) or temperature <= 0):
@@ -88,6 +98,12 @@ class S2ACLoss(SamplerLoss):
         self.amortized_particles = amortized_particles
 
     # ------------------------------------------------------------------ helpers
+    @property
+    def default_out_keys(self) -> tuple[str, ...]:
+        keys = ("loss_qvalue", "loss_actor", "loss_alpha", "alpha", "entropy", "q_value")
+        keys += ("target_value",)
+        return (*keys, "loss_amortized") if self.actor_network.amortized is not None else keys
+
     def sampler_temperature(self) -> Tensor:
         """T in the sampler's target exp(Q/T): α (detached) or the configured float."""
         if self.temperature == "alpha":
@@ -101,11 +117,11 @@ class S2ACLoss(SamplerLoss):
 
     # ------------------------------------------------------------------ losses
     def critic_loss(self, tensordict: TensorDictBase) -> tuple[Tensor, Info]:
-        """L_Q = Σ_k mean (Q_k(s, a) - y)², y from the sampler at s' and the target critics.
+        """L_Q = mean Σ_k (Q_k(s, a) - y)², y from the sampler at s' and the target critics.
 
         Returns:
             The loss and detached info: ``q_value``, ``target_value``, ``next_log_prob``
-            ``[B, M]`` and ``td_error`` ``[B]`` (also written to the ``priority`` key).
+            ``[*B, M]`` and ``td_error`` ``[*B]`` (also written to the ``priority`` key).
         """
         next_obs = tensordict[("next", self.tensor_keys.observation)]
         with torch.no_grad():
@@ -135,19 +151,22 @@ class S2ACLoss(SamplerLoss):
                 obs, self.qvalue_network, self.sampler_temperature(), differentiable=True
             )
             q = self.qvalue_network(obs.unsqueeze(-2), sample.action).amin(0)
-        loss = (self.alpha * sample.log_prob.mean(-1) - q.mean(-1)).mean()
-        return loss, {"log_prob": sample.log_prob.detach()}
+        per_state = self.alpha * sample.log_prob.mean(-1) - q.mean(-1)
+        return self._reduce_loss(per_state, tensordict), {"log_prob": sample.log_prob.detach()}
 
-    def alpha_loss(self, log_prob: Tensor) -> tuple[Tensor, Info]:
-        """L_α = -log α·(mean log π + H_target).detach(); zero when α is fixed.
+    def alpha_loss(
+        self, log_prob: Tensor, tensordict: TensorDictBase | None = None
+    ) -> tuple[Tensor, Info]:
+        """L_α = -log α·(mean_i log π_i + H_target).detach() per state; zero when α is fixed.
+
+        Reduced over states like the other losses (``tensordict`` supplies any loss mask).
 
         Shapes:
-            log_prob: any shape (e.g. ``[B, M]``), averaged.
+            log_prob: ``[*B, M]`` (the particles' log-densities at each state).
         """
-        if not self.learn_alpha:
-            return torch.zeros((), device=log_prob.device), {}
-        gap = (log_prob.mean() + self.target_entropy).detach()
-        return -self.log_alpha * gap, {}
+        gap = (log_prob.mean(-1) + self.target_entropy).detach()
+        per_state = -self.log_alpha * gap if self.learn_alpha else torch.zeros_like(gap)
+        return self._reduce_loss(per_state, tensordict), {}
 
     def amortized_loss(self, tensordict: TensorDictBase) -> tuple[Tensor, Info]:
         """Amortised SVGD: ∇ψ of this loss is -Σ_i φ(u_i)ᵀ ∂u_i/∂ψ (Soft Q-Learning).
@@ -160,19 +179,20 @@ class S2ACLoss(SamplerLoss):
             phi = self.actor_network.amortized_direction(
                 obs, u, self.qvalue_network, self.sampler_temperature()
             )
-        loss = amortized_svgd_loss(u, phi)
+        loss = self._reduce_loss(amortized_svgd_loss(u, phi), tensordict)
         return loss, {"amortized_direction_norm": phi.norm(dim=-1).mean()}
 
+    @dispatch
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
-        """All S2AC losses on one replay batch ``[B]``; see the class docstring."""
+        """All S2AC losses on one replay batch ``[*B]``; see the class docstring."""
         loss_q, info_q = self.critic_loss(tensordict)
         if self.has_actor_parameters:
             loss_actor, info_actor = self.actor_loss(tensordict)
             log_prob = info_actor["log_prob"]
         else:
-            loss_actor = torch.zeros((), device=loss_q.device)
+            loss_actor = torch.zeros_like(loss_q)
             log_prob = info_q["next_log_prob"]
-        loss_alpha, _ = self.alpha_loss(log_prob)
+        loss_alpha, _ = self.alpha_loss(log_prob, tensordict)
         out = {
             "loss_qvalue": loss_q,
             "loss_actor": loss_actor,
@@ -199,7 +219,11 @@ class S2ACPolicy(TensorDictModuleBase):
     (argmax Q) or ``amortized`` (one forward of the amortised sampler). It works under
     ``torch.no_grad()``: the sampler enables gradients locally for ∇ᵤQ.
 
-    The loss is held outside the module tree (collectors may move or copy policies).
+    Its parameters are exactly the weights it acts with, shared with the loss: the actor's
+    (``actor_params``) and the online critics' (``qvalue_params``) parameters and buffers, and
+    ``log_alpha`` when the sampler's temperature is α. So ``TensorDict.from_module(policy)``
+    and a collector's ``update_policy_weights_()`` carry them to copies of the policy in
+    other processes or on other devices.
 
     Shapes:
         observation ``[..., O]`` → action ``[..., A]``.
@@ -211,10 +235,29 @@ class S2ACPolicy(TensorDictModuleBase):
             raise ValueError(f"unknown eval_selection {eval_selection!r}; allowed: {SELECTIONS}")
         if eval_selection == "amortized" and loss.actor_network.amortized is None:
             raise ValueError("eval_selection='amortized' needs an actor built with amortized=True")
-        self.__dict__["loss"] = loss
+        # As in the loss, the networks run with the parameters below swapped in; only those
+        # are registered, so they are all that from_module() and weight updates see.
+        self.__dict__["actor_network"] = loss.actor_network
+        self.__dict__["qvalue_network"] = loss.qvalue_network
+        self.actor_params = loss.actor_network_params
+        self.qvalue_params = loss.qvalue_network_params
+        if loss.temperature == "alpha":
+            if isinstance(loss.log_alpha, torch.nn.Parameter):
+                self.log_alpha = loss.log_alpha
+            else:
+                self.register_buffer("log_alpha", loss.log_alpha)
+        else:
+            self.log_alpha = None
+            self.temperature = loss.temperature
         self.eval_selection = eval_selection
         self.in_keys = [loss.tensor_keys.observation]
         self.out_keys = [loss.tensor_keys.action]
+
+    def sampler_temperature(self) -> Tensor:
+        """T in the sampler's target exp(Q/T): α (detached) or the configured float."""
+        if self.log_alpha is None:
+            return torch.as_tensor(self.temperature)
+        return self.log_alpha.detach().exp()
 
     def selection_mode(self) -> Selection:
         """``random`` while exploring, the evaluation selection otherwise."""
@@ -224,13 +267,12 @@ class S2ACPolicy(TensorDictModuleBase):
 
     def act(self, observation: Tensor, mode: Selection) -> Tensor:
         """One action per state. ``[..., O]`` → ``[..., A]``."""
-        loss = self.loss
-        actor, critic = loss.actor_network, loss.qvalue_network
-        with loss.bind(loss.qvalue_network_params.detach()):
+        actor, critic = self.actor_network, self.qvalue_network
+        with bound_networks(actor, self.actor_params, critic, self.qvalue_params.detach()):
             if mode == "amortized":
                 u = actor.amortized_particles(observation, 1).squeeze(-2)
                 return actor.squash(u).detach()
-            sample = actor.sample(observation, critic, loss.sampler_temperature())
+            sample = actor.sample(observation, critic, self.sampler_temperature())
             if mode == "random":
                 values = sample.log_prob  # only the shape matters
             else:

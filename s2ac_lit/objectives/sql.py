@@ -7,7 +7,7 @@ Soft value, by importance sampling with N uniform proposals a_i on the action bo
 with log vol(𝒜) = Σ_d log(high_d - low_d), the real action bounds; the SQL paper's α·A·log 2 is
 the special case 𝒜 = [-1, 1]^A.
 
-Critic:   y = r + γ(1 - terminated)·V̄(s'),  L_Q = Σ_k mean_batch (Q_k(s, a) - y)²,
+Critic:   y = r + γ(1 - terminated)·V̄(s'),  L_Q = mean_batch Σ_k (Q_k(s, a) - y)²,
           where V̄ is the soft value of min_k Q̄_k (target critics).
 Sampler:  the actor's :class:`~s2ac_lit.actor.AmortizedSampler` u = g_ψ(s, ξ), trained by
           amortised SVGD: ∇_ψ L = -(1/(B·M)) Σ_{b,i} φ(u_bi)ᵀ ∂u_bi/∂ψ, with φ the SVGD direction
@@ -36,13 +36,19 @@ from typing import Literal
 
 import torch
 from tensordict import TensorDict, TensorDictBase
-from tensordict.nn import TensorDictModuleBase
+from tensordict.nn import TensorDictModuleBase, dispatch
 from torch import Tensor
 from torchrl.envs.utils import ExplorationType, exploration_type
 
 from s2ac_lit.actor import SELECTIONS, Selection, SVGDActor, gather_particle, select_particle
 from s2ac_lit.networks import QEnsemble
-from s2ac_lit.objectives.common import Info, SamplerLoss, amortized_svgd_loss
+from s2ac_lit.objectives.common import (
+    Info,
+    Reduction,
+    SamplerLoss,
+    amortized_svgd_loss,
+    bound_networks,
+)
 
 
 def soft_value(q: Tensor, alpha: Tensor | float, log_volume: Tensor | float) -> Tensor:
@@ -70,6 +76,8 @@ class SQLLoss(SamplerLoss):
         alpha: the fixed temperature α.
         value_particles: N uniform proposals per state for the soft value (SQL: 16).
         amortized_particles: M sampler particles per state for amortised SVGD (SQL: 16).
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"`` (per-sample losses ``[*B]``)
+            over the batch, as in TorchRL's losses.
 
     Outputs of ``forward``: ``loss_qvalue``, ``loss_actor`` (the sampler loss), ``loss_alpha``
     (always 0: α is fixed), plus detached ``alpha``, ``q_value``, ``target_value`` and
@@ -97,8 +105,9 @@ class SQLLoss(SamplerLoss):
         alpha: float = 1.0,
         value_particles: int = 16,
         amortized_particles: int = 16,
+        reduction: Reduction = "mean",
     ) -> None:
-        super().__init__()
+        super().__init__(reduction=reduction)
         if actor_network.amortized is None:
             raise ValueError("SQLLoss needs an actor built with amortized=True")
         if actor_network.init_net is not None:
@@ -122,6 +131,11 @@ class SQLLoss(SamplerLoss):
         self.value_particles = value_particles
         self.amortized_particles = amortized_particles
 
+    @property
+    def default_out_keys(self) -> tuple[str, ...]:
+        keys = ("loss_qvalue", "loss_actor", "loss_alpha", "alpha", "q_value", "target_value")
+        return (*keys, "amortized_direction_norm")
+
     def uniform_actions(self, observation: Tensor) -> Tensor:
         """N actions per state, uniform on the action box. ``[..., O]`` → ``[..., N, A]``."""
         actor = self.actor_network
@@ -141,10 +155,10 @@ class SQLLoss(SamplerLoss):
             return soft_value(q, self.alpha, self.log_action_volume)
 
     def critic_loss(self, tensordict: TensorDictBase) -> tuple[Tensor, Info]:
-        """L_Q = Σ_k mean (Q_k(s, a) - y)², y = r + γ(1 - terminated)·V̄(s').
+        """L_Q = mean Σ_k (Q_k(s, a) - y)², y = r + γ(1 - terminated)·V̄(s').
 
         Returns:
-            The loss and detached info: ``q_value``, ``target_value`` and ``td_error`` ``[B]``
+            The loss and detached info: ``q_value``, ``target_value`` and ``td_error`` ``[*B]``
             (also written to the ``priority`` key).
         """
         next_obs = tensordict[("next", self.tensor_keys.observation)]
@@ -164,17 +178,18 @@ class SQLLoss(SamplerLoss):
         with self.bind(self.qvalue_network_params.detach()):
             u = actor.amortized_particles(obs, self.amortized_particles)
             phi = actor.amortized_direction(obs, u, self.qvalue_network, self.alpha)
-        loss = amortized_svgd_loss(u, phi)
+        loss = self._reduce_loss(amortized_svgd_loss(u, phi), tensordict)
         return loss, {"amortized_direction_norm": phi.norm(dim=-1).mean()}
 
+    @dispatch
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
-        """All SQL losses on one replay batch ``[B]``; see the class docstring."""
+        """All SQL losses on one replay batch ``[*B]``; see the class docstring."""
         loss_q, info_q = self.critic_loss(tensordict)
         loss_actor, info_actor = self.actor_loss(tensordict)
         out = {
             "loss_qvalue": loss_q,
             "loss_actor": loss_actor,
-            "loss_alpha": torch.zeros((), device=loss_q.device),
+            "loss_alpha": torch.zeros_like(loss_q),
             "alpha": self.alpha,
             "q_value": info_q["q_value"],
             "target_value": info_q["target_value"],
@@ -200,7 +215,10 @@ class SQLPolicy(TensorDictModuleBase):
     sample, as exploring), or ``softmax``/``max`` over ``eval_particles`` samples by min_k Q_k
     (as S2AC's selections over its particles).
 
-    The loss is held outside the module tree (collectors may move or copy policies).
+    Its parameters are exactly the weights it acts with, shared with the loss: the sampler's
+    (``actor_params``) and the online critics' (``qvalue_params``). So
+    ``TensorDict.from_module(policy)`` and a collector's ``update_policy_weights_()`` carry
+    them to copies of the policy in other processes or on other devices.
 
     Shapes:
         observation ``[..., O]`` → action ``[..., A]``.
@@ -216,7 +234,12 @@ class SQLPolicy(TensorDictModuleBase):
         super().__init__()
         if eval_selection not in SELECTIONS:
             raise ValueError(f"unknown eval_selection {eval_selection!r}; allowed: {SELECTIONS}")
-        self.__dict__["loss"] = loss
+        # As in the loss, the networks run with the parameters below swapped in; only those
+        # are registered, so they are all that from_module() and weight updates see.
+        self.__dict__["actor_network"] = loss.actor_network
+        self.__dict__["qvalue_network"] = loss.qvalue_network
+        self.actor_params = loss.actor_network_params
+        self.qvalue_params = loss.qvalue_network_params
         self.eval_selection: Selection = eval_selection
         self.eval_particles = eval_particles or loss.amortized_particles
         self.in_keys = [loss.tensor_keys.observation]
@@ -233,13 +256,12 @@ class SQLPolicy(TensorDictModuleBase):
     @torch.no_grad()
     def act(self, observation: Tensor, mode: Literal["single", "softmax", "max"]) -> Tensor:
         """One action per state. ``[..., O]`` → ``[..., A]``."""
-        loss = self.loss
-        actor = loss.actor_network
-        with loss.bind(loss.qvalue_network_params.detach()):
+        actor, critic = self.actor_network, self.qvalue_network
+        with bound_networks(actor, self.actor_params, critic, self.qvalue_params.detach()):
             if mode == "single":
                 return actor.squash(actor.amortized_particles(observation, 1).squeeze(-2))
             action = actor.squash(actor.amortized_particles(observation, self.eval_particles))
-            values = loss.qvalue_network(observation.unsqueeze(-2), action).amin(0)
+            values = critic(observation.unsqueeze(-2), action).amin(0)
         return gather_particle(action, select_particle(values, mode))
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
