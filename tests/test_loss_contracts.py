@@ -321,20 +321,32 @@ def saturating_critic(loss: SamplerLoss, slope: float) -> None:
 OBS_PENDULUM = 3
 
 
+def pendulum_loss() -> S2ACLoss:
+    """S2AC(φ) for Pendulum-v1 with a linear critic (its only weights)."""
+    actor = SVGDActor(OBS_PENDULUM, [-2.0], [2.0], init="fixed", num_particles=4, steps=2)
+    critic = QEnsemble(OBS_PENDULUM, 1, hidden_sizes=())
+    return S2ACLoss(actor, critic, alpha_init=1.0)
+
+
+def pendulum_policy():
+    """What each worker builds for itself: its own loss, its own (random) weights."""
+    return pendulum_loss().policy()
+
+
 @pytest.mark.parametrize("collector_name", ["MultiSyncCollector", "MultiAsyncCollector"])
 def test_collector_workers_act_with_updated_weights(collector_name: str) -> None:
-    """Workers hold their own copy of the policy (weights sent through queues, no shared
-    memory); after an update and update_policy_weights_() they act with the new weights."""
+    """Workers build their own policy (``policy_factory``) and receive weights only through
+    ``update_policy_weights_()`` (sent through queues, no shared memory): after an update of
+    the trainer's policy they act with its new weights."""
     import torchrl.collectors as collectors
     from torchrl.weight_update import MultiProcessWeightSyncScheme
 
-    actor = SVGDActor(OBS_PENDULUM, [-2.0], [2.0], init="fixed", num_particles=4, steps=2)
-    critic = QEnsemble(OBS_PENDULUM, 1, hidden_sizes=())
-    loss = S2ACLoss(actor, critic, alpha_init=1.0)
+    loss = pendulum_loss()
     policy = loss.policy()
     collector = getattr(collectors, collector_name)(
         [pendulum_env, pendulum_env],
         policy,
+        policy_factory=pendulum_policy,
         frames_per_batch=20,
         total_frames=-1,
         weight_sync_schemes={"policy": MultiProcessWeightSyncScheme()},
