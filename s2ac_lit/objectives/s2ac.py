@@ -221,9 +221,10 @@ class S2ACPolicy(TensorDictModuleBase):
 
     Its parameters are exactly the weights it acts with, shared with the loss: the actor's
     (``actor_params``) and the online critics' (``qvalue_params``) parameters and buffers, and
-    ``log_alpha`` when the sampler's temperature is α. So ``TensorDict.from_module(policy)``
-    and a collector's ``update_policy_weights_()`` carry them to copies of the policy in
-    other processes or on other devices.
+    ``log_alpha`` when the sampler's temperature is a learned α. So
+    ``TensorDict.from_module(policy)`` and a collector's ``update_policy_weights_()`` carry
+    them to copies of the policy in other processes or on other devices. A fixed temperature
+    is a constant, read from the loss when the policy is built.
 
     Shapes:
         observation ``[..., O]`` → action ``[..., A]``.
@@ -241,14 +242,14 @@ class S2ACPolicy(TensorDictModuleBase):
         self.__dict__["qvalue_network"] = loss.qvalue_network
         self.actor_params = loss.actor_network_params
         self.qvalue_params = loss.qvalue_network_params
-        if loss.temperature == "alpha":
-            if isinstance(loss.log_alpha, torch.nn.Parameter):
-                self.log_alpha = loss.log_alpha
-            else:
-                self.register_buffer("log_alpha", loss.log_alpha)
+        # Not a buffer for a fixed temperature: the loss's .to(device) would leave it behind,
+        # and a collector then copies a policy whose weights sit on several devices.
+        if loss.temperature == "alpha" and loss.learn_alpha:
+            self.log_alpha = loss.log_alpha
+            self.fixed_temperature = None
         else:
             self.log_alpha = None
-            self.temperature = loss.temperature
+            self.fixed_temperature = float(loss.sampler_temperature())
         self.eval_selection = eval_selection
         self.in_keys = [loss.tensor_keys.observation]
         self.out_keys = [loss.tensor_keys.action]
@@ -256,7 +257,7 @@ class S2ACPolicy(TensorDictModuleBase):
     def sampler_temperature(self) -> Tensor:
         """T in the sampler's target exp(Q/T): α (detached) or the configured float."""
         if self.log_alpha is None:
-            return torch.as_tensor(self.temperature)
+            return torch.as_tensor(self.fixed_temperature)
         return self.log_alpha.detach().exp()
 
     def selection_mode(self) -> Selection:
