@@ -360,9 +360,10 @@ def test_collector_workers_act_with_updated_weights(collector_name: str) -> None
         assert (before.abs() < 1.9).any()  # random critic: spread-out actions
         saturating_critic(loss, 100.0)  # "an update" of the trainer's online critic
         collector.update_policy_weights_()
-        # An async collector may still deliver one batch per worker collected before.
-        after = [next(batches)["action"] for _ in range(4)][-2:]
-        for actions in after:
-            assert (actions > 1.9).all()
+        new = [bool((next(batches)["action"] > 1.9).all()) for _ in range(8)]
+        # An async worker may be midway through a batch when the weights arrive, so at most
+        # one batch per worker still holds old actions; a worker left with its old weights
+        # would deliver about half of the batches.
+        assert new.count(False) <= 2 and new[-2:] == [True, True], new
     finally:
         collector.shutdown()
