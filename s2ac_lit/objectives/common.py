@@ -77,7 +77,7 @@ class SamplerLoss(LossModule):
         Attributes:
             observation: state s (and s' under ``"next"``).
             action: action a taken in s.
-            value: where the next-state soft value is written for the value estimator.
+            value: the value estimator's next-value key (the losses hand it V(s') directly).
             reward, done, terminated: read under ``"next"`` by the value estimator
                 (``done`` stands in for a missing ``terminated``, as in TorchRL).
             priority: where the per-sample TD error is written (for prioritised replay).
