@@ -24,7 +24,9 @@ Info = dict[str, Tensor]
 
 
 def amortized_svgd_loss(u: Tensor, phi: Tensor) -> Tensor:
-    """A surrogate whose gradient is -(1/(B·M)) Σ φᵀ ∂u/∂ψ (amortised SVGD, S2AC.md §4).
+    """A surrogate whose gradient is -(1/(B·M)) Σ φᵀ ∂u/∂ψ (amortised SVGD).
+
+    See docs/algorithm.md §Amortised sampler.
 
     ``phi`` must be detached: a gradient step on this loss moves each sample u along φ.
 
