@@ -1,4 +1,6 @@
-"""The S2AC actor: a policy that is an SVGD sampler over the critic's energy (S2AC.md §2).
+"""The S2AC actor: a policy that is an SVGD sampler over the critic's energy.
+
+See docs/algorithm.md §Actor.
 
 Per state, M particles u⁰ are drawn in pre-squash space, moved by L SVGD steps towards
 exp(f(u)) with f(u) = min_k Q_k(s, squash(u)) / T, and squashed to actions
@@ -111,7 +113,9 @@ def gather_particle(action: Tensor, index: Tensor) -> Tensor:
 
 
 class AmortizedSampler(nn.Module):
-    """g_ψ(s, ξ) → u: one forward pass per action instead of L SVGD steps (S2AC.md §4).
+    """g_ψ(s, ξ) → u: one forward pass per action instead of L SVGD steps.
+
+    See docs/algorithm.md §Amortised sampler.
 
     Trained by amortised SVGD (Soft Q-Learning): its samples are pushed along the SVGD
     direction of the current energy; see ``S2ACLoss.amortized_loss``.

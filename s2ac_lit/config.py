@@ -3,7 +3,8 @@
 ``load_config(yaml_path, overrides)`` merges ``OmegaConf.structured(Config)``, a YAML preset from
 ``conf/`` and ``key=value`` overrides, then validates. Unknown keys, wrong types and values
 outside the allowed choices fail with a :class:`ConfigError` that names the key and what is
-allowed. Defaults are the authors' MuJoCo settings (S2AC.md §3); presets override them.
+allowed. Defaults are the authors' MuJoCo settings (docs/algorithm.md §Defaults); presets
+override them.
 
 Choice fields are plain strings checked against the allowed tuples below (OmegaConf cannot
 check ``Literal``), so one error path covers every choice.

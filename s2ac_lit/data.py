@@ -67,8 +67,9 @@ def restore_rng(state: dict[str, Any]) -> None:
 class ReplayFeeder:
     """Iterable of replay batches, one per gradient update, collecting as it goes.
 
-    Schedule (S2AC.md §3): collect ``frames_per_batch`` frames; once ``update_after`` frames
-    have been collected, yield ``updates_per_batch`` batches; repeat until ``total_frames``.
+    Schedule (docs/algorithm.md §Defaults): collect ``frames_per_batch`` frames; once
+    ``update_after`` frames have been collected, yield ``updates_per_batch`` batches; repeat
+    until ``total_frames``.
 
     Args:
         env: the environment to collect from (kept outside any nn.Module tree).

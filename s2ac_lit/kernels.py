@@ -1,4 +1,4 @@
-"""RBF kernel and bandwidth rules for SVGD (S2AC.md §1).
+"""RBF kernel and bandwidth rules for SVGD (docs/algorithm.md §Sampler).
 
 The kernel is k(x, y) = exp(-|x - y|² / (2σ²)); σ² is the *kernel variance*. Bandwidth rules
 compute σ² per group of particles from their detached pairwise squared distances, on the device,
@@ -67,7 +67,7 @@ def bandwidth(
 ) -> Tensor:
     """Kernel variance σ² per group.
 
-    Rules (S2AC.md §1), with D_ij the pairwise squared distances:
+    Rules (docs/algorithm.md §Sampler), with D_ij the pairwise squared distances:
         ``"median"``: median(D) / (2 ln(M+1));
         ``"mean_half"`` (authors' default): (mean(D) / 2) / (2 ln(M+1));
         ``"trace"``: mean(D) / 2, the particles' total variance tr Cov (E|x-y|² = 2 tr Cov),

@@ -1,4 +1,4 @@
-"""Networks: MLPs and the critic ensemble (S2AC.md §2, "Networks").
+"""Networks: MLPs and the critic ensemble (docs/algorithm.md §Networks).
 
 The K critics of the ensemble live in stacked parameters and run as one batched matmul per
 layer (``torch.baddbmm``), so the twin critics cost one forward, not two, and the SVGD energy

@@ -1,4 +1,6 @@
-"""Stein Variational Gradient Descent with a closed-form log-density (S2AC.md §1, paper §3.2).
+"""Stein Variational Gradient Descent with a closed-form log-density.
+
+See docs/algorithm.md §Sampler, paper §3.2.
 
 Particles x_1..x_M of each independent group move towards p(x) ∝ exp(f(x)) by
 
@@ -331,8 +333,8 @@ def svgd_direction_at(
 ) -> Tensor:
     """The SVGD direction φ at particles ``x`` for target exp(log_prob), detached.
 
-    Amortised SVGD (Soft Q-Learning, S2AC.md §4) trains a sampler network by pushing its
-    outputs along this direction.
+    Amortised SVGD (Soft Q-Learning, docs/algorithm.md §Amortised sampler) trains a sampler
+    network by pushing its outputs along this direction.
 
     Shapes:
         x: ``[..., M, D]`` → ``[..., M, D]``.

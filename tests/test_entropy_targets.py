@@ -54,7 +54,7 @@ def test_paper_gaussian_entropy_formula() -> None:
     formula = 0.5 * 2 * (1 + math.log(2 * math.pi)) + 0.5 * math.log(torch.det(cov).item())
     target = paper_gaussian()
     assert target.entropy == pytest.approx(formula, abs=1e-12)
-    assert target.entropy == pytest.approx(3.41, abs=0.01)  # S2AC.md §1
+    assert target.entropy == pytest.approx(3.41, abs=0.01)  # docs/algorithm.md §Entropy evaluation
 
 
 @pytest.mark.parametrize("batch", [(), (3,), (2, 3)])
@@ -182,7 +182,10 @@ def test_hmc_position_jacobian_matches_leapfrog_matrix_on_gaussian() -> None:
 
 
 def test_svgd_closed_form_on_paper_gaussian_within_3_percent() -> None:
-    """S2AC.md §1: 200 particles, 200 steps, ε = 0.5, σ² = 5, init N(0, 6I)."""
+    """The paper's setting: 200 particles, 200 steps, ε = 0.5, σ² = 5, init N(0, 6I).
+
+    See docs/algorithm.md §Entropy evaluation.
+    """
     target = paper_gaussian()
     config = SamplerConfig(particles=200, steps=200, step_size=0.5, bandwidth=5.0)
     records = [evaluate(target, config, seed=s) for s in range(1, 4)]

@@ -1,4 +1,6 @@
-"""Multigoal environments: dynamics, reward, termination, walls and registration (S2AC.md §6).
+"""Multigoal environments: dynamics, reward, termination, walls and registration.
+
+See docs/algorithm.md §Multigoal.
 
 Expected numbers are worked out by hand in the comments, not by calling the module's formulas.
 """

@@ -1,4 +1,7 @@
-"""Multigoal metrics, test rollouts and pictures (S2AC.md §6), on hand-built episodes."""
+"""Multigoal metrics, test rollouts and pictures, on hand-built episodes.
+
+See docs/algorithm.md §Multigoal.
+"""
 
 from __future__ import annotations
 

@@ -149,7 +149,7 @@ def test_repulsion_lowers_log_density() -> None:
     torch.testing.assert_close(log_q, log_q_exact, rtol=0.0, atol=2e-2)
 
 
-# The paper's toy target (S2AC.md §1).
+# The paper's toy target (docs/algorithm.md §Entropy evaluation).
 MU = torch.tensor([-0.6871, 0.8010], dtype=F64)
 SIGMA = 5 * torch.tensor([[0.2260, 0.1652], [0.1652, 0.6779]], dtype=F64)
 TRUE_ENTROPY = 0.5 * 2 * (1 + math.log(2 * math.pi)) + 0.5 * torch.logdet(SIGMA).item()

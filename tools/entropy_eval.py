@@ -1,4 +1,6 @@
-"""Entropy-evaluation sweeps: SVGD's closed-form entropy against known truths (S2AC.md §1, §7).
+"""Entropy-evaluation sweeps: SVGD's closed-form entropy against known truths.
+
+See docs/algorithm.md §Entropy evaluation.
 
 Reproduces the paper's study on targets with known entropy (``s2ac_lit.entropy.targets``):
 kernel variance × (particles, steps), initial distribution, dimension, number of modes, the

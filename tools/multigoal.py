@@ -1,4 +1,6 @@
-"""Multigoal MaxEnt experiment (S2AC.md §6): train S2AC(φ), S2AC(φ,θ), SAC, SQL; sample them.
+"""Multigoal MaxEnt experiment: train S2AC(φ), S2AC(φ,θ), SAC, SQL; sample them.
+
+See docs/algorithm.md §Multigoal.
 
     python tools/multigoal.py --out OUT --seeds 3 --frames 6000 --updates-per-batch 25
     python tools/multigoal.py --out OUT --skip-train   # re-evaluate the runs in OUT

@@ -1,4 +1,6 @@
-"""Plain TorchRL training of S2AC, SAC and SQL, without Lightning (S2AC.md §3-§5).
+"""Plain TorchRL training of S2AC, SAC and SQL, without Lightning.
+
+See docs/algorithm.md §Losses, §Amortised sampler, §Baselines.
 
 Shows that the loss modules drop into any TorchRL pipeline. Laid out like TorchRL's SAC example
 (``sota-implementations/sac``): env → loss + policy → ``Collector`` → ``ReplayBuffer`` over a

@@ -1,4 +1,6 @@
-"""Entropy-evaluation toolkit: check SVGD's closed-form entropy on known targets (S2AC.md §7).
+"""Entropy-evaluation toolkit: check SVGD's closed-form entropy on known targets.
+
+See docs/algorithm.md §Entropy evaluation.
 
 ``targets`` holds distributions with known entropy (analytic or Monte Carlo with a standard
 error); ``samplers`` holds the Langevin and HMC contrasts; ``evaluation`` holds

@@ -1,4 +1,6 @@
-"""Langevin and HMC with change-of-variables log-densities, for contrast (S2AC.md §1, §7).
+"""Langevin and HMC with change-of-variables log-densities, for contrast.
+
+See docs/algorithm.md §Entropy evaluation.
 
 SVGD (``s2ac_lit.svgd``) tracks log q through an invertible deterministic map of the particles.
 For contrast, the paper applies the same change of variables to Langevin dynamics and HMC,

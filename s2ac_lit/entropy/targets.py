@@ -1,4 +1,6 @@
-"""Target distributions with known entropy, for checking entropy estimates (S2AC.md §1, §7).
+"""Target distributions with known entropy, for checking entropy estimates.
+
+See docs/algorithm.md §Entropy evaluation.
 
 Every target carries an unnormalised-or-normalised ``log_prob`` over particles ``[..., M, D]``
 (the samplers only need its gradient) and a ground-truth differential entropy H = -E_p[log p] in
@@ -30,7 +32,7 @@ from torch import Tensor
 LogProb = Callable[[Tensor], Tensor]
 Sampler = Callable[[int, torch.Generator], Tensor]
 
-#: The paper's toy Gaussian (S2AC.md §1).
+#: The paper's toy Gaussian (docs/algorithm.md §Entropy evaluation).
 PAPER_MEAN = (-0.6871, 0.8010)
 PAPER_COV = ((5 * 0.2260, 5 * 0.1652), (5 * 0.1652, 5 * 0.6779))
 _LOG_2PI = math.log(2.0 * math.pi)

@@ -1,4 +1,4 @@
-"""Environments: the multigoal point mass registered with gymnasium (S2AC.md §6).
+"""Environments: the multigoal point mass registered with gymnasium (docs/algorithm.md §Multigoal).
 
 Importing this package registers the ids in :data:`MULTIGOAL_IDS`, each wrapped in gymnasium's
 ``TimeLimit`` of 30 steps, so ``gymnasium.make`` and ``torchrl.envs.GymEnv`` find them.

@@ -95,7 +95,9 @@ def _check_observations(observations: Tensor) -> None:
 def s2ac_entropy(
     loss: S2ACLoss, observations: Tensor, *, num_samples: int = 1000
 ) -> EntropyEstimate:
-    """-mean log π of S2AC's particles: the SVGD chain's closed-form log-density (S2AC.md §1).
+    """-mean log π of S2AC's particles: the SVGD chain's closed-form log-density.
+
+    See docs/algorithm.md §Sampler and §Multigoal.
 
     The policy is the M-particle chain the agent was trained with; a chain with more particles
     would be another distribution (the kernel couples them). So each probe state is repeated

@@ -1,4 +1,6 @@
-"""TorchRL environments by gymnasium id (S2AC.md §5-§6: the trainers' env factory).
+"""TorchRL environments by gymnasium id: the trainers' env factory.
+
+See docs/algorithm.md §Baselines, §Multigoal.
 
 :func:`make_env` wraps any gymnasium id, the multigoal ids of :mod:`s2ac_lit.envs` included, in a
 ``TransformedEnv`` with float32 observations, a step counter and the episode return, so that

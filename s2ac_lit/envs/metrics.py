@@ -1,4 +1,6 @@
-"""Multigoal evaluation: goal-hit metrics, test rollouts and pictures (S2AC.md §6).
+"""Multigoal evaluation: goal-hit metrics, test rollouts and pictures.
+
+See docs/algorithm.md §Multigoal.
 
 The paper judges a MaxEnt policy on the multigoal maps by how many distinct goals its test
 episodes reach, how often each goal is hit, the return, the wall hits on the obstacle maps, and
@@ -36,7 +38,7 @@ PROBE_STATES: tuple[tuple[float, float], ...] = (
     (1.0, 0.0),
     (4.0, 0.0),
 )
-"""States where the paper estimates the policy entropy (S2AC.md §6)."""
+"""States where the paper estimates the policy entropy (docs/algorithm.md §Multigoal)."""
 
 PolicyFn = Callable[[np.ndarray], np.ndarray]
 

@@ -1,4 +1,6 @@
-"""Multigoal point-mass environments, the paper's maximum-entropy test (S2AC.md §6).
+"""Multigoal point-mass environments, the paper's maximum-entropy test.
+
+See docs/algorithm.md §Multigoal.
 
 A point mass moves in the box [-7, 7]² by steps a ∈ [-1, 1]² from the origin. The reward
 

@@ -35,6 +35,8 @@ REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
 def amortized_svgd_loss(u: Tensor, phi: Tensor) -> Tensor:
     """Per state, a surrogate whose gradient is -(1/M) Σ_i φ_iᵀ ∂u_i/∂ψ (amortised SVGD).
 
+    See docs/algorithm.md §Amortised sampler.
+
     ``phi`` must be detached: a gradient step on this loss moves each sample u along φ. Its
     batch mean has gradient -(1/(B·M)) Σ φᵀ ∂u/∂ψ.
 

@@ -1,4 +1,6 @@
-"""S2ACLoss: the Stein Soft Actor-Critic objectives as a TorchRL loss module (S2AC.md §3).
+"""S2ACLoss: the Stein Soft Actor-Critic objectives as a TorchRL loss module.
+
+See docs/algorithm.md §Losses.
 
 Critic:  y = r + γ(1 - terminated)·[mean_i min_k Q̄_k(s', a'_i) - α·mean_i log π(a'_i|s')],
          L_Q = mean_batch Σ_k (Q_k(s, a) - y)²   (γⁿ on n-step data).

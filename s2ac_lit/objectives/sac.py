@@ -1,4 +1,4 @@
-"""SAC baseline: TorchRL's own ``SACLoss`` with a tanh-Normal actor (S2AC.md §5).
+"""SAC baseline: TorchRL's own ``SACLoss`` with a tanh-Normal actor (docs/algorithm.md §Baselines).
 
 Nothing of SAC is rewritten here: this module only builds the networks TorchRL's
 :class:`torchrl.objectives.SACLoss` expects (a ``ProbabilisticActor`` over a ``TanhNormal`` and a

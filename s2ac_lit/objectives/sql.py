@@ -1,4 +1,6 @@
-"""SQLLoss: Soft Q-Learning (Haarnoja et al., 2017) as a TorchRL loss module (S2AC.md §5).
+"""SQLLoss: Soft Q-Learning (Haarnoja et al., 2017) as a TorchRL loss module.
+
+See docs/algorithm.md §Baselines.
 
 Soft value, by importance sampling with N uniform proposals a_i on the action box 𝒜:
 
