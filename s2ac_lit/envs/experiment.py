@@ -1,4 +1,6 @@
-"""Multigoal MaxEnt experiment pieces: trained policies as numpy policies, probe entropies (§6).
+"""Multigoal MaxEnt experiment pieces: trained policies as numpy policies, probe entropies.
+
+See docs/algorithm.md §Multigoal.
 
 The paper judges S2AC, SAC and SQL on the multigoal maps by *sampling* their stochastic
 policies. This module connects a trained agent to :mod:`s2ac_lit.envs.metrics`:
