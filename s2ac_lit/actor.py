@@ -46,11 +46,57 @@ class PolicySample(NamedTuple):
         action: ``[..., M, A]`` squashed actions.
         log_prob: ``[..., M]`` log π(a|s), squash correction included.
         particles: ``[..., M, A]`` pre-squash particles u.
+        diagnostics: detached scalars that show trouble coming (see
+            :func:`sampler_diagnostics`), or None unless requested.
     """
 
     action: Tensor
     log_prob: Tensor
     particles: Tensor
+    diagnostics: dict[str, Tensor] | None = None
+
+
+SATURATION = 0.99
+"""|tanh u| above this counts as a saturated action coordinate."""
+
+
+def sampler_diagnostics(
+    u0: Tensor,
+    u: Tensor,
+    sigma2: Tensor,
+    step_norm_bound: Tensor,
+    init_mean: Tensor | None = None,
+    init_std: Tensor | None = None,
+) -> dict[str, Tensor]:
+    """Detached scalars of one sampler run that warn of a collapse before it happens.
+
+    ``svgd/sigma2_first``, ``svgd/sigma2_last``: kernel variance at the first and last step
+    (mean over states); ``svgd/step_norm_bound``: the invertibility bound ε‖∂φ/∂u‖ (max over
+    steps and states; the change of variables needs it below 1); ``svgd/spread_init``,
+    ``svgd/spread_final``: particle standard deviation before and after SVGD (mean over
+    states and coordinates); ``actor/saturated``: fraction of coordinates with
+    |tanh u| > 0.99; with a learned init, ``actor/std_mean``, ``actor/std_min`` (σθ) and
+    ``actor/mean_norm`` (‖μθ‖, mean over states). No host synchronisation: all are tensors.
+
+    Shapes:
+        u0, u: ``[..., M, A]``; sigma2, step_norm_bound: ``[..., L]``; init_mean,
+        init_std: ``[..., 1, A]``.
+    """
+    with torch.no_grad():
+        out = {
+            "svgd/spread_init": u0.std(-2).mean(),
+            "svgd/spread_final": u.std(-2).mean(),
+            "actor/saturated": (torch.tanh(u).abs() > SATURATION).float().mean(),
+        }
+        if sigma2.shape[-1]:
+            out["svgd/sigma2_first"] = sigma2[..., 0].mean()
+            out["svgd/sigma2_last"] = sigma2[..., -1].mean()
+            out["svgd/step_norm_bound"] = step_norm_bound.amax()
+        if init_mean is not None and init_std is not None:
+            out["actor/std_mean"] = init_std.mean()
+            out["actor/std_min"] = init_std.amin()
+            out["actor/mean_norm"] = init_mean.norm(dim=-1).mean()
+        return {key: value.detach() for key, value in out.items()}
 
 
 def tanh_log_abs_det(u: Tensor, scale: Tensor) -> Tensor:
@@ -318,13 +364,15 @@ class SVGDActor(ResettableModule):
         temperature: Tensor | float,
         *,
         differentiable: bool = False,
+        diagnostics: bool = False,
         generator: torch.Generator | None = None,
     ) -> PolicySample:
         """M particles per state, moved by L SVGD steps, with their log π.
 
         With ``differentiable=True`` the graph runs through u⁰ and every SVGD step (second
         order through ∇ᵤQ), for the actor loss; otherwise the outputs are detached and only
-        first-order gradients w.r.t. the particles are taken.
+        first-order gradients w.r.t. the particles are taken. ``diagnostics=True`` also
+        returns :func:`sampler_diagnostics`.
 
         Shapes:
             observation ``[..., O]`` → :class:`PolicySample` with M particles per state.
@@ -338,11 +386,19 @@ class SVGDActor(ResettableModule):
             score_fn=energy.score_fn,
             differentiable=differentiable,
             bounds=box if self.bound == "all" else None,
+            diagnostics=diagnostics,
             **self.sampler_options,
         )
         u = trace.particles
         log_prob = trace.log_q - tanh_log_abs_det(u, self.action_scale)
-        return PolicySample(self.squash(u), log_prob, u)
+        info = None
+        if diagnostics:
+            learned = self.init_net is not None
+            # The box is μ ± tσ, so μ and σ come back from it without a second forward.
+            mean = (box[0] + box[1]) / 2 if learned else None
+            std = (box[1] - box[0]) / (2 * self.truncation) if learned else None
+            info = sampler_diagnostics(u0, u, trace.sigma2, trace.step_norm_bound, mean, std)
+        return PolicySample(self.squash(u), log_prob, u, info)
 
     def amortized_particles(
         self, observation: Tensor, num_particles: int, *, generator: torch.Generator | None = None

@@ -33,9 +33,41 @@ LOSS_PREFIX = "loss_"
 LOGGED = ("alpha", "entropy", "q_value", "target_value")
 
 
+class NonFiniteError(RuntimeError):
+    """A loss, gradient or parameter became NaN or infinite; the run stopped before using it."""
+
+
 def total_loss(out: TensorDictBase) -> torch.Tensor:
     """Sum of the ``loss_*`` entries of a loss module's output."""
     return sum(value for key, value in out.items() if key.startswith(LOSS_PREFIX))
+
+
+def _logged(key: str) -> bool:
+    # Namespaced keys ("svgd/...", "actor/...") are diagnostics the losses return detached.
+    return key.startswith(LOSS_PREFIX) or key in LOGGED or "/" in key
+
+
+def group_grad_norms(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """L2 norm of the gradients of each named parameter group (``critic``, ``actor``, ...)."""
+    norms = {}
+    for group in optimizer.param_groups:
+        grads = [p.grad for p in group["params"] if p.grad is not None]
+        if grads:
+            norms[group["name"]] = torch.linalg.vector_norm(
+                torch.stack([torch.linalg.vector_norm(g) for g in grads])
+            )
+    return norms
+
+
+def non_finite_state(state_dict: dict[str, Any]) -> list[str]:
+    """Names of the floating-point tensors of a state dict that hold NaN or infinity."""
+    return [
+        name
+        for name, value in state_dict.items()
+        if torch.is_tensor(value)
+        and value.is_floating_point()
+        and not bool(torch.isfinite(value).all())
+    ]
 
 
 class RLModule(L.LightningModule):
@@ -109,6 +141,15 @@ class RLModule(L.LightningModule):
         optimizer = self.optimizers()
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(total)
+        grad_norms = group_grad_norms(optimizer.optimizer)
+        # One boolean read per update: a NaN must stop the run before Adam writes it into
+        # the weights, so that every checkpoint on disk stays usable for a resume.
+        finite = (
+            torch.isfinite(total)
+            & torch.stack([torch.isfinite(n) for n in grad_norms.values()]).all()
+        )
+        if not bool(finite):
+            self._stop_non_finite(out, grad_norms)
         if self.cfg.optim.max_grad_norm is not None:
             self.clip_gradients(
                 optimizer,
@@ -118,15 +159,42 @@ class RLModule(L.LightningModule):
         optimizer.step()
         self.target_updater.step()
         if self.global_step % self.cfg.trainer.log_every_updates == 0:
-            self._log(out)
+            self._log(out, grad_norms)
 
-    def _log(self, out: TensorDictBase) -> None:
+    def _stop_non_finite(self, out: TensorDictBase, grad_norms: dict[str, torch.Tensor]) -> None:
+        """Raise :class:`NonFiniteError` naming the update, the terms and the last good save."""
+        bad = [key for key, value in out.items() if key.startswith(LOSS_PREFIX)]
+        bad = [key for key in bad if not bool(torch.isfinite(out[key]).all())]
+        bad += [f"gradient of {g}" for g, n in grad_norms.items() if not bool(torch.isfinite(n))]
+        callback = self.trainer.checkpoint_callback if self._trainer is not None else None
+        folder = Path(callback.dirpath) if callback is not None and callback.dirpath else None
+        saved = sorted(folder.glob("*.ckpt"), key=lambda p: p.stat().st_mtime) if folder else []
+        resume = (
+            f"newest checkpoint with finite weights: {saved[-1]} (resume with "
+            f"`python tools/fit.py --resume {saved[-1]}` and changed settings, e.g. a lower "
+            "learning rate or optim.max_grad_norm)"
+            if saved
+            else "no checkpoint was written yet"
+        )
+        raise NonFiniteError(
+            f"non-finite {', '.join(bad)} at update {self.global_step + 1}; the weights were "
+            f"not updated; {resume}"
+        )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse to write weights holding NaN or infinity (they could never be resumed)."""
+        bad = non_finite_state(checkpoint["state_dict"])
+        if bad:
+            raise NonFiniteError(
+                f"refusing to write a checkpoint with non-finite weights in {bad[:3]}"
+            )
+
+    def _log(self, out: TensorDictBase, grad_norms: dict[str, torch.Tensor]) -> None:
         """Host-synchronising logging, only at the log interval."""
         metrics = {
-            f"train/{key}": value.detach().float()
-            for key, value in out.items()
-            if key.startswith(LOSS_PREFIX) or key in LOGGED
+            f"train/{key}": value.detach().float() for key, value in out.items() if _logged(key)
         }
+        metrics.update({f"train/grad_norm/{g}": n.float() for g, n in grad_norms.items()})
         feeder = self.trainer.datamodule.feeder
         now, updates = time.perf_counter(), self.global_step
         elapsed, self._last_log = now - self._last_log[0], (now, updates)

@@ -306,7 +306,12 @@ def svgd_run(
                     trace = trace + laplacian / m
                 log_det = step_size * trace
             if diagnostics:
-                bounds_per_step.append(_step_norm_bound(score, kernel, sq_dists, sigma2, step_size))
+                with torch.no_grad():
+                    bounds_per_step.append(
+                        _step_norm_bound(
+                            score.detach(), kernel.detach(), sq_dists.detach(), sigma2, step_size
+                        )
+                    )
             log_q = log_q - log_det
             x = x + step_size * svgd_direction(x, score, kernel, sigma2)
             if bounds is not None:

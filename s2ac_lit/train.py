@@ -33,7 +33,10 @@ from s2ac_lit.checkpoints import (
 from s2ac_lit.config import Config, ConfigError, merge_config, to_config, to_yaml
 from s2ac_lit.data import ReplayDataModule
 from s2ac_lit.envs import check_env_id, env_dims, make_env
-from s2ac_lit.module import RLModule
+from s2ac_lit.module import NonFiniteError, RLModule
+
+NON_FINITE_EXIT = 3
+"""Exit code of a run stopped by a NaN or infinite loss or gradient."""
 
 RUN_FOLDER_ENV = "S2AC_RUN_FOLDER"
 """DDP ranks launched as subprocesses inherit the run folder of rank 0 through this variable."""
@@ -177,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except NonFiniteError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return NON_FINITE_EXIT
     if summary.get("frames") is not None:
         print(
             f"run {summary['run_folder']}: {summary['frames']} frames, {summary['updates']} "

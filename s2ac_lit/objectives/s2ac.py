@@ -54,8 +54,10 @@ class S2ACLoss(SamplerLoss):
             over the batch, as in TorchRL's losses.
 
     Outputs of ``forward``: ``loss_qvalue``, ``loss_actor``, ``loss_alpha`` (and
-    ``loss_amortized`` when the actor has an amortised sampler), plus detached ``alpha`` and
-    ``entropy`` (the policy's entropy estimate at the batch states).
+    ``loss_amortized`` when the actor has an amortised sampler), plus detached ``alpha``,
+    ``entropy`` (the policy's entropy estimate at the batch states) and the sampler's
+    diagnostics at the next states (``svgd/*``, ``actor/*``; see
+    :func:`~s2ac_lit.actor.sampler_diagnostics`).
 
     Examples:
         >>> from s2ac_lit.networks import QEnsemble
@@ -129,14 +131,14 @@ class S2ACLoss(SamplerLoss):
         with torch.no_grad():
             with self.bind(self.qvalue_network_params.detach()):
                 nxt = self.actor_network.sample(
-                    next_obs, self.qvalue_network, self.sampler_temperature()
+                    next_obs, self.qvalue_network, self.sampler_temperature(), diagnostics=True
                 )
             with self.bind(self.target_qvalue_network_params):
                 next_q = self.qvalue_network(next_obs.unsqueeze(-2), nxt.action).amin(0)
             next_value = next_q.mean(-1) - self.alpha * nxt.log_prob.mean(-1)
             target = self.td0_target(tensordict, next_value)
         loss, info = self.qvalue_regression(tensordict, target)
-        return loss, {**info, "next_log_prob": nxt.log_prob}
+        return loss, {**info, "next_log_prob": nxt.log_prob, **nxt.diagnostics}
 
     def actor_loss(self, tensordict: TensorDictBase) -> tuple[Tensor, Info]:
         """J = mean_s [α·mean_i log π(a_i|s) - mean_i min_k Q_k(s, a_i)], through all steps.
@@ -203,6 +205,8 @@ class S2ACLoss(SamplerLoss):
             "entropy": -log_prob.mean(),
             "q_value": info_q["q_value"],
             "target_value": info_q["target_value"],
+            # Namespaced keys ("svgd/...", "actor/...") are the sampler's diagnostics.
+            **{key: value for key, value in info_q.items() if "/" in key},
         }
         if self.actor_network.amortized is not None:
             out["loss_amortized"] = self.amortized_loss(tensordict)[0]
