@@ -86,7 +86,7 @@ def sampler_diagnostics(
         out = {
             "svgd/spread_init": u0.std(-2).mean(),
             "svgd/spread_final": u.std(-2).mean(),
-            "actor/saturated": (torch.tanh(u).abs() > SATURATION).float().mean(),
+            "actor/saturated": (torch.tanh(u).abs() > SATURATION).to(u.dtype).mean(),
         }
         if sigma2.shape[-1]:
             out["svgd/sigma2_first"] = sigma2[..., 0].mean()
@@ -322,6 +322,15 @@ class SVGDActor(ResettableModule):
             if amortized
             else None
         )
+
+    def diagnostic_keys(self) -> tuple[str, ...]:
+        """Keys of :func:`sampler_diagnostics` for this actor (σ² needs a step, σθ a θ)."""
+        keys = ("svgd/spread_init", "svgd/spread_final", "actor/saturated")
+        if self.sampler_options["steps"]:
+            keys += ("svgd/sigma2_first", "svgd/sigma2_last", "svgd/step_norm_bound")
+        if self.init_net is not None:
+            keys += ("actor/std_mean", "actor/std_min", "actor/mean_norm")
+        return keys
 
     def squash(self, u: Tensor) -> Tensor:
         """a = loc + scale·tanh(u). ``[..., A]`` → ``[..., A]``."""

@@ -144,3 +144,12 @@ def test_non_finite_loss_stops_the_run_and_the_last_checkpoint_resumes(
         "train/entropy",
     ):
         assert key in logged, key
+
+
+@pytest.mark.parametrize(("init", "steps"), [("learned", 2), ("fixed", 2), ("learned", 0)])
+def test_diagnostic_keys_name_exactly_what_the_sampler_returns(init: str, steps: int) -> None:
+    actor = SVGDActor(3, [-1.0], [1.0], init=init, num_particles=4, steps=steps, hidden_sizes=(8,))
+    sample = actor.sample(
+        torch.randn(5, 3), QEnsemble(3, 1, hidden_sizes=(8,)), 1.0, diagnostics=True
+    )
+    assert sorted(sample.diagnostics) == sorted(actor.diagnostic_keys())

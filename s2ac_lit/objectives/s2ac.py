@@ -105,7 +105,7 @@ class S2ACLoss(SamplerLoss):
     @property
     def default_out_keys(self) -> tuple[str, ...]:
         keys = ("loss_qvalue", "loss_actor", "loss_alpha", "alpha", "entropy", "q_value")
-        keys += ("target_value",)
+        keys += ("target_value", *self.actor_network.diagnostic_keys())
         return (*keys, "loss_amortized") if self.actor_network.amortized is not None else keys
 
     def sampler_temperature(self) -> Tensor:
