@@ -242,6 +242,8 @@ class SVGDActor(ResettableModule):
         steps: L SVGD steps (authors: 3 on MuJoCo, 10 on multigoal).
         step_size: ε (authors: 0.1).
         bandwidth, include_diagonal, entropy_norm, self_term: passed to the sampler.
+        max_step_norm: per-group step-size cap that keeps each SVGD step invertible
+            (docs/algorithm.md §Stability); None is the authors' fixed ε.
         init_std: σ₀ of the fixed initial distribution (a standard deviation).
         hidden_sizes, activation: the init network (authors: 3 × 256, ELU), and the
             amortised sampler.
@@ -269,6 +271,7 @@ class SVGDActor(ResettableModule):
         include_diagonal: bool = False,
         entropy_norm: EntropyNorm = "m",
         self_term: SelfTerm = "none",
+        max_step_norm: float | None = 1.0,
         init_std: float = 0.5,
         hidden_sizes: Sequence[int] = (256, 256, 256),
         activation: Activation = "elu",
@@ -304,6 +307,7 @@ class SVGDActor(ResettableModule):
             include_diagonal=include_diagonal,
             entropy_norm=entropy_norm,
             self_term=self_term,
+            max_step_norm=max_step_norm,
         )
         self.init_std = init_std
         self.std_min, self.std_max = std_min, std_max

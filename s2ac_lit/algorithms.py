@@ -60,6 +60,7 @@ def make_actor(
         num_particles=s.num_particles,
         steps=s.steps,
         step_size=s.step_size,
+        max_step_norm=s.max_step_norm,
         bandwidth=s.bandwidth,  # type: ignore[arg-type]
         include_diagonal=s.include_diagonal,
         entropy_norm=s.entropy_norm,  # type: ignore[arg-type]

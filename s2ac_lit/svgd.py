@@ -220,6 +220,11 @@ def _step_norm_bound(
     return step_size * bound.amax(-1)
 
 
+def _per_group(step: Tensor | float, trailing: int) -> Tensor | float:
+    """A per-group step ``[...]`` broadcast over ``trailing`` more dims; floats as they are."""
+    return step if isinstance(step, float) else step[(..., *([None] * trailing))]
+
+
 def _check_inputs(
     x0: Tensor,
     log_q0: Tensor,
@@ -274,13 +279,26 @@ def svgd_run(
     generator: torch.Generator | None = None,
     score_fn: ScoreFn | None = None,
     diagnostics: bool = False,
+    max_step_norm: float | None = None,
 ) -> SVGDTrace:
     """Run L SVGD steps and track each particle's log-density; see :func:`svgd_sample`.
+
+    Args:
+        max_step_norm: if set, each group's step size is shrunk (per step, detached) so that
+            the invertibility bound ε‖∂φ/∂x‖ stays at or below this value; the closed-form
+            log-density is only valid for an invertible step map (docs/algorithm.md
+            §Stability). None keeps ε fixed (the authors' sampler).
+        diagnostics: also return the invertibility bound at the configured ε, per step.
 
     Returns:
         An :class:`SVGDTrace` (particles, log-densities, per-step σ², optional diagnostics).
     """
     _check_inputs(x0, log_q0, steps, step_size, entropy_norm, self_term, logdet, differentiable)
+    if max_step_norm is not None and (max_step_norm <= 0 or logdet == "exact"):
+        raise ValueError(
+            f"max_step_norm must be None or > 0 and needs logdet='closed_form', got "
+            f"{max_step_norm} with logdet={logdet!r}"
+        )
     m = x0.shape[-2]
     x, log_q = (x0, log_q0) if differentiable else (x0.detach(), log_q0.detach())
     graph = nullcontext() if differentiable else torch.no_grad()
@@ -298,22 +316,27 @@ def svgd_run(
             sq_dists = pairwise_sq_dists(x)
             sigma2 = kernels.bandwidth(sq_dists, bandwidth, include_diagonal=include_diagonal)
             kernel = rbf_kernel(sq_dists, sigma2)
+            step: Tensor | float = step_size
+            if diagnostics or max_step_norm is not None:
+                with torch.no_grad():
+                    norm_bound = _step_norm_bound(
+                        score.detach(), kernel.detach(), sq_dists.detach(), sigma2, step_size
+                    )
+                bounds_per_step.append(norm_bound)
+                if max_step_norm is not None:
+                    # The bound is linear in ε: scaling ε per group keeps the step map
+                    # invertible where the first-order log-det would otherwise be meaningless
+                    # (and exploitable by an actor trained through it).
+                    step = step_size * (max_step_norm / norm_bound).clamp(max=1.0)
             if logdet == "exact":
                 log_det = exact_step_log_det(log_prob, x, sigma2, step_size)
             else:
                 trace = stein_trace(x, score, kernel, sq_dists, sigma2, entropy_norm=entropy_norm)
                 if laplacian is not None:
                     trace = trace + laplacian / m
-                log_det = step_size * trace
-            if diagnostics:
-                with torch.no_grad():
-                    bounds_per_step.append(
-                        _step_norm_bound(
-                            score.detach(), kernel.detach(), sq_dists.detach(), sigma2, step_size
-                        )
-                    )
+                log_det = _per_group(step, 1) * trace
             log_q = log_q - log_det
-            x = x + step_size * svgd_direction(x, score, kernel, sigma2)
+            x = x + _per_group(step, 2) * svgd_direction(x, score, kernel, sigma2)
             if bounds is not None:
                 x = torch.clamp(x, min=bounds[0], max=bounds[1])
         sigma2s.append(sigma2)
