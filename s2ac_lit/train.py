@@ -7,11 +7,10 @@ data module, the callbacks and the Lightning ``Trainer``, fits, and returns the 
 from __future__ import annotations
 
 import argparse
+import difflib
 import hashlib
 import os
-import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.strategies import StrategyRegistry
 from omegaconf import OmegaConf
 
 from s2ac_lit.callbacks import PeriodicEvaluation, ReplayCheckpoint, RunCheckpoint, RunSummary
@@ -30,9 +30,11 @@ from s2ac_lit.checkpoints import (
     read_checkpoint,
     run_folder_of,
 )
-from s2ac_lit.config import Config, ConfigError, merge_config, to_config, to_yaml
+from s2ac_lit.config import Config, ConfigError, TrainerConfig, merge_config, to_config, to_yaml
+from s2ac_lit.console import quiet_third_party
 from s2ac_lit.data import ReplayDataModule
-from s2ac_lit.envs import check_env_id, env_dims, make_env
+from s2ac_lit.envs import EnvError, check_env_spaces, env_dims, make_env
+from s2ac_lit.errors import cli
 from s2ac_lit.module import RLModule
 
 RUN_FOLDER_ENV = "S2AC_RUN_FOLDER"
@@ -91,8 +93,7 @@ def build_trainer(cfg: Config, run_folder: Path, evaluation: PeriodicEvaluation)
 def train(cfg: Config, *, resume_from: Path | None = None) -> dict[str, Any]:
     """Fit ``cfg`` (or continue the run of checkpoint ``resume_from``); returns the summary."""
     torch.set_num_threads(cfg.trainer.threads)
-    # Manual optimisation checkpoints the state after each update, which is what we want.
-    warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
+    quiet_third_party()
     if resume_from is not None:
         run_folder = run_folder_of(resume_from)
     elif RUN_FOLDER_ENV in os.environ:  # a DDP rank started by rank 0
@@ -141,13 +142,72 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def resolve(args: argparse.Namespace) -> tuple[Config, Path | None]:
-    """The config to run and, when resuming, the checkpoint to continue from."""
+    """The config to run and, when resuming, the checkpoint to continue from.
+
+    Everything that can be checked before a run folder exists is checked here: the env's id
+    and spaces, the devices and precision against this machine, and the run directory.
+    """
     cfg, checkpoint = _resolve(args)
     try:
-        check_env_id(cfg.env.id)
-    except ValueError as error:
+        check_env_spaces(cfg.env.id)
+    except EnvError as error:
         raise ConfigError(f"env.id: {error}") from None
+    check_machine(cfg.trainer)
+    check_run_dir(Path(cfg.run_dir))
     return cfg, checkpoint
+
+
+def check_machine(t: TrainerConfig) -> None:
+    """Raise :class:`ConfigError` if accelerator, devices or precision do not fit this machine."""
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    mps = torch.backends.mps.is_available()
+    available = ["cpu"] + [f"gpu ({gpus} CUDA devices)"] * bool(gpus) + ["mps"] * mps
+    accelerator = str(t.accelerator)
+    if accelerator in ("gpu", "cuda") and not gpus and not mps:
+        raise ConfigError(
+            f"trainer.accelerator={accelerator!r} but this machine has no GPU; available: "
+            f"{', '.join(available)} (use trainer.accelerator=cpu or auto)"
+        )
+    if accelerator == "mps" and not mps:
+        raise ConfigError(
+            f"trainer.accelerator='mps' but this machine has no Apple GPU; available: "
+            f"{', '.join(available)}"
+        )
+    uses_cuda = gpus > 0 and accelerator in ("gpu", "cuda", "auto")
+    if isinstance(t.devices, int):
+        if t.devices == 0 or t.devices < -1:
+            raise ConfigError(
+                f"trainer.devices={t.devices} is not allowed; allowed: a count >= 1, -1 (all) "
+                "or 'auto'"
+            )
+        if uses_cuda and t.devices > gpus:
+            raise ConfigError(
+                f"trainer.devices={t.devices} but this machine has {gpus} CUDA devices"
+            )
+    strategies = ["auto", *StrategyRegistry.available_strategies()]
+    if t.strategy not in strategies:
+        hint = difflib.get_close_matches(t.strategy, strategies, n=1)
+        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise ConfigError(
+            f"trainer.strategy={t.strategy!r} is not a Lightning strategy{extra}; allowed: "
+            "'auto', 'ddp', 'ddp_spawn', 'fsdp', ... (lightning.pytorch.strategies)"
+        )
+    if t.precision == "16-mixed" and not uses_cuda:
+        raise ConfigError(
+            "trainer.precision='16-mixed' needs a CUDA GPU; on the CPU Lightning would quietly "
+            "switch to bf16-mixed. Allowed here: '32', '64', 'bf16-mixed', 'bf16-true'"
+        )
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """Raise :class:`ConfigError` if run folders cannot be created under ``run_dir``."""
+    existing = run_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"run_dir={str(run_dir)!r}: {str(existing)!r} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"run_dir={str(run_dir)!r}: folder {str(existing)!r} is not writable")
 
 
 def _resolve(args: argparse.Namespace) -> tuple[Config, Path | None]:
@@ -165,18 +225,15 @@ def _resolve(args: argparse.Namespace) -> tuple[Config, Path | None]:
     return to_config(merge_config(base=base, overrides=args.overrides)), checkpoint
 
 
+@cli
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point; returns the process exit code."""
+    """Command-line entry point; returns the process exit code (2: a usage error)."""
     args = parse_args(argv)
-    try:
-        cfg, checkpoint = resolve(args)
-        if args.print_config:
-            print(to_yaml(cfg), end="")
-            return 0
-        summary = train(cfg, resume_from=checkpoint)
-    except (ConfigError, CheckpointError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    cfg, checkpoint = resolve(args)
+    if args.print_config:
+        print(to_yaml(cfg), end="")
+        return 0
+    summary = train(cfg, resume_from=checkpoint)
     if summary.get("frames") is not None:
         print(
             f"run {summary['run_folder']}: {summary['frames']} frames, {summary['updates']} "
