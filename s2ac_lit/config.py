@@ -392,8 +392,10 @@ def merge_config(
     layers = [("defaults", base)] if base is not None else []
     if yaml_path is not None:
         path = Path(yaml_path)
-        if not path.is_file():
+        if not path.exists():
             raise ConfigError(f"config file {str(path)!r} does not exist")
+        if path.is_dir():
+            raise ConfigError(f"config file {str(path)!r} is a folder; give a YAML file")
         layers.append((str(path), _load_yaml(path)))
     if overrides:
         bad = [item for item in overrides if "=" not in item]
