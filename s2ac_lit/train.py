@@ -9,17 +9,20 @@ from __future__ import annotations
 import argparse
 import difflib
 import hashlib
+import json
 import os
 import time
 from pathlib import Path
 from typing import Any
 
+import gymnasium
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.strategies import StrategyRegistry
 from omegaconf import OmegaConf
+from torchrl.envs.utils import ExplorationType
 
 from s2ac_lit.callbacks import PeriodicEvaluation, ReplayCheckpoint, RunCheckpoint, RunSummary
 from s2ac_lit.checkpoints import (
@@ -33,9 +36,16 @@ from s2ac_lit.checkpoints import (
 from s2ac_lit.config import Config, ConfigError, TrainerConfig, merge_config, to_config, to_yaml
 from s2ac_lit.console import quiet_third_party
 from s2ac_lit.data import ReplayDataModule
-from s2ac_lit.envs import EnvError, check_env_spaces, env_dims, make_env
+from s2ac_lit.envs import MULTIGOAL_IDS, EnvError, check_env_spaces, env_dims, make_env
+from s2ac_lit.envs.experiment import evaluate_episodes, numpy_policy
+from s2ac_lit.envs.metrics import plot_trajectories
 from s2ac_lit.errors import cli
 from s2ac_lit.module import RLModule
+
+GOAL_MAP_EPISODES = 20
+"""Sampled episodes drawn on a multigoal run's goal map (hit rates in steps of 5 %)."""
+GOAL_MAP_SEED = 100_000
+"""Seed of those episodes; never a training seed (the same offset as tools/multigoal.py)."""
 
 RUN_FOLDER_ENV = "S2AC_RUN_FOLDER"
 """DDP ranks launched as subprocesses inherit the run folder of rank 0 through this variable."""
@@ -241,4 +251,32 @@ def main(argv: list[str] | None = None) -> int:
             f"evaluation return {summary['final_eval_return_mean']:.2f} "
             f"± {summary['final_eval_return_std']:.2f}"
         )
+        if cfg.env.id in MULTIGOAL_IDS:
+            print(goal_map(Path(summary["run_folder"]), cfg.env.id))
     return 0
+
+
+def goal_map(run_folder: Path, env_id: str, episodes: int = GOAL_MAP_EPISODES) -> str:
+    """Draw sampled episodes of the final policy over the reward map; the line to print.
+
+    Writes ``goal_map.png`` (trajectories over the reward contours, goals, wall) and
+    ``goal_map.json`` (hit rate per goal) into ``run_folder``, from
+    ``episodes`` episodes of the stochastic (MaxEnt) policy.
+    """
+    module = RLModule.load(find_checkpoint(run_folder / "checkpoints" / "last.ckpt")).eval()
+    policy_fn = numpy_policy(module.exploration_policy(), exploration=ExplorationType.RANDOM)
+    torch.manual_seed(GOAL_MAP_SEED)
+    metrics, rollout = evaluate_episodes(env_id, policy_fn, episodes, GOAL_MAP_SEED)
+    rates = {int(k.split("/")[1]): v for k, v in metrics.items() if k.startswith("hit_rate/")}
+    env = gymnasium.make(env_id)
+    title = f"{env_id}: {episodes} sampled episodes"
+    path = plot_trajectories(env, rollout["positions"], run_folder / "goal_map.png", title)
+    env.close()
+    hits = {f"G{g + 1}": rates[g] for g in sorted(rates)}
+    (run_folder / "goal_map.json").write_text(json.dumps({"episodes": episodes, **hits}))
+    reached = [name for name, rate in hits.items() if rate > 0]
+    shown = ", ".join(f"{name} {rate:.0%}" for name, rate in hits.items())
+    return (
+        f"goals reached: {len(reached)} of {len(hits)} ({shown} of {episodes} sampled "
+        f"episodes, {metrics['miss_rate']:.0%} none); map in {path}"
+    )
