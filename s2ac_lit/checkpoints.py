@@ -14,10 +14,12 @@ from typing import Any
 
 import torch
 
+from s2ac_lit.errors import UsageError
+
 REQUIRED_KEYS = ("state_dict", "hyper_parameters", "global_step")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UsageError, RuntimeError):
     """A checkpoint or run folder is missing, corrupt or does not match the run."""
 
 

@@ -7,7 +7,10 @@ allowed. Defaults are the authors' MuJoCo settings (docs/algorithm.md §Defaults
 override them.
 
 Choice fields are plain strings checked against the allowed tuples below (OmegaConf cannot
-check ``Literal``), so one error path covers every choice.
+check ``Literal``), so one error path covers every choice. Keys that only make sense together
+(``replay.batch_size`` and ``replay.capacity``, the frame budget and its schedules) are checked
+together, and the message names both. This module imports only :mod:`s2ac_lit.errors` (a leaf)
+from the package.
 """
 
 from __future__ import annotations
@@ -17,8 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+
+from s2ac_lit.errors import UsageError
 
 ALGOS = ("s2ac", "sac", "sql")
 BANDWIDTH_RULES = ("median", "mean_half", "trace")
@@ -32,7 +38,7 @@ PRECISIONS = ("32", "32-true", "64", "64-true", "bf16-mixed", "16-mixed", "bf16-
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError, ValueError):
     """A configuration value is unknown, mistyped or out of range."""
 
 
@@ -311,7 +317,48 @@ def validate(cfg: Config) -> Config:
         )
     if cfg.actor.eval_selection == "amortized" and not cfg.actor.amortized:
         raise ConfigError("actor.eval_selection='amortized' needs actor.amortized=true")
+    _check_combinations(cfg)
     return cfg
+
+
+def _check_combinations(cfg: Config) -> None:
+    """Keys that are valid alone but contradict each other; the message names both."""
+    c, r = cfg.collector, cfg.replay
+    pairs = [
+        (
+            r.batch_size > r.capacity,
+            f"replay.batch_size={r.batch_size} is larger than replay.capacity={r.capacity}; "
+            "a batch must fit in the buffer",
+        ),
+        (
+            c.update_after < r.batch_size,
+            f"collector.update_after={c.update_after} is below replay.batch_size="
+            f"{r.batch_size}; the first update needs at least one batch of transitions",
+        ),
+        (
+            c.update_after >= c.total_frames,
+            f"collector.update_after={c.update_after} is not below collector.total_frames="
+            f"{c.total_frames}; the run would end without a single update",
+        ),
+        (
+            c.frames_per_batch > c.total_frames,
+            f"collector.frames_per_batch={c.frames_per_batch} is larger than "
+            f"collector.total_frames={c.total_frames}",
+        ),
+        (
+            cfg.eval.every_frames > c.total_frames,
+            f"eval.every_frames={cfg.eval.every_frames} is larger than collector.total_frames="
+            f"{c.total_frames}; use eval.every_frames=0 to evaluate only at the end",
+        ),
+        (
+            cfg.trainer.num_nodes > 1 and str(cfg.trainer.accelerator) == "cpu",
+            f"trainer.num_nodes={cfg.trainer.num_nodes} with trainer.accelerator='cpu' is not "
+            "supported; multi-node runs need GPUs",
+        ),
+    ]
+    for wrong, message in pairs:
+        if wrong:
+            raise ConfigError(message)
 
 
 def _friendly(error: OmegaConfBaseException, source: str) -> ConfigError:
@@ -328,6 +375,26 @@ def _friendly(error: OmegaConfBaseException, source: str) -> ConfigError:
     return ConfigError(f"bad value for {key!r} in {source}: {first_line}")
 
 
+def _load_yaml(path: Path) -> DictConfig:
+    """A YAML preset, or a :class:`ConfigError` naming the file (and line, column) that fails."""
+    try:
+        loaded = OmegaConf.load(path)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown place"
+        raise ConfigError(
+            f"YAML syntax error in {str(path)!r} at {where}: {error.problem or error}"
+        ) from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {error}") from None
+    if not isinstance(loaded, DictConfig):
+        raise ConfigError(
+            f"config file {str(path)!r} must hold a mapping of keys (e.g. 'algo: s2ac'), "
+            f"not a {type(loaded).__name__}"
+        )
+    return loaded
+
+
 def merge_config(
     base: DictConfig | Config | None = None,
     yaml_path: str | Path | None = None,
@@ -338,9 +405,11 @@ def merge_config(
     layers = [("defaults", base)] if base is not None else []
     if yaml_path is not None:
         path = Path(yaml_path)
-        if not path.is_file():
+        if not path.exists():
             raise ConfigError(f"config file {str(path)!r} does not exist")
-        layers.append((str(path), OmegaConf.load(path)))
+        if path.is_dir():
+            raise ConfigError(f"config file {str(path)!r} is a folder; give a YAML file")
+        layers.append((str(path), _load_yaml(path)))
     if overrides:
         bad = [item for item in overrides if "=" not in item]
         if bad:

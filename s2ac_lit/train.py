@@ -7,19 +7,22 @@ data module, the callbacks and the Lightning ``Trainer``, fits, and returns the 
 from __future__ import annotations
 
 import argparse
+import difflib
 import hashlib
+import json
 import os
-import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
+import gymnasium
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.strategies import StrategyRegistry
 from omegaconf import OmegaConf
+from torchrl.envs.utils import ExplorationType
 
 from s2ac_lit.callbacks import PeriodicEvaluation, ReplayCheckpoint, RunCheckpoint, RunSummary
 from s2ac_lit.checkpoints import (
@@ -30,13 +33,22 @@ from s2ac_lit.checkpoints import (
     read_checkpoint,
     run_folder_of,
 )
-from s2ac_lit.config import Config, ConfigError, merge_config, to_config, to_yaml
+from s2ac_lit.config import Config, ConfigError, TrainerConfig, merge_config, to_config, to_yaml
+from s2ac_lit.console import quiet_third_party
 from s2ac_lit.data import ReplayDataModule
-from s2ac_lit.envs import check_env_id, env_dims, make_env
+from s2ac_lit.envs import MULTIGOAL_IDS, EnvError, check_env_spaces, env_dims, make_env
+from s2ac_lit.envs.experiment import evaluate_episodes, numpy_policy
+from s2ac_lit.envs.metrics import plot_trajectories
+from s2ac_lit.errors import cli, report
 from s2ac_lit.module import NonFiniteError, RLModule
 
 NON_FINITE_EXIT = 3
 """Exit code of a run stopped by a NaN or infinite loss or gradient."""
+
+GOAL_MAP_EPISODES = 20
+"""Sampled episodes drawn on a multigoal run's goal map (hit rates in steps of 5 %)."""
+GOAL_MAP_SEED = 100_000
+"""Seed of those episodes; never a training seed (the same offset as tools/multigoal.py)."""
 
 RUN_FOLDER_ENV = "S2AC_RUN_FOLDER"
 """DDP ranks launched as subprocesses inherit the run folder of rank 0 through this variable."""
@@ -94,8 +106,7 @@ def build_trainer(cfg: Config, run_folder: Path, evaluation: PeriodicEvaluation)
 def train(cfg: Config, *, resume_from: Path | None = None) -> dict[str, Any]:
     """Fit ``cfg`` (or continue the run of checkpoint ``resume_from``); returns the summary."""
     torch.set_num_threads(cfg.trainer.threads)
-    # Manual optimisation checkpoints the state after each update, which is what we want.
-    warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
+    quiet_third_party()
     if resume_from is not None:
         run_folder = run_folder_of(resume_from)
     elif RUN_FOLDER_ENV in os.environ:  # a DDP rank started by rank 0
@@ -144,13 +155,72 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def resolve(args: argparse.Namespace) -> tuple[Config, Path | None]:
-    """The config to run and, when resuming, the checkpoint to continue from."""
+    """The config to run and, when resuming, the checkpoint to continue from.
+
+    Everything that can be checked before a run folder exists is checked here: the env's id
+    and spaces, the devices and precision against this machine, and the run directory.
+    """
     cfg, checkpoint = _resolve(args)
     try:
-        check_env_id(cfg.env.id)
-    except ValueError as error:
+        check_env_spaces(cfg.env.id)
+    except EnvError as error:
         raise ConfigError(f"env.id: {error}") from None
+    check_machine(cfg.trainer)
+    check_run_dir(Path(cfg.run_dir))
     return cfg, checkpoint
+
+
+def check_machine(t: TrainerConfig) -> None:
+    """Raise :class:`ConfigError` if accelerator, devices or precision do not fit this machine."""
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    mps = torch.backends.mps.is_available()
+    available = ["cpu"] + [f"gpu ({gpus} CUDA devices)"] * bool(gpus) + ["mps"] * mps
+    accelerator = str(t.accelerator)
+    if accelerator in ("gpu", "cuda") and not gpus and not mps:
+        raise ConfigError(
+            f"trainer.accelerator={accelerator!r} but this machine has no GPU; available: "
+            f"{', '.join(available)} (use trainer.accelerator=cpu or auto)"
+        )
+    if accelerator == "mps" and not mps:
+        raise ConfigError(
+            f"trainer.accelerator='mps' but this machine has no Apple GPU; available: "
+            f"{', '.join(available)}"
+        )
+    uses_cuda = gpus > 0 and accelerator in ("gpu", "cuda", "auto")
+    if isinstance(t.devices, int):
+        if t.devices == 0 or t.devices < -1:
+            raise ConfigError(
+                f"trainer.devices={t.devices} is not allowed; allowed: a count >= 1, -1 (all) "
+                "or 'auto'"
+            )
+        if uses_cuda and t.devices > gpus:
+            raise ConfigError(
+                f"trainer.devices={t.devices} but this machine has {gpus} CUDA devices"
+            )
+    strategies = ["auto", *StrategyRegistry.available_strategies()]
+    if t.strategy not in strategies:
+        hint = difflib.get_close_matches(t.strategy, strategies, n=1)
+        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise ConfigError(
+            f"trainer.strategy={t.strategy!r} is not a Lightning strategy{extra}; allowed: "
+            "'auto', 'ddp', 'ddp_spawn', 'fsdp', ... (lightning.pytorch.strategies)"
+        )
+    if t.precision == "16-mixed" and not uses_cuda:
+        raise ConfigError(
+            "trainer.precision='16-mixed' needs a CUDA GPU; on the CPU Lightning would quietly "
+            "switch to bf16-mixed. Allowed here: '32', '64', 'bf16-mixed', 'bf16-true'"
+        )
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """Raise :class:`ConfigError` if run folders cannot be created under ``run_dir``."""
+    existing = run_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"run_dir={str(run_dir)!r}: {str(existing)!r} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"run_dir={str(run_dir)!r}: folder {str(existing)!r} is not writable")
 
 
 def _resolve(args: argparse.Namespace) -> tuple[Config, Path | None]:
@@ -168,20 +238,18 @@ def _resolve(args: argparse.Namespace) -> tuple[Config, Path | None]:
     return to_config(merge_config(base=base, overrides=args.overrides)), checkpoint
 
 
+@cli
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point; returns the process exit code."""
+    """Command-line entry point; returns the process exit code (2: a usage error)."""
     args = parse_args(argv)
+    cfg, checkpoint = resolve(args)
+    if args.print_config:
+        print(to_yaml(cfg), end="")
+        return 0
     try:
-        cfg, checkpoint = resolve(args)
-        if args.print_config:
-            print(to_yaml(cfg), end="")
-            return 0
         summary = train(cfg, resume_from=checkpoint)
-    except (ConfigError, CheckpointError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     except NonFiniteError as error:
-        print(f"error: {error}", file=sys.stderr)
+        report(error)
         return NON_FINITE_EXIT
     if summary.get("frames") is not None:
         print(
@@ -190,4 +258,32 @@ def main(argv: list[str] | None = None) -> int:
             f"evaluation return {summary['final_eval_return_mean']:.2f} "
             f"± {summary['final_eval_return_std']:.2f}"
         )
+        if cfg.env.id in MULTIGOAL_IDS:
+            print(goal_map(Path(summary["run_folder"]), cfg.env.id))
     return 0
+
+
+def goal_map(run_folder: Path, env_id: str, episodes: int = GOAL_MAP_EPISODES) -> str:
+    """Draw sampled episodes of the final policy over the reward map; the line to print.
+
+    Writes ``goal_map.png`` (trajectories over the reward contours, goals, wall) and
+    ``goal_map.json`` (hit rate per goal) into ``run_folder``, from
+    ``episodes`` episodes of the stochastic (MaxEnt) policy.
+    """
+    module = RLModule.load(find_checkpoint(run_folder / "checkpoints" / "last.ckpt")).eval()
+    policy_fn = numpy_policy(module.exploration_policy(), exploration=ExplorationType.RANDOM)
+    torch.manual_seed(GOAL_MAP_SEED)
+    metrics, rollout = evaluate_episodes(env_id, policy_fn, episodes, GOAL_MAP_SEED)
+    rates = {int(k.split("/")[1]): v for k, v in metrics.items() if k.startswith("hit_rate/")}
+    env = gymnasium.make(env_id)
+    title = f"{env_id}: {episodes} sampled episodes"
+    path = plot_trajectories(env, rollout["positions"], run_folder / "goal_map.png", title)
+    env.close()
+    hits = {f"G{g + 1}": rates[g] for g in sorted(rates)}
+    (run_folder / "goal_map.json").write_text(json.dumps({"episodes": episodes, **hits}))
+    reached = [name for name, rate in hits.items() if rate > 0]
+    shown = ", ".join(f"{name} {rate:.0%}" for name, rate in hits.items())
+    return (
+        f"goals reached: {len(reached)} of {len(hits)} ({shown} of {episodes} sampled "
+        f"episodes, {metrics['miss_rate']:.0%} none); map in {path}"
+    )

@@ -58,8 +58,9 @@ def test_required_keys_and_overrides() -> None:
         [
             "seed=7",
             "run_dir=elsewhere",
-            "collector.total_frames=1000",
+            "collector.total_frames=2000",
             "collector.init_random_frames=10",
+            "eval.every_frames=500",
             "trainer.accelerator=cpu",
             "trainer.devices=2",
             "trainer.precision=bf16-mixed",
@@ -67,7 +68,7 @@ def test_required_keys_and_overrides() -> None:
             "critic.hidden_sizes=[64,64]",
         ],
     )
-    assert (cfg.seed, cfg.run_dir, cfg.collector.total_frames) == (7, "elsewhere", 1000)
+    assert (cfg.seed, cfg.run_dir, cfg.collector.total_frames) == (7, "elsewhere", 2000)
     assert (cfg.trainer.accelerator, cfg.trainer.devices) == ("cpu", 2)
     assert cfg.trainer.precision == "bf16-mixed"
     assert cfg.svgd.bandwidth == 5.0

@@ -33,6 +33,7 @@ from torchrl.objectives import SoftUpdate
 
 from s2ac_lit.algorithms import build_algorithm, parameter_groups
 from s2ac_lit.config import load_config
+from s2ac_lit.errors import cli, positive_int
 from s2ac_lit.module import total_loss
 from s2ac_lit.networks import QEnsemble
 from s2ac_lit.objectives.common import SamplerLoss
@@ -41,17 +42,17 @@ from s2ac_lit.objectives.common import SamplerLoss
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--batch", type=int, default=100)
-    p.add_argument("--particles", type=int, default=10)
-    p.add_argument("--steps", type=int, default=3)
-    p.add_argument("--obs-dim", type=int, default=17, help="Walker2d: 17")
-    p.add_argument("--act-dim", type=int, default=6, help="Walker2d: 6")
-    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--threads", type=positive_int, default=1)
+    p.add_argument("--batch", type=positive_int, default=100)
+    p.add_argument("--particles", type=positive_int, default=10)
+    p.add_argument("--steps", type=positive_int, default=3)
+    p.add_argument("--obs-dim", type=positive_int, default=17, help="Walker2d: 17")
+    p.add_argument("--act-dim", type=positive_int, default=6, help="Walker2d: 6")
+    p.add_argument("--hidden", type=positive_int, default=256)
     p.add_argument("--precision", choices=("32", "bf16"), default="32")
     p.add_argument("--compile", action="store_true", help="torch.compile S2AC's critic kernels")
-    p.add_argument("--iters", type=int, default=10)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--iters", type=positive_int, default=10)
+    p.add_argument("--repeats", type=positive_int, default=5)
     p.add_argument("--skip-trainer", action="store_true", help="skip the trainer-loop timing")
     p.add_argument(
         "--baseline", action="store_true", help="also time the naive S2AC update (before speed-ups)"
@@ -62,6 +63,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         # The naive update differentiates twice through the critic, which compiled kernels
         # (AOTAutograd) do not support: time the baseline eagerly, in its own run.
         p.error("--baseline times the eager naive update; run it without --compile")
+    if args.particles < 2:
+        p.error(f"--particles {args.particles} must be >= 2 (SVGD's kernel bandwidth needs pairs)")
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        p.error(f"--device {args.device!r} is not a device; allowed: cpu, cuda, cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        p.error(f"--device {args.device!r} but this machine has no CUDA GPU; available: cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        p.error(f"--device {args.device!r}: this machine has {torch.cuda.device_count()} GPUs")
+    if device.type not in ("cpu", "cuda"):
+        p.error(f"--device {args.device!r} is not supported; allowed: cpu, cuda, cuda:N")
     return args
 
 
@@ -230,6 +243,7 @@ def trainer_frames_per_s(args: argparse.Namespace) -> float:
         return summary["frames"] / (time.perf_counter() - start)
 
 
+@cli
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -49,6 +49,7 @@ from s2ac_lit.entropy import (
     mean_ci,
     paper_gaussian,
 )
+from s2ac_lit.errors import UsageError, cli, positive_int
 
 SWEEPS = ("bandwidth", "particles", "init", "dims", "modes", "samplers", "heuristics")
 PAPER_SIGMA2 = (0.1, 1.0, 3.0, 5.0, 7.0, 10.0, 100.0)
@@ -375,13 +376,21 @@ def load_custom(spec: str) -> Target:
     module, _, attr = spec.partition(":")
     if str(Path.cwd()) not in sys.path:  # a script's path starts at tools/, not at the cwd
         sys.path.insert(0, str(Path.cwd()))
-    obj = getattr(importlib.import_module(module), attr)
-    target = obj if isinstance(obj, Target) else obj()
+    if not module or not attr:
+        raise UsageError(f"--custom {spec!r} must look like MODULE:ATTR, e.g. mytargets:ring")
+    try:
+        obj = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as error:
+        raise UsageError(f"--custom {spec!r} cannot be loaded: {error}") from None
+    target = obj if isinstance(obj, Target) else obj() if callable(obj) else obj
     if not isinstance(target, Target):
-        raise TypeError(f"{spec} must be a Target or return one, got {type(target).__name__}")
+        raise UsageError(
+            f"--custom {spec!r} must be a Target or return one, got {type(target).__name__}"
+        )
     return target
 
 
+@cli
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -391,7 +400,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=(*SWEEPS, "all"),
         help="sweeps to run (all: every one)",
     )
-    parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 per configuration")
+    parser.add_argument(
+        "--seeds", type=positive_int, default=5, help="seeds 0..N-1 per configuration"
+    )
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for smoke tests")
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
@@ -400,16 +411,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="MODULE:ATTR",
         help="also run the kernel-variance sweep on a user Target",
     )
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
     args = parser.parse_args(argv)
-    if args.seeds < 1:
-        parser.error("--seeds must be >= 1")
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out {str(args.out)!r} is a file, not a folder")
     torch.set_num_threads(args.threads)
+    custom = load_custom(args.custom) if args.custom else None
     args.out.mkdir(parents=True, exist_ok=True)
     names = list(SWEEPS) if "all" in args.sweep else _ordered(args.sweep)
     sweeps = [build_sweep(n, quick=args.quick) for n in names]
-    if args.custom:
-        sweeps.append(build_sweep("custom", quick=args.quick, custom=load_custom(args.custom)))
+    if custom is not None:
+        sweeps.append(build_sweep("custom", quick=args.quick, custom=custom))
     dtype = getattr(torch, args.dtype)
     tables, start = [], time.perf_counter()
     for sweep in sweeps:

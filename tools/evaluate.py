@@ -14,8 +14,9 @@ import sys
 import torch
 from torchrl.envs.utils import ExplorationType
 
-from s2ac_lit.checkpoints import CheckpointError, find_checkpoint
-from s2ac_lit.envs import make_env
+from s2ac_lit.checkpoints import find_checkpoint
+from s2ac_lit.envs import check_env_spaces, env_dims, make_env
+from s2ac_lit.errors import UsageError, cli, positive_int
 from s2ac_lit.evaluation import evaluate_policy
 from s2ac_lit.module import RLModule
 from s2ac_lit.objectives import S2ACLoss
@@ -23,30 +24,35 @@ from s2ac_lit.objectives import S2ACLoss
 SELECTIONS = ("softmax", "max", "random", "amortized")
 
 
+@cli
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("target", help="a run folder (its last.ckpt) or a .ckpt file")
-    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--episodes", type=positive_int, default=10)
     parser.add_argument("--selection", choices=SELECTIONS, help="S2AC particle selection")
     parser.add_argument("--env", help="evaluate on another env id (e.g. an obstacle variant)")
     parser.add_argument("--seed", type=int, default=12345)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    try:
-        path = find_checkpoint(args.target)
-        module = RLModule.load(path)
-        env = make_env(args.env or module.cfg.env.id, seed=args.seed)
-    except (CheckpointError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    path = find_checkpoint(args.target)
+    module = RLModule.load(path)
+    env_id = args.env or module.cfg.env.id
+    check_env_spaces(env_id)
+    env = make_env(env_id, seed=args.seed)
+    trained = (module.hparams["observation_dim"], len(module.hparams["action_low"]))
+    dims = env_dims(env)
+    if (dims.observation_dim, dims.action_dim) != trained:
+        raise UsageError(
+            f"--env {env_id!r} has observation and action sizes "
+            f"{(dims.observation_dim, dims.action_dim)}, the checkpoint was trained on {trained}"
+        )
+    if args.selection is not None and not isinstance(module.loss_module, S2ACLoss):
+        raise UsageError(f"--selection applies to s2ac, not {module.cfg.algo}")
     torch.manual_seed(args.seed)
     policy = module.exploration_policy()
     exploration = ExplorationType.DETERMINISTIC
     if args.selection is not None:
-        if not isinstance(module.loss_module, S2ACLoss):
-            print(f"error: --selection applies to s2ac, not {module.cfg.algo}", file=sys.stderr)
-            return 2
         if args.selection == "random":
             exploration = ExplorationType.RANDOM
         else:

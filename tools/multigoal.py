@@ -54,6 +54,7 @@ from s2ac_lit.envs.experiment import (
     probe_entropy,
 )
 from s2ac_lit.envs.metrics import PROBE_STATES, plot_goal_hits, plot_trajectories
+from s2ac_lit.errors import cli, positive_int
 from s2ac_lit.module import RLModule
 from s2ac_lit.train import train
 
@@ -106,11 +107,19 @@ QUICK_FRAMES, QUICK_EPISODES, QUICK_ENTROPY_SAMPLES = 200, 4, 50
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--algos", nargs="+", choices=list(ALGOS), default=list(ALGOS))
-    parser.add_argument("--seeds", type=int, default=3, help="train seeds 0..N-1")
-    parser.add_argument("--frames", type=int, help="collector.total_frames (preset: 15000)")
-    parser.add_argument("--updates-per-batch", type=int, help="collector.updates_per_batch")
-    parser.add_argument("--episodes", type=int, default=100, help="test episodes per env/mode")
-    parser.add_argument("--entropy-samples", type=int, default=1000, help="per probe state")
+    parser.add_argument("--seeds", type=positive_int, default=3, help="train seeds 0..N-1")
+    parser.add_argument(
+        "--frames", type=positive_int, help="collector.total_frames (preset: 15000)"
+    )
+    parser.add_argument(
+        "--updates-per-batch", type=positive_int, help="collector.updates_per_batch"
+    )
+    parser.add_argument(
+        "--episodes", type=positive_int, default=100, help="test episodes per env/mode"
+    )
+    parser.add_argument(
+        "--entropy-samples", type=positive_int, default=1000, help="per probe state"
+    )
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--env", choices=list(ENVS), default="maxent", help="3 or 4 goals")
     parser.add_argument("--quick", action="store_true", help="tiny budget (smoke tests)")
@@ -337,9 +346,16 @@ def make_plots(args: argparse.Namespace, records: list[dict], positions: dict, n
         plot_goal_hits(rates, args.out / f"goal_hits{suffix}.png", title)
 
 
+@cli
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(1)
+    if args.out.exists() and not args.out.is_dir():
+        print(f"error: --out {str(args.out)!r} is a file, not a folder", file=sys.stderr)
+        return 2
+    if not args.skip_train:  # every run's config is checked before the first one trains
+        for algo in args.algos:
+            load_config(CONFIG, run_overrides(args, algo, 0))
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     rows: list[dict[str, Any]] = []

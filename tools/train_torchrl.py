@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple, get_args
@@ -42,7 +43,8 @@ from torchrl.envs.utils import ExplorationType, set_exploration_type
 from torchrl.objectives import LossModule, SoftUpdate
 
 from s2ac_lit.actor import SELECTIONS, SVGDActor
-from s2ac_lit.envs import EnvDims, env_dims, make_env
+from s2ac_lit.envs import EnvDims, EnvError, check_env_spaces, env_dims, make_env
+from s2ac_lit.errors import cli, non_negative_int, positive_float, positive_int
 from s2ac_lit.networks import Activation, QEnsemble
 from s2ac_lit.objectives import S2ACLoss, SQLLoss, make_sac_loss
 
@@ -66,35 +68,47 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--algo", choices=ALGOS, default="s2ac")
     p.add_argument("--env", default="Pendulum-v1", help="gymnasium id")
-    p.add_argument("--frames", type=int, default=8000, help="environment steps to collect")
+    p.add_argument("--frames", type=positive_int, default=8000, help="environment steps to collect")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--init-random-frames", type=int, default=1000, help="uniform-random steps")
-    p.add_argument("--frames-per-batch", type=int, default=50, help="collector batch")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--utd", type=float, default=1.0, help="updates per collected frame")
-    p.add_argument("--buffer-size", type=int, default=100_000)
-    p.add_argument("--hidden", type=int, default=64, help="width of the two hidden layers")
+    p.add_argument(
+        "--init-random-frames", type=non_negative_int, default=1000, help="uniform-random steps"
+    )
+    p.add_argument("--frames-per-batch", type=positive_int, default=50, help="collector batch")
+    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--utd", type=positive_float, default=1.0, help="updates per collected frame")
+    p.add_argument("--buffer-size", type=positive_int, default=100_000)
+    p.add_argument("--hidden", type=positive_int, default=64, help="width of the two hidden layers")
     p.add_argument(
         "--activation",
         choices=get_args(Activation),
         default="elu",
         help="elu: S2AC's actor loss differentiates ∇ₐQ, so keep it smooth",
     )
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=positive_float, default=1e-3)
     p.add_argument("--gamma", type=float, default=0.99)
-    p.add_argument("--tau", type=float, default=0.005, help="SoftUpdate weight of online params")
-    p.add_argument("--alpha", type=float, default=0.2, help="initial (or fixed) temperature α")
+    p.add_argument(
+        "--tau", type=positive_float, default=0.005, help="SoftUpdate weight of online params"
+    )
+    p.add_argument(
+        "--alpha", type=positive_float, default=0.2, help="initial (or fixed) temperature α"
+    )
     p.add_argument("--fixed-alpha", action="store_true", help="do not learn α (SQL never does)")
-    p.add_argument("--particles", type=int, default=10, help="M particles (SQL: per state)")
-    p.add_argument("--steps", type=int, default=3, help="L SVGD steps")
-    p.add_argument("--step-size", type=float, default=0.1, help="SVGD step ε")
-    p.add_argument("--value-particles", type=int, default=16, help="SQL uniform proposals")
+    p.add_argument(
+        "--particles", type=positive_int, default=10, help="M particles (SQL: per state)"
+    )
+    p.add_argument("--steps", type=non_negative_int, default=3, help="L SVGD steps")
+    p.add_argument("--step-size", type=positive_float, default=0.1, help="SVGD step ε")
+    p.add_argument("--value-particles", type=positive_int, default=16, help="SQL uniform proposals")
     p.add_argument("--amortized", action="store_true", help="also train S2AC's amortised sampler")
-    p.add_argument("--eval-episodes", type=int, default=5)
+    p.add_argument("--eval-episodes", type=positive_int, default=5)
     p.add_argument("--eval-selection", choices=SELECTIONS, default="softmax")
-    p.add_argument("--eval-max-steps", type=int, default=1000)
-    p.add_argument("--log-every", type=int, default=1000, help="frames between progress lines")
-    p.add_argument("--benchmark-updates", type=int, default=0, help="time N updates and exit")
+    p.add_argument("--eval-max-steps", type=positive_int, default=1000)
+    p.add_argument(
+        "--log-every", type=positive_int, default=1000, help="frames between progress lines"
+    )
+    p.add_argument(
+        "--benchmark-updates", type=non_negative_int, default=0, help="time N updates and exit"
+    )
     p.add_argument("--benchmark-algos", default="s2ac,sac")
     args = p.parse_args(argv)
     if args.amortized and args.algo not in ("s2ac", "s2ac-phi"):
@@ -102,6 +116,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     s2ac_like = args.algo in ("s2ac", "s2ac-phi")
     if args.eval_selection == "amortized" and s2ac_like and not args.amortized:
         p.error("--eval-selection amortized needs --amortized")
+    if args.batch_size > args.buffer_size:
+        p.error(f"--batch-size {args.batch_size} is larger than --buffer-size {args.buffer_size}")
+    if not 0 <= args.gamma <= 1:
+        p.error(f"--gamma {args.gamma} must lie in [0, 1]")
+    if args.tau > 1:
+        p.error(f"--tau {args.tau} must lie in (0, 1]")
+    if s2ac_like and args.particles < 2:
+        p.error(f"--particles {args.particles} must be >= 2 (SVGD's kernel bandwidth needs pairs)")
+    timed = [a for a in ALGOS if a != "random"]  # random has no update to time
+    unknown = sorted(set(args.benchmark_algos.split(",")) - set(timed))
+    if args.benchmark_updates and unknown:
+        p.error(f"--benchmark-algos: unknown {unknown}; allowed: {timed}")
+    try:
+        check_env_spaces(args.env)
+    except EnvError as error:
+        p.error(f"--env: {error}")
     return args
 
 
@@ -377,5 +407,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     return benchmark(args) if args.benchmark_updates else train(args)
 
 
+@cli
+def run(argv: Sequence[str] | None = None) -> int:
+    """The command line: :func:`main`, with usage errors as one line and exit status 2."""
+    main(argv)
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(run())

@@ -41,6 +41,13 @@ register_envs()
 
 __all__ = ["MULTIGOAL_IDS", "MultiGoalEnv", "register_envs"]
 
-from s2ac_lit.envs.factory import EnvDims, check_env_id, env_dims, make_env  # noqa: E402
+from s2ac_lit.envs.factory import (  # noqa: E402
+    EnvDims,
+    EnvError,
+    check_env_id,
+    check_env_spaces,
+    env_dims,
+    make_env,
+)
 
-__all__ += ["EnvDims", "check_env_id", "env_dims", "make_env"]
+__all__ += ["EnvDims", "EnvError", "check_env_id", "check_env_spaces", "env_dims", "make_env"]

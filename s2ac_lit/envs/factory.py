@@ -28,6 +28,7 @@ from torchrl.envs import (
 )
 
 from s2ac_lit.envs import register_envs
+from s2ac_lit.errors import UsageError
 
 OBSERVATION_KEY = "observation"
 
@@ -47,8 +48,12 @@ class EnvDims(NamedTuple):
     action_high: Tensor
 
 
+class EnvError(UsageError, ValueError):
+    """An env id is unknown, or its spaces are not what S2AC, SAC and SQL can drive."""
+
+
 def check_env_id(env_id: str) -> None:
-    """Raise ``ValueError`` naming ``env_id`` and its closest registered ids if it is unknown.
+    """Raise :class:`EnvError` naming ``env_id`` and its closest registered ids if it is unknown.
 
     Cheap (no env is built): config validation can call it before a run starts.
     """
@@ -62,7 +67,34 @@ def check_env_id(env_id: str) -> None:
         for name in difflib.get_close_matches(env_id.lower(), list(by_lower), n=5, cutoff=0.6)
     ]
     hint = f"; did you mean one of {close}?" if close else "; no close match is registered"
-    raise ValueError(f"unknown environment id {env_id!r}{hint}")
+    raise EnvError(f"unknown environment id {env_id!r}{hint}")
+
+
+def check_env_spaces(env_id: str) -> None:
+    """Raise :class:`EnvError` unless ``env_id`` has flat continuous actions and observations.
+
+    S2AC, SAC and SQL move actions along ∇ₐQ, so they need a ``Box`` action space, and their
+    networks take a flat vector observation. Builds the gymnasium env (no TorchRL wrapper) once.
+    """
+    check_env_id(env_id)
+    try:
+        env = gymnasium.make(env_id)
+    except Exception as error:  # a registered id whose simulator or assets are missing
+        raise EnvError(
+            f"environment {env_id!r} cannot be built: {type(error).__name__}: {error}"
+        ) from None
+    action, observation = env.action_space, env.observation_space
+    env.close()
+    if not isinstance(action, gymnasium.spaces.Box) or len(action.shape) != 1:
+        raise EnvError(
+            f"environment {env_id!r} has action space {action}; S2AC, SAC and SQL need a "
+            "continuous (Box) action space of shape (A,)"
+        )
+    if not isinstance(observation, gymnasium.spaces.Box) or len(observation.shape) != 1:
+        raise EnvError(
+            f"environment {env_id!r} has observation space {observation}; the networks need a "
+            "flat vector observation (Box of shape (O,)), not images or dicts"
+        )
 
 
 def make_env(
@@ -86,7 +118,7 @@ def make_env(
         ``TransformedEnv(GymEnv(env_id), Compose(DoubleToFloat(), StepCounter(), RewardSum()))``.
 
     Raises:
-        ValueError: ``env_id`` is not registered; the message lists close matches.
+        EnvError: ``env_id`` is not registered; the message lists close matches.
 
     Examples:
         >>> env = make_env("Pendulum-v1", seed=0)

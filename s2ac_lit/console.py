@@ -1,0 +1,80 @@
+"""The console shows our progress and messages, not the third-party noise we trigger knowingly.
+
+:func:`quiet_third_party` is the one place where warnings and log lines of Lightning, PyTorch and
+TorchRL are silenced; each filter says why it is safe. Filters match one message each, so every
+other warning (a real problem) still reaches the user.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+
+# Lightning's info lines that are advertisements or false for our loop (the epoch is ours).
+_LIGHTNING_INFO_DROPPED = (
+    # Advertises a cloud logger; the run already logs to TensorBoard and CSV in its folder.
+    "💡 Tip:",
+    # We never use TPUs or HPUs; the GPU line ("GPU available: ..., used: ...") stays.
+    "TPU available",
+    "HPU available",
+    # The single epoch ends when collector.total_frames are collected; "max_epochs=1 reached"
+    # misleads (our own final line states frames and updates).
+    "`Trainer.fit` stopped: `max_epochs=1` reached",
+)
+
+# (message regex, category, why): warnings that our design triggers on purpose.
+_WARNINGS_IGNORED: tuple[tuple[str, type[Warning], str], ...] = (
+    (
+        "You are using the `dataloader_iter` step flavor",
+        Warning,
+        "RLModule.training_step takes the iterator on purpose: each step draws exactly one "
+        "batch, so batch_idx stays right (docs of s2ac_lit.module).",
+    ),
+    (
+        "Found `dataloader_iter` argument in the `training_step`",
+        Warning,
+        "the same deliberate dataloader_iter signature, announced a second time",
+    ),
+    (
+        r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+        Warning,
+        "raised inside Lightning's own pytree helper with this torch; nothing in our code",
+    ),
+    (
+        "Using ModelCheckpoint with manual optimization",
+        Warning,
+        "manual optimisation checkpoints the state after each update, which is what we want",
+    ),
+)
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, prefixes: tuple[str, ...]) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith(self.prefixes)
+
+
+_LIGHTNING_FILTER = _DropMessages(_LIGHTNING_INFO_DROPPED)
+
+
+def quiet_third_party() -> None:
+    """Install the filters above (idempotent; call before building the Trainer)."""
+    for message, category, _why in _WARNINGS_IGNORED:
+        warnings.filterwarnings("ignore", message=message, category=category)
+    # rank_zero_info logs through the logger of whichever rank_zero module set it last.
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        log = logging.getLogger(name)
+        if _LIGHTNING_FILTER not in log.filters:
+            log.addFilter(_LIGHTNING_FILTER)
+    # TorchRL logs INFO lines (worker start, closing envs) with ANSI colour codes, which end up
+    # raw in redirected log files; keep its warnings and errors. RL_LOGGING_LEVEL, TorchRL's own
+    # switch, still wins when the user sets it.
+    if "RL_LOGGING_LEVEL" not in os.environ:
+        torchrl_log = logging.getLogger("torchrl")
+        torchrl_log.setLevel(logging.WARNING)
+        for handler in torchrl_log.handlers:
+            handler.setLevel(logging.WARNING)
