@@ -15,6 +15,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.apply_func import convert_tensors_to_scalars
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from s2ac_lit.config import Config
@@ -53,13 +54,36 @@ class LogCheckpoint(L.Callback):
     """Flush the CSV log with every checkpoint and record how many rows it then holds.
 
     A resumed run keeps exactly those rows (:class:`s2ac_lit.csvlog.ContinuingCSVLogger`).
+    Lightning logs an update's training metrics only after the ``on_train_batch_end`` hooks,
+    where checkpoints are written; that row is written here first (Lightning's own copy of it
+    follows and is dropped as a repeat), so that it belongs to the checkpoint.
     """
 
+    def __init__(self) -> None:
+        self._row_pending = False  # between on_train_batch_end and Lightning's logging
+
+    def on_train_batch_start(self, *args) -> None:
+        self._row_pending = False
+
+    def on_train_batch_end(self, *args) -> None:
+        self._row_pending = True
+
+    def on_train_epoch_end(self, *args) -> None:
+        self._row_pending = False
+
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
-        for logger in trainer.loggers:
-            if isinstance(logger, ContinuingCSVLogger) and trainer.is_global_zero:
-                logger.save()
-                checkpoint["csv_rows"] = logger.experiment.rows
+        loggers = [lg for lg in trainer.loggers if isinstance(lg, ContinuingCSVLogger)]
+        if not loggers or not trainer.is_global_zero:
+            return
+        (logger,) = loggers
+        connector = trainer._logger_connector
+        if self._row_pending and connector.should_update_logs:
+            metrics = convert_tensors_to_scalars(connector.metrics["log"])
+            if metrics:  # the same row Lightning's logger connector writes next
+                metrics.setdefault("epoch", trainer.current_epoch)
+                logger.log_metrics(metrics, step=trainer.fit_loop.epoch_loop._batches_that_stepped)
+        logger.save()
+        checkpoint["csv_rows"] = logger.experiment.rows
 
 
 class RunInterrupted(Exception):

@@ -23,6 +23,7 @@ class _ContinuingWriter(ExperimentWriter):
     def __init__(self, log_dir: str, keep_rows: int) -> None:
         self.keep_rows = keep_rows
         self.rows = 0
+        self._last_row: dict[str, float] | None = None
         super().__init__(log_dir)
 
     def _check_log_dir_exists(self) -> None:
@@ -41,6 +42,15 @@ class _ContinuingWriter(ExperimentWriter):
         atomic_write_text(path, out.getvalue())
         self.metrics_keys = fields
         self.rows = len(rows)
+
+    def log_metrics(self, metrics_dict: dict[str, float], step: int | None = None) -> None:
+        """Record a row, unless it repeats the previous one (see LogCheckpoint)."""
+        before = len(self.metrics)
+        super().log_metrics(metrics_dict, step)
+        row = self.metrics[-1]
+        if row == self._last_row:
+            del self.metrics[before:]
+        self._last_row = row
 
     def save(self) -> None:
         self.rows += len(self.metrics)

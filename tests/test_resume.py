@@ -200,12 +200,12 @@ def test_leftovers_of_a_killed_run_are_removed(tmp_path: Path) -> None:
 def kill_and_resume(tmp_path: Path, kills: int, seed: int) -> None:
     """SIGKILL a run ``kills`` times at random moments (seeded), resuming with ``--resume
     auto`` each time; it must end like an uninterrupted run: frames, updates, CSV rows."""
-    frames = 1000
+    frames = 600
     args = tiny(
         tmp_path,
         f"collector.total_frames={frames}",
         "trainer.checkpoint_every_updates=10",
-        "eval.every_frames=250",
+        "eval.every_frames=200",
     )
     runs = tmp_path / "runs"
     rng = random.Random(seed)
@@ -214,7 +214,7 @@ def kill_and_resume(tmp_path: Path, kills: int, seed: int) -> None:
         process = run_fit(*(args if kill == 0 else resume))
         # Start counting once training is under way (the first kill also needs a checkpoint).
         wait_for(lambda: list(runs.glob("*/checkpoints/*.ckpt")), process)
-        time.sleep(rng.uniform(0.0, 2.5))
+        time.sleep(rng.uniform(0.0, 1.5))
         if process.poll() is not None:
             break  # finished before the kill: nothing left to interrupt
         process.kill()
