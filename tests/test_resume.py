@@ -197,6 +197,13 @@ def test_leftovers_of_a_killed_run_are_removed(tmp_path: Path) -> None:
     assert (tmp_path / "checkpoints" / "last.ckpt").exists()
 
 
+def holds_lock(runs: Path, pid: int) -> bool:
+    try:
+        return any(p.read_text().split()[0] == str(pid) for p in runs.glob(f"*/{LOCK_NAME}"))
+    except (OSError, IndexError):
+        return False  # being written
+
+
 def kill_and_resume(tmp_path: Path, kills: int, seed: int) -> None:
     """SIGKILL a run ``kills`` times at random moments (seeded), resuming with ``--resume
     auto`` each time; it must end like an uninterrupted run: frames, updates, CSV rows."""
@@ -212,9 +219,12 @@ def kill_and_resume(tmp_path: Path, kills: int, seed: int) -> None:
     resume = ["--resume", "auto", f"run_dir={runs}"]
     for kill in range(kills):
         process = run_fit(*(args if kill == 0 else resume))
-        # Start counting once training is under way (the first kill also needs a checkpoint).
-        wait_for(lambda: list(runs.glob("*/checkpoints/*.ckpt")), process)
-        time.sleep(rng.uniform(0.0, 1.5))
+        # Start counting once this process holds the run (the first kill also needs a
+        # checkpoint, or there is nothing to resume).
+        wait_for(lambda pid=process.pid: holds_lock(runs, pid), process)
+        if kill == 0:
+            wait_for(lambda: list(runs.glob("*/checkpoints/*.ckpt")), process)
+        time.sleep(rng.uniform(0.0, 2.0))
         if process.poll() is not None:
             break  # finished before the kill: nothing left to interrupt
         process.kill()
