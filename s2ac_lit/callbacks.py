@@ -1,10 +1,13 @@
-"""Lightning callbacks: replay-buffer checkpoints, periodic evaluation, run summary."""
+"""Lightning callbacks: checkpoints (model, replay buffer, log position), periodic evaluation,
+a graceful stop on SIGINT/SIGTERM, and the run summary."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
+import signal
 import time
 import warnings
 from pathlib import Path
@@ -12,11 +15,14 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.apply_func import convert_tensors_to_scalars
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from s2ac_lit.config import Config
+from s2ac_lit.csvlog import ContinuingCSVLogger
 from s2ac_lit.envs import make_env
 from s2ac_lit.evaluation import evaluate_policy
+from s2ac_lit.runfolder import atomic_write_bytes, atomic_write_text, fsync_tree
 
 EVAL_SEED_OFFSET = 10_000  # evaluation episodes never share seeds with training
 
@@ -34,19 +40,107 @@ class RunCheckpoint(ModelCheckpoint):
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         super().on_train_epoch_end(trainer, pl_module)
+        self.save_now(trainer)
+
+    def save_now(self, trainer: L.Trainer) -> None:
+        """Checkpoint the current update (``step=N.ckpt`` and ``last.ckpt``) unless done."""
         if self._last_global_step_saved != trainer.global_step:
             candidates = self._monitor_candidates(trainer)
             self._save_topk_checkpoint(trainer, candidates)
             self._save_last_checkpoint(trainer, candidates)
 
 
+class LogCheckpoint(L.Callback):
+    """Flush the CSV log with every checkpoint and record how many rows it then holds.
+
+    A resumed run keeps exactly those rows (:class:`s2ac_lit.csvlog.ContinuingCSVLogger`).
+    Lightning logs an update's training metrics only after the ``on_train_batch_end`` hooks,
+    where checkpoints are written; that row is written here first (Lightning's own copy of it
+    follows and is dropped as a repeat), so that it belongs to the checkpoint.
+    """
+
+    def __init__(self) -> None:
+        self._row_pending = False  # between on_train_batch_end and Lightning's logging
+
+    def on_train_batch_start(self, *args) -> None:
+        self._row_pending = False
+
+    def on_train_batch_end(self, *args) -> None:
+        self._row_pending = True
+
+    def on_train_epoch_end(self, *args) -> None:
+        self._row_pending = False
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        loggers = [lg for lg in trainer.loggers if isinstance(lg, ContinuingCSVLogger)]
+        if not loggers or not trainer.is_global_zero:
+            return
+        (logger,) = loggers
+        connector = trainer._logger_connector
+        if self._row_pending and connector.should_update_logs:
+            metrics = convert_tensors_to_scalars(connector.metrics["log"])
+            if metrics:  # the same row Lightning's logger connector writes next
+                metrics.setdefault("epoch", trainer.current_epoch)
+                logger.log_metrics(metrics, step=trainer.fit_loop.epoch_loop._batches_that_stepped)
+        logger.save()
+        checkpoint["csv_rows"] = logger.experiment.rows
+
+
+class RunInterrupted(Exception):
+    """Training stopped on a signal after checkpointing; ``exit_code`` is 128 + signal."""
+
+    def __init__(self, signum: int, run_folder: Path, step: int) -> None:
+        name = signal.Signals(signum).name
+        super().__init__(
+            f"{name}: stopped after update {step} with a checkpoint; resume with: "
+            f"python tools/fit.py --resume {run_folder}"
+        )
+        self.exit_code = 128 + signum
+
+
+class GracefulStop(L.Callback):
+    """On SIGINT or SIGTERM, finish the current update, checkpoint it, raise RunInterrupted.
+
+    The signal handlers only note the signal (a write in progress is never cut); the update
+    under way completes, then :meth:`on_train_batch_end` writes the checkpoint and the replay
+    dump. A second SIGINT interrupts at once (Python's default KeyboardInterrupt).
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, run_folder: Path, checkpoint: RunCheckpoint) -> None:
+        self.run_folder = run_folder
+        self.checkpoint = checkpoint
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _note(self, signum: int, frame) -> None:
+        if self.signum == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def install(self) -> None:
+        for signum in self.SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._note)
+
+    def restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.signum is not None:
+            self.checkpoint.save_now(trainer)
+            raise RunInterrupted(self.signum, self.run_folder, trainer.global_step)
+
+
 class ReplayCheckpoint(L.Callback):
     """Dump each rank's replay buffer beside every checkpoint, and load it on resume.
 
-    Layout: ``RUN/replay/step-N/rank-R``. A dump goes to a temporary folder that is renamed
-    into place, and the checkpoint records which folder belongs to it, so a kill during either
-    write leaves the previous checkpoint and its buffer intact. Only the two newest dumps are
-    kept (the last complete one and the one being written).
+    Layout: ``RUN/replay/step-N/rank-R``. A dump goes to a temporary folder beside it, is
+    fsynced and renamed into place, and the checkpoint records which folder belongs to it, so
+    a kill during either write leaves the previous checkpoint and its buffer intact. Only the
+    two newest dumps are kept (the last complete one and the one being written).
     """
 
     def __init__(self, run_folder: Path, *, keep: int = 2) -> None:
@@ -61,6 +155,7 @@ class ReplayCheckpoint(L.Callback):
             shutil.rmtree(tmp, ignore_errors=True)
             step_dir.mkdir(parents=True, exist_ok=True)
             _feeder(trainer).buffer.dumps(tmp)
+            fsync_tree(tmp)
             os.replace(tmp, target)
         checkpoint["replay_dir"] = step_dir.name
         trainer.strategy.barrier("replay_dump")
@@ -171,7 +266,8 @@ class RunSummary(L.Callback):
         }
         ranks = self.run_folder / "ranks"
         ranks.mkdir(parents=True, exist_ok=True)
-        (ranks / f"rank-{trainer.global_rank}.json").write_text(json.dumps(rank_info, indent=2))
+        rank_file = ranks / f"rank-{trainer.global_rank}.json"
+        atomic_write_text(rank_file, json.dumps(rank_info, indent=2))
         if not trainer.is_global_zero:
             return
         history = self.evaluation.history
@@ -187,7 +283,7 @@ class RunSummary(L.Callback):
             "final_eval_return_std": final.get("return_std"),
             "eval_history": history,
         }
-        (self.run_folder / "summary.json").write_text(json.dumps(self.summary, indent=2))
+        atomic_write_text(self.run_folder / "summary.json", json.dumps(self.summary, indent=2))
         plot_learning_curve(history, feeder.return_history, self.run_folder / "learning_curve.png")
 
 
@@ -216,4 +312,6 @@ def plot_learning_curve(
     ax.legend(loc="best")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    image = io.BytesIO()
+    fig.savefig(image, dpi=120, format="png")
+    atomic_write_bytes(path, image.getvalue())

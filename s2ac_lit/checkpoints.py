@@ -1,7 +1,7 @@
 """Finding, checking and describing run folders and checkpoints.
 
 A run folder holds ``config.yaml``, ``checkpoints/`` (Lightning ``.ckpt`` files, written
-atomically by Lightning: a temporary file moved into place), ``replay/`` (buffer dumps, one
+atomically by :class:`s2ac_lit.runfolder.AtomicCheckpointIO`), ``replay/`` (buffer dumps, one
 folder per checkpointed step and rank) and the logs. Everything that reads a checkpoint goes
 through :func:`read_checkpoint`, which turns unreadable or foreign files into a
 :class:`CheckpointError` naming the file.
@@ -9,6 +9,7 @@ through :func:`read_checkpoint`, which turns unreadable or foreign files into a
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -41,20 +42,32 @@ def latest_run(run_dir: Path) -> Path:
 
 
 def find_checkpoint(target: str | Path) -> Path:
-    """A checkpoint file from a ``.ckpt`` path or a run folder (its newest checkpoint).
+    """A checkpoint file from a ``.ckpt`` path or a run folder (its newest loadable checkpoint).
 
-    Every checkpoint file is written atomically, so the newest one is complete, even when a
-    kill came between a periodic checkpoint and its copy to ``last.ckpt``.
+    In a run folder, checkpoints are tried newest first (by modification time); one that does
+    not load (damaged disk, a file copied in by hand) is skipped with a line on stderr naming
+    it and why, and the next one is used.
     """
     path = Path(target)
     if path.is_file():
         return path
-    if path.is_dir():
-        newest = _newest(list((path / "checkpoints").glob("*.ckpt")))
-        if newest is not None:
-            return newest
+    if not path.is_dir():
+        raise CheckpointError(f"{str(path)!r} is neither a checkpoint file nor a run folder")
+    candidates = sorted(
+        (path / "checkpoints").glob("*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True
+    )
+    if not candidates:
         raise CheckpointError(f"run folder {str(path)!r} has no checkpoints/*.ckpt")
-    raise CheckpointError(f"{str(path)!r} is neither a checkpoint file nor a run folder")
+    for candidate in candidates:
+        try:
+            read_checkpoint(candidate)
+        except CheckpointError as error:
+            print(f"skipping a damaged checkpoint: {error}", file=sys.stderr)
+            continue
+        return candidate
+    raise CheckpointError(
+        f"run folder {str(path)!r}: none of its {len(candidates)} checkpoints loads (see above)"
+    )
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:

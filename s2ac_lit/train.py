@@ -11,6 +11,7 @@ import difflib
 import hashlib
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,20 @@ import gymnasium
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.strategies import StrategyRegistry
 from omegaconf import OmegaConf
 from torchrl.envs.utils import ExplorationType
 
-from s2ac_lit.callbacks import PeriodicEvaluation, ReplayCheckpoint, RunCheckpoint, RunSummary
+from s2ac_lit.callbacks import (
+    GracefulStop,
+    LogCheckpoint,
+    PeriodicEvaluation,
+    ReplayCheckpoint,
+    RunCheckpoint,
+    RunInterrupted,
+    RunSummary,
+)
 from s2ac_lit.checkpoints import (
     CheckpointError,
     check_compatible,
@@ -35,12 +44,14 @@ from s2ac_lit.checkpoints import (
 )
 from s2ac_lit.config import Config, ConfigError, TrainerConfig, merge_config, to_config, to_yaml
 from s2ac_lit.console import quiet_third_party
+from s2ac_lit.csvlog import ContinuingCSVLogger
 from s2ac_lit.data import ReplayDataModule
 from s2ac_lit.envs import MULTIGOAL_IDS, EnvError, check_env_spaces, env_dims, make_env
 from s2ac_lit.envs.experiment import evaluate_episodes, numpy_policy
 from s2ac_lit.envs.metrics import plot_trajectories
 from s2ac_lit.errors import cli, report
 from s2ac_lit.module import NonFiniteError, RLModule
+from s2ac_lit.runfolder import AtomicCheckpointIO, RunLock, atomic_write_text, remove_leftovers
 
 NON_FINITE_EXIT = 3
 """Exit code of a run stopped by a NaN or infinite loss or gradient."""
@@ -61,20 +72,25 @@ def new_run_folder(cfg: Config) -> Path:
     prefix = f"{cfg.name}-" if cfg.name else ""
     folder = Path(cfg.run_dir) / f"{prefix}{stamp}-{digest}"
     folder.mkdir(parents=True, exist_ok=False)
-    (folder / "config.yaml").write_text(to_yaml(cfg))
+    atomic_write_text(folder / "config.yaml", to_yaml(cfg))
     return folder
 
 
-def build_trainer(cfg: Config, run_folder: Path, evaluation: PeriodicEvaluation) -> L.Trainer:
-    """The Lightning Trainer with checkpoints, replay dumps, evaluation and loggers."""
+def build_trainer(
+    cfg: Config, run_folder: Path, evaluation: PeriodicEvaluation, *, csv_rows: int = 0
+) -> L.Trainer:
+    """The Lightning Trainer with checkpoints, replay dumps, evaluation, loggers and a graceful
+    stop on SIGINT/SIGTERM. ``csv_rows``: rows of an existing ``metrics.csv`` to continue."""
     t = cfg.trainer
+    checkpoint = RunCheckpoint(
+        dirpath=run_folder / "checkpoints",
+        filename="{step}",
+        every_n_train_steps=t.checkpoint_every_updates,
+        save_last=True,
+    )
     callbacks: list[L.Callback] = [
-        RunCheckpoint(
-            dirpath=run_folder / "checkpoints",
-            filename="{step}",
-            every_n_train_steps=t.checkpoint_every_updates,
-            save_last=True,
-        ),
+        checkpoint,
+        LogCheckpoint(),
         evaluation,
         RunSummary(run_folder, evaluation),
     ]
@@ -82,9 +98,11 @@ def build_trainer(cfg: Config, run_folder: Path, evaluation: PeriodicEvaluation)
         callbacks.append(ReplayCheckpoint(run_folder))
     if t.progress_bar:
         callbacks.append(TQDMProgressBar(refresh_rate=max(1, t.log_every_updates)))
+    # Last: evaluation due at this update is logged before an interruption's checkpoint.
+    callbacks.append(GracefulStop(run_folder, checkpoint))
     loggers = [
         TensorBoardLogger(run_folder, name="logs", version="tensorboard", default_hp_metric=False),
-        CSVLogger(run_folder, name="logs", version="csv"),
+        ContinuingCSVLogger(run_folder, name="logs", version="csv", keep_rows=csv_rows),
     ]
     return L.Trainer(
         accelerator=t.accelerator,
@@ -100,20 +118,28 @@ def build_trainer(cfg: Config, run_folder: Path, evaluation: PeriodicEvaluation)
         enable_model_summary=False,
         default_root_dir=run_folder,
         use_distributed_sampler=False,
+        plugins=[AtomicCheckpointIO()],
     )
 
 
 def train(cfg: Config, *, resume_from: Path | None = None) -> dict[str, Any]:
-    """Fit ``cfg`` (or continue the run of checkpoint ``resume_from``); returns the summary."""
+    """Fit ``cfg`` (or continue the run of checkpoint ``resume_from``); returns the summary.
+
+    The run folder is locked while training (:class:`s2ac_lit.runfolder.RunLock`). Raises
+    :class:`RunInterrupted` after checkpointing when SIGINT or SIGTERM arrives.
+    """
     torch.set_num_threads(cfg.trainer.threads)
     quiet_third_party()
-    if resume_from is not None:
-        run_folder = run_folder_of(resume_from)
-    elif RUN_FOLDER_ENV in os.environ:  # a DDP rank started by rank 0
-        run_folder = Path(os.environ[RUN_FOLDER_ENV])
-    else:
-        run_folder = new_run_folder(cfg)
+    if RUN_FOLDER_ENV in os.environ:  # a DDP rank started by rank 0, which holds the lock
+        return _train(cfg, Path(os.environ[RUN_FOLDER_ENV]), resume_from)
+    run_folder = new_run_folder(cfg) if resume_from is None else run_folder_of(resume_from)
+    with RunLock(run_folder):
+        if resume_from is not None:
+            remove_leftovers(run_folder)  # temporary files of a killed run
+        return _train(cfg, run_folder, resume_from)
 
+
+def _train(cfg: Config, run_folder: Path, resume_from: Path | None) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=False, verbose=False)
     probe = make_env(cfg.env.id, max_episode_steps=cfg.env.max_episode_steps)
     dims = env_dims(probe)
@@ -121,16 +147,23 @@ def train(cfg: Config, *, resume_from: Path | None = None) -> dict[str, Any]:
     module = RLModule(
         cfg, dims.observation_dim, dims.action_low.tolist(), dims.action_high.tolist()
     )
+    csv_rows = 0
     if resume_from is not None:
-        check_compatible(read_checkpoint(resume_from), module, resume_from)
+        checkpoint = read_checkpoint(resume_from)
+        check_compatible(checkpoint, module, resume_from)
+        csv_rows = checkpoint.get("csv_rows", 0)
 
     evaluation = PeriodicEvaluation(cfg)
-    trainer = build_trainer(cfg, run_folder, evaluation)
+    trainer = build_trainer(cfg, run_folder, evaluation, csv_rows=csv_rows)
     inherited = os.environ.get(RUN_FOLDER_ENV)
     os.environ[RUN_FOLDER_ENV] = str(run_folder)
+    stop = next(c for c in trainer.callbacks if isinstance(c, GracefulStop))
+    if inherited is None:  # rank 0 (or a single process) handles the signals
+        stop.install()
     try:
         trainer.fit(module, datamodule=ReplayDataModule(cfg), ckpt_path=resume_from)
     finally:
+        stop.restore()
         if inherited is None:
             os.environ.pop(RUN_FOLDER_ENV, None)
     summary = next(c for c in trainer.callbacks if isinstance(c, RunSummary)).summary
@@ -251,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     except NonFiniteError as error:
         report(error)
         return NON_FINITE_EXIT
+    except RunInterrupted as stop:
+        print(stop, file=sys.stderr)
+        return stop.exit_code
     if summary.get("frames") is not None:
         print(
             f"run {summary['run_folder']}: {summary['frames']} frames, {summary['updates']} "

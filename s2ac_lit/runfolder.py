@@ -1,0 +1,171 @@
+"""Safe writes inside a run folder: atomic files, the run lock, leftovers of a killed run.
+
+Every file a run writes goes to a temporary file *in the same folder*, is flushed and
+fsynced, then renamed over its target: a kill at any moment leaves either the old or the new
+file, never a truncated one (a rename across filesystems would be a copy, which is not atomic).
+Temporary names start with ``.`` and contain ``.tmp``, so :func:`remove_leftovers` finds them.
+
+A live run folder holds ``.lock`` (owner pid and host). A second process on the same folder is
+refused; a lock whose pid is dead on this host is stale and taken over.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from s2ac_lit.checkpoints import CheckpointError
+
+LOCK_NAME = ".lock"
+TMP_MARK = ".tmp"
+
+
+class RunFolderBusy(CheckpointError):
+    """Another live process holds the run folder's lock."""
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Write ``path`` through ``write(file)``: temp file beside it, fsync, rename, fsync folder."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}{TMP_MARK}-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Atomically replace ``path`` with ``data``."""
+    atomic_write(path, lambda file: file.write(data))
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Atomically replace ``path`` with ``text`` (UTF-8)."""
+    atomic_write_bytes(path, text.encode())
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint writer that saves through :func:`atomic_write` in the target folder.
+
+    Lightning's own writer stages the file where its filesystem layer chooses; a rename from
+    another filesystem is a copy, and a kill during it leaves a truncated checkpoint.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
+    ) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda file: torch.save(checkpoint, file))
+
+
+def fsync_tree(folder: Path) -> None:
+    """fsync every file under ``folder`` and the folders themselves (before renaming it)."""
+    for root, _, files in os.walk(folder):
+        for name in files:
+            fd = os.open(Path(root) / name, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(root))
+
+
+def remove_leftovers(run_folder: Path) -> list[Path]:
+    """Delete temporary files and folders a killed run left behind; returns what was removed."""
+    removed = []
+    for path in sorted(run_folder.rglob(f".*{TMP_MARK}*")):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError as error:
+        return error.errno == errno.EPERM  # exists, owned by another user
+    return True
+
+
+class RunLock:
+    """Exclusive ownership of a run folder while a process writes to it (a context manager).
+
+    ``RUN/.lock`` holds ``pid host``; it is created with ``O_EXCL`` so two starters cannot
+    both win. A lock left by a dead process on this host is taken over; one from another host
+    cannot be checked and is respected.
+    """
+
+    def __init__(self, run_folder: Path) -> None:
+        self.path = Path(run_folder) / LOCK_NAME
+        self.owner = f"{os.getpid()} {socket.gethostname()}"
+
+    def acquire(self) -> None:
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                if not self._remove_if_stale():
+                    raise self._busy() from None
+                continue
+            with os.fdopen(fd, "w") as file:
+                file.write(self.owner + "\n")
+            return
+        raise self._busy()
+
+    def _holder(self) -> tuple[int, str] | None:
+        try:
+            pid, host = self.path.read_text().split()
+            return int(pid), host
+        except (OSError, ValueError):
+            return None  # vanished, or being written right now
+
+    def _remove_if_stale(self) -> bool:
+        holder = self._holder()
+        if holder is None or holder[1] != socket.gethostname() or _pid_alive(holder[0]):
+            return False
+        self.path.unlink(missing_ok=True)
+        return True
+
+    def _busy(self) -> RunFolderBusy:
+        holder = self._holder()
+        who = f"process {holder[0]} on {holder[1]}" if holder else "another process"
+        return RunFolderBusy(
+            f"run folder {str(self.path.parent)!r} is in use by {who} (lock file "
+            f"{LOCK_NAME}); wait for it to finish or stop it first"
+        )
+
+    def release(self) -> None:
+        if self._holder() == (os.getpid(), socket.gethostname()):
+            self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -1,0 +1,249 @@
+"""Resume loses nothing: the CSV log, Ctrl-C/SIGTERM, the run lock, damaged checkpoints,
+atomic writes, and a run SIGKILLed at random moments.
+
+Runs reuse test_train's tiny multigoal setup, whose update count is a known function of the
+frame budget (``expected_updates``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from test_train import expected_updates, run_fit, tiny
+
+from s2ac_lit.callbacks import GracefulStop, RunInterrupted
+from s2ac_lit.checkpoints import find_checkpoint
+from s2ac_lit.config import load_config
+from s2ac_lit.runfolder import (
+    LOCK_NAME,
+    AtomicCheckpointIO,
+    atomic_write_text,
+    remove_leftovers,
+)
+from s2ac_lit.train import main, train
+
+FRAMES = 400
+BUDGET = [
+    "trainer.checkpoint_every_updates=20",
+    "eval.every_frames=200",
+]
+
+
+def csv_rows(run: Path) -> list[dict[str, str]]:
+    with open(run / "logs" / "csv" / "metrics.csv", newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def logged_steps(run: Path, key: str) -> list[int]:
+    return [int(row["step"]) for row in csv_rows(run) if row.get(key)]
+
+
+def temporary_files(run: Path) -> list[Path]:
+    return [p for p in run.rglob("*") if ".tmp" in p.name or p.name == LOCK_NAME]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """An uninterrupted run of FRAMES frames."""
+    tmp_path = tmp_path_factory.mktemp("reference")
+    cfg = load_config(overrides=tiny(tmp_path, f"collector.total_frames={FRAMES}", *BUDGET))
+    return Path(train(cfg)["run_folder"])
+
+
+def test_resume_keeps_the_whole_csv_log(reference: Path, tmp_path: Path, monkeypatch) -> None:
+    """Stop after update 37 (as SIGINT does), resume: the CSV equals the uninterrupted run's."""
+    stop_at_batch_end = GracefulStop.on_train_batch_end
+
+    def interrupt_at_37(self, trainer, *args) -> None:
+        if trainer.global_step == 37:
+            self.signum = signal.SIGINT
+        stop_at_batch_end(self, trainer, *args)
+
+    monkeypatch.setattr(GracefulStop, "on_train_batch_end", interrupt_at_37)
+    cfg = load_config(overrides=tiny(tmp_path, f"collector.total_frames={FRAMES}", *BUDGET))
+    with pytest.raises(RunInterrupted):
+        train(cfg)
+    monkeypatch.undo()
+    (run,) = (tmp_path / "runs").iterdir()
+    assert logged_steps(run, "train/loss_qvalue")[-1] == 34
+    assert main(["--resume", str(run)]) == 0
+    for key in ("train/loss_qvalue", "eval/return_mean", "train/frames"):
+        assert logged_steps(run, key) == logged_steps(reference, key), key
+    summary = json.loads((run / "summary.json").read_text())
+    assert [h["frames"] for h in summary["eval_history"]] == [200, 400, 400]
+    assert summary["updates"] == expected_updates(FRAMES)
+    assert not temporary_files(run)
+
+
+def test_damaged_newest_checkpoint_falls_back(reference: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "copy"
+    shutil.copytree(reference, run)
+    last = run / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:1000])  # a truncated write
+    os.utime(last, (time.time() + 10, time.time() + 10))  # make sure it is the newest
+    (older,) = (run / "checkpoints").glob("step=*.ckpt")
+    assert find_checkpoint(run) == older
+    err = capsys.readouterr().err
+    assert "skipping a damaged checkpoint" in err and "last.ckpt" in err and "corrupt" in err
+    older.write_bytes(b"not a checkpoint")
+    assert main(["--resume", str(run)]) == 2
+    assert "none of its 2 checkpoints loads" in capsys.readouterr().err
+
+
+def folder_state(run: Path) -> dict[str, tuple[int, int]]:
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in run.rglob("*")}
+
+
+def test_locked_run_folder_is_refused_and_untouched(
+    reference: Path, tmp_path: Path, capsys
+) -> None:
+    run = tmp_path / "copy"
+    shutil.copytree(reference, run)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (run / LOCK_NAME).write_text(f"{holder.pid} {os.uname().nodename}\n")
+        before = folder_state(run)
+        assert main(["--resume", str(run)]) == 2
+        err = capsys.readouterr().err
+        assert f"is in use by process {holder.pid}" in err and err.count("\n") == 1
+        assert folder_state(run) == before
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder is dead now: its lock is stale and taken over; the resume then succeeds.
+    assert main(["--resume", str(run)]) == 0
+    assert not (run / LOCK_NAME).exists()
+
+
+def wait_for(predicate, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while not predicate():
+        assert process.poll() is None, process.stdout.read()
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_checkpoints_and_prints_the_resume_command(
+    tmp_path: Path, signum: int, capsys
+) -> None:
+    """A real child: a second process is refused while it runs; the signal then stops it with
+    a checkpoint of the update it was doing, exit 128 + signal and the resume command."""
+    runs = tmp_path / "runs"
+    process = run_fit(*tiny(tmp_path, "collector.total_frames=5000", *BUDGET))
+    try:
+        wait_for(lambda: list(runs.glob("*/checkpoints/step=*.ckpt")), process)
+        (run,) = runs.iterdir()
+        assert main(["--resume", str(run)]) == 2
+        assert "is in use by process" in capsys.readouterr().err
+        process.send_signal(signum)
+        output, _ = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signum, output
+    assert "Traceback" not in output
+    assert f"resume with: python tools/fit.py --resume {run}" in output
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert f"stopped after update {last['global_step']} " in output
+    assert last["global_step"] % 20 != 0 or last["global_step"] > 20  # not only the periodic one
+    assert (run / "replay" / last["replay_dir"] / "rank-0").is_dir()
+    assert not temporary_files(run)
+
+
+def test_atomic_write_keeps_the_old_file_when_interrupted(tmp_path: Path) -> None:
+    target = tmp_path / "summary.json"
+    atomic_write_text(target, "old")
+
+    def fail(_: object) -> None:
+        raise KeyboardInterrupt
+
+    from s2ac_lit import runfolder
+
+    with pytest.raises(KeyboardInterrupt):
+        runfolder.atomic_write(target, lambda file: (file.write(b"half"), fail(file)))
+    assert target.read_text() == "old" and os.listdir(tmp_path) == ["summary.json"]
+
+
+def test_checkpoint_temp_file_is_in_the_target_folder(tmp_path: Path, monkeypatch) -> None:
+    renames = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: (renames.append((a, b)), real_replace(a, b)))
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"global_step": 3}, path)
+    ((source, target),) = renames
+    assert Path(source).parent == path.parent and Path(target) == path
+    assert torch.load(path, weights_only=True) == {"global_step": 3}
+
+
+def test_leftovers_of_a_killed_run_are_removed(tmp_path: Path) -> None:
+    (tmp_path / "replay" / "step-20" / ".rank-0.tmp").mkdir(parents=True)
+    (tmp_path / "replay" / "step-20" / ".rank-0.tmp" / "storage").write_text("x")
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / ".last.ckpt.tmp-123").write_text("x")
+    (tmp_path / "checkpoints" / "last.ckpt").write_text("x")
+    removed = remove_leftovers(tmp_path)
+    assert len(removed) == 2 and not temporary_files(tmp_path)
+    assert (tmp_path / "checkpoints" / "last.ckpt").exists()
+
+
+def holds_lock(runs: Path, pid: int) -> bool:
+    try:
+        return any(p.read_text().split()[0] == str(pid) for p in runs.glob(f"*/{LOCK_NAME}"))
+    except (OSError, IndexError):
+        return False  # being written
+
+
+def kill_and_resume(tmp_path: Path, kills: int, seed: int) -> None:
+    """SIGKILL a run ``kills`` times at random moments (seeded), resuming with ``--resume
+    auto`` each time; it must end like an uninterrupted run: frames, updates, CSV rows."""
+    frames = 600
+    args = tiny(
+        tmp_path,
+        f"collector.total_frames={frames}",
+        "trainer.checkpoint_every_updates=10",
+        "eval.every_frames=200",
+    )
+    runs = tmp_path / "runs"
+    rng = random.Random(seed)
+    resume = ["--resume", "auto", f"run_dir={runs}"]
+    for kill in range(kills):
+        process = run_fit(*(args if kill == 0 else resume))
+        # Start counting once this process holds the run (the first kill also needs a
+        # checkpoint, or there is nothing to resume).
+        wait_for(lambda pid=process.pid: holds_lock(runs, pid), process)
+        if kill == 0:
+            wait_for(lambda: list(runs.glob("*/checkpoints/*.ckpt")), process)
+        time.sleep(rng.uniform(0.0, 2.0))
+        if process.poll() is not None:
+            break  # finished before the kill: nothing left to interrupt
+        process.kill()
+        process.wait()
+    process = run_fit(*resume)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output
+    (run,) = runs.iterdir()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["frames"] == frames and summary["updates"] == expected_updates(frames)
+    train_steps = logged_steps(run, "train/loss_qvalue")
+    assert train_steps == list(range(4, expected_updates(frames), 5))
+    assert not temporary_files(run)
+
+
+def test_sigkill_at_random_moments_three_times(tmp_path: Path) -> None:
+    kill_and_resume(tmp_path, kills=3, seed=0)
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_ten_times(tmp_path: Path) -> None:
+    kill_and_resume(tmp_path, kills=10, seed=1)
