@@ -86,8 +86,10 @@ def build(rows: list[dict], suite: Suite, algos: list[str], *, reps: int) -> dic
             }
             for t, s in suite.tasks.items()
         },
-        "runs": {a: {t: int(aggregate.score_matrix(finals[a], [t]).shape[0]) for t in tasks}
-                 for a in algos},
+        "runs": {
+            a: {t: int(aggregate.score_matrix(finals[a], [t]).shape[0]) for t in tasks}
+            for a in algos
+        },
         "runs_all_tasks": {a: int(overall[a].shape[0]) for a in algos},
         "overall": aggregate.aggregate_metrics(overall, reps=reps),
         "per_task": per_task,

@@ -16,6 +16,7 @@ tests check that no run was started twice from scratch.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -91,10 +92,8 @@ def log_tail(folder: Path, lines: int = LOG_TAIL_LINES) -> str:
 
 def _die_with_parent() -> None:
     """Linux: the child gets SIGKILL when the worker that started it dies (no orphan runs)."""
-    try:
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 def run(spec: RunSpec, out: Path) -> RunResult:

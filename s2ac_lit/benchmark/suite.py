@@ -118,8 +118,8 @@ def plan(
     """Every (algorithm, task, seed) with its overrides, each config validated now.
 
     Override order (later wins): run defaults, suite, task budget, task, algorithm, ``extra``
-    (the command line's ``--set``); then the seed. A bad key or value raises :class:`SuiteError` before
-    anything runs.
+    (the command line's ``--set``); then the seed. A bad key or value raises
+    :class:`SuiteError` before anything runs.
     """
     runs = []
     for task_name, task in suite.tasks.items():
