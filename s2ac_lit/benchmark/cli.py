@@ -7,6 +7,7 @@ Exit status: 0 when every run finished, 2 for bad input (one line on stderr), an
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -60,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         specs = plan(suite, algos=algos, seeds=seeds, extra=args.overrides)
     except SuiteError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    if not args.report_only and importlib.util.find_spec("ray") is None:
+        print("error: running a suite needs Ray: pip install -e '.[ray]'", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
