@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import signal
 import sys
 import time
 from pathlib import Path
@@ -67,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    # SIGTERM (a scheduler's stop, kill) unwinds like Ctrl-C, so Ray is shut down and every
+    # run process with it; a rerun of the same command resumes them.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     if not args.report_only:
         threads = max(1, max(_threads(s.config_yaml) for s in specs))
         execute(
