@@ -68,19 +68,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    # SIGTERM (a scheduler's stop, kill) unwinds like Ctrl-C, so Ray is shut down and every
-    # run process with it; a rerun of the same command resumes them.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     if not args.report_only:
         threads = max(1, max(_threads(s.config_yaml) for s in specs))
-        execute(
-            specs,
-            args.out,
-            workers=args.workers,
-            threads=threads,
-            gpus_per_run=args.gpus_per_run,
-            address=args.ray_address,
-        )
+        # SIGTERM (a scheduler's stop, kill) unwinds like Ctrl-C, so Ray is shut down and every
+        # run process with it; a rerun of the same command resumes them.
+        previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+        try:
+            execute(
+                specs,
+                args.out,
+                workers=args.workers,
+                threads=threads,
+                gpus_per_run=args.gpus_per_run,
+                address=args.ray_address,
+            )
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     rows, missing = collect(specs, args.out)
     write_csv(rows, args.out / "runs.csv")
     report.write(rows, suite, algos, missing, args.out, reps=args.reps)
