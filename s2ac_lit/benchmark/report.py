@@ -177,7 +177,13 @@ def figures(data: dict[str, Any], labels: dict[str, str], out: Path) -> None:
         points = {labels[a]: np.array([s[n]["value"] for n in names]) for a, s in overall.items()}
         cis = {labels[a]: np.array([s[n]["ci"] for n in names]).T for a, s in overall.items()}
         fig, _ = plot_utils.plot_interval_estimates(
-            points, cis, metric_names=names, algorithms=list(points), xlabel="normalised score"
+            points,
+            cis,
+            metric_names=names,
+            algorithms=list(points),
+            xlabel="normalised score",
+            row_height=0.6,  # rliable's default squeezes a figure of two or three algorithms
+            xlabel_y_coordinate=-0.3,
         )
         fig.savefig(out / "aggregates.png", dpi=120, bbox_inches="tight")
         import matplotlib.pyplot as plt  # rliable draws this one with pyplot
