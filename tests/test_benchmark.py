@@ -135,6 +135,18 @@ def test_report_only_reads_run_folders_and_lists_failures(tmp_path: Path) -> Non
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
 
 
+# ---------------------------------------------------------------------------- suites
+@pytest.mark.parametrize("path", sorted((REPO / "conf" / "suites").glob("*.yaml")), ids=str)
+def test_every_suite_plans_valid_runs(path: Path) -> None:
+    suite = load_suite(path)
+    specs = plan(suite, algos=list(suite.algos), seeds=1)  # validates every run's config
+    assert len(specs) == len(suite.algos) * len(suite.tasks)
+    assert suite.baseline in suite.algos
+    for task in suite.tasks.values():
+        assert task.random_score < task.reference_score
+        assert task.random_source and task.reference_source
+
+
 # ---------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize(
     ("edit", "extra", "message"),
