@@ -206,12 +206,13 @@ def _read(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow  # eight fit.py processes through Ray: 5-12 minutes on 2 CPUs
 def test_quick_run_writes_rows_columns_and_pictures(
     tool: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["--quick", "--seeds", "2", "--episodes", "3", "--out", str(tmp_path)]
-    assert tool.main(argv) == 0
-    algos, envs, modes = list(tool.ALGOS), ["plain", "obstacle"], ["sampled", "deterministic"]
+    assert tool.main([*argv, "--workers", "2"]) == 0
+    algos, envs, modes = list(tool.LABELS), ["plain", "obstacle"], ["sampled", "deterministic"]
 
     rows = _read(tmp_path / "results.csv")
     runs = [r for r in rows if r["seed"] not in ("mean", "std")]

@@ -6,14 +6,17 @@ See docs/algorithm.md §Multigoal.
     python tools/multigoal.py --out OUT --skip-train   # re-evaluate the runs in OUT
     python tools/multigoal.py --out OUT10 --set loss.alpha_init=10   # another temperature
 
-Each algorithm is trained with ``conf/multigoal.yaml`` and the same budget on seeds 0..N-1
-(runs in ``OUT/runs/<algo>-seed<k>-*``), then evaluated by sampling its stochastic policy
-(``ExplorationType.RANDOM``, the MaxEnt policy) and by its deterministic mode, on the training
-map and on its obstacle variant (never seen in training). Outputs in ``OUT``: ``results.csv``
-and ``results.json`` (one row per algo × seed × env × mode, then ``seed=mean`` and ``seed=std``
-aggregate rows), ``trajectories_<algo>.png`` and ``trajectories_<algo>_obstacle.png`` (first
-seed, sampled), ``goal_hits.png`` and ``goal_hits_obstacle.png`` (sampled, mean over seeds),
-and a markdown table on stdout.
+Training goes through the benchmark harness (``tools/benchmark.py``) with the suite
+``conf/suites/multigoal.yaml``: each algorithm with ``conf/multigoal.yaml`` and the same budget
+on seeds 0..N-1, as Ray tasks (``--workers``, ``--ray-address``), resumable (runs in
+``OUT/runs/multigoal/<algo>/seed-<k>``; a rerun skips finished ones). The harness's rliable
+report of evaluation returns goes to ``OUT/benchmark/``. Each agent is then evaluated by
+sampling its stochastic policy (``ExplorationType.RANDOM``, the MaxEnt policy) and by its
+deterministic mode, on the training map and on its obstacle variant (never seen in training).
+Outputs in ``OUT``: ``results.csv`` and ``results.json`` (one row per algo × seed × env × mode,
+then ``seed=mean`` and ``seed=std`` aggregate rows), ``trajectories_<algo>.png`` and
+``trajectories_<algo>_obstacle.png`` (first seed, sampled), ``goal_hits.png`` and
+``goal_hits_obstacle.png`` (sampled, mean over seeds), and a markdown table on stdout.
 
 Deterministic modes: S2AC picks a particle by softmax over Q (``actor.eval_selection``), SAC
 acts with the squashed mean, SQL's policy has none and draws one amortised sample, as sampled.
@@ -23,8 +26,7 @@ particles (closed-form SVGD density), SAC the tanh-Normal's -mean log π, SQL Na
 sampler has no density); ``entropy_knn`` is a density-free k-NN estimate from the same samples,
 for every algorithm.
 
-Runs can be trained by several processes at once (disjoint ``--algos``, same ``--out``), then
-evaluated together with ``--skip-train``, which skips runs that are missing.
+``--skip-train`` only evaluates the finished runs in ``OUT`` and skips those that are missing.
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +45,12 @@ import numpy as np
 import torch
 from torchrl.envs.utils import ExplorationType
 
+from s2ac_lit.benchmark import report
+from s2ac_lit.benchmark.executor import execute
+from s2ac_lit.benchmark.results import collect
+from s2ac_lit.benchmark.runner import RunSpec, read_summary
+from s2ac_lit.benchmark.suite import Suite, SuiteError, load_suite, plan
 from s2ac_lit.checkpoints import find_checkpoint
-from s2ac_lit.config import load_config
 from s2ac_lit.envs.experiment import (
     aggregate_over_seeds,
     evaluate_episodes,
@@ -56,27 +61,14 @@ from s2ac_lit.envs.experiment import (
 from s2ac_lit.envs.metrics import PROBE_STATES, plot_goal_hits, plot_trajectories
 from s2ac_lit.errors import cli, positive_int
 from s2ac_lit.module import RLModule
-from s2ac_lit.train import train
 
-CONFIG = Path(__file__).resolve().parents[1] / "conf" / "multigoal.yaml"
+SUITE = Path(__file__).resolve().parents[1] / "conf" / "suites" / "multigoal.yaml"
+TASK = "multigoal"
 EVAL_SEED = 100_000  # evaluation randomness never shares a seed with training
 PLOTTED_EPISODES = 50
 
 
-@dataclass(frozen=True)
-class Algo:
-    """Display name and the config overrides that select the algorithm."""
-
-    label: str
-    overrides: tuple[str, ...]
-
-
-ALGOS: dict[str, Algo] = {
-    "s2ac_phi": Algo("S2AC(φ)", ("algo=s2ac", "actor.init=fixed")),
-    "s2ac_phi_theta": Algo("S2AC(φ,θ)", ("algo=s2ac", "actor.init=learned")),
-    "sac": Algo("SAC", ("algo=sac",)),
-    "sql": Algo("SQL", ("algo=sql",)),
-}
+LABELS: dict[str, str] = {name: spec.label for name, spec in load_suite(SUITE).algos.items()}
 ENVS: dict[str, dict[str, str]] = {
     "maxent": {
         "plain": "s2ac_lit/MultiGoalMaxEnt-v0",
@@ -88,8 +80,6 @@ MODES: dict[str, ExplorationType] = {
     "sampled": ExplorationType.RANDOM,
     "deterministic": ExplorationType.DETERMINISTIC,
 }
-# Every run: no replay dumps (runs are never resumed here) and no progress bar in the logs.
-COMMON = ("trainer.progress_bar=false", "replay.checkpoint=false")
 # A budget that only checks that everything runs (tests, --quick).
 QUICK = (
     "collector.init_random_frames=100",
@@ -106,7 +96,7 @@ QUICK_FRAMES, QUICK_EPISODES, QUICK_ENTROPY_SAMPLES = 200, 4, 50
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--algos", nargs="+", choices=list(ALGOS), default=list(ALGOS))
+    parser.add_argument("--algos", nargs="+", choices=list(LABELS), default=list(LABELS))
     parser.add_argument("--seeds", type=positive_int, default=3, help="train seeds 0..N-1")
     parser.add_argument(
         "--frames", type=positive_int, help="collector.total_frames (preset: 15000)"
@@ -126,6 +116,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--skip-train", action="store_true", help="re-evaluate the finished runs in --out"
     )
+    parser.add_argument("--workers", type=int, default=1, help="runs trained at once (Ray)")
+    parser.add_argument("--ray-address", help="train on this Ray cluster (e.g. auto)")
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -142,40 +134,34 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def run_overrides(args: argparse.Namespace, algo: str, seed: int) -> list[str]:
-    """Config overrides of one training run (later entries win)."""
-    overrides = [
-        *ALGOS[algo].overrides,
-        f"seed={seed}",
-        f"run_dir={args.out / 'runs'}",
-        f"name={algo}-seed{seed}",
-        f"env.id={ENVS[args.env]['plain']}",
-        *COMMON,
-        *(QUICK if args.quick else ()),
-    ]
-    if args.frames is not None:
-        overrides.append(f"collector.total_frames={args.frames}")
+def extra_overrides(args: argparse.Namespace) -> list[str]:
+    """Config overrides of every training run on top of the suite's (later entries win)."""
+    overrides = [f"env.id={ENVS[args.env]['plain']}", *(QUICK if args.quick else ())]
     if args.updates_per_batch is not None:
         overrides.append(f"collector.updates_per_batch={args.updates_per_batch}")
     return overrides + list(args.overrides)
 
 
-def existing_run(out: Path, algo: str, seed: int) -> Path | None:
-    """The newest finished run of ``algo`` and ``seed`` under ``out/runs``."""
-    finished = sorted(p.parent for p in (out / "runs").glob(f"{algo}-seed{seed}-*/summary.json"))
-    return finished[-1] if finished else None
+def plan_runs(args: argparse.Namespace) -> tuple[Suite, list[RunSpec]]:
+    """The suite (with this command's frame budget) and its runs for ``--algos``, ``--seeds``."""
+    suite = load_suite(SUITE)
+    if args.frames is not None:
+        suite.tasks[TASK].frames = args.frames
+    return suite, plan(suite, algos=args.algos, seeds=args.seeds, extra=extra_overrides(args))
 
 
-def train_or_find(args: argparse.Namespace, algo: str, seed: int) -> Path | None:
-    """Train one run, or with ``--skip-train`` find it (``None``, with a note, if missing)."""
-    if args.skip_train:
-        run = existing_run(args.out, algo, seed)
-        if run is None:
-            print(f"no finished {algo} seed {seed} run under {args.out / 'runs'}: skipped")
-        return run
-    cfg = load_config(CONFIG, run_overrides(args, algo, seed))
-    print(f"training {algo} seed {seed}: {cfg.collector.total_frames} frames", flush=True)
-    return Path(train(cfg)["run_folder"])
+def train_runs(args: argparse.Namespace, specs: list[RunSpec]) -> dict[tuple[str, int], Path]:
+    """Train the runs not finished yet (unless ``--skip-train``); the finished run folders."""
+    if not args.skip_train:
+        execute(specs, args.out, workers=args.workers, threads=1, address=args.ray_address)
+    runs = {}
+    for spec in specs:
+        folder = spec.folder(args.out)
+        if read_summary(folder, spec.frames) is None:
+            print(f"no finished {spec.algo} seed {spec.seed} run in {folder}: skipped")
+        else:
+            runs[(spec.algo, spec.seed)] = folder
+    return runs
 
 
 def evaluate_run(
@@ -195,13 +181,13 @@ def evaluate_run(
     entropy.update(knn)
     base = {
         "algo": algo,
-        "label": ALGOS[algo].label,
+        "label": LABELS[algo],
         "seed": seed,
         "alpha": module.cfg.loss.alpha_init,
         "frames": summary["frames"],
         "updates": summary["updates"],
         "train_wall_s": summary["wall_time_s"],
-        "run": run.name,
+        "run": str(run.relative_to(args.out)),
     }
     rows, positions = [], {}
     for env_name, env_id in ENVS[args.env].items():
@@ -331,7 +317,7 @@ def make_plots(args: argparse.Namespace, records: list[dict], positions: dict, n
         for env_name, env_id in ENVS[args.env].items():
             suffix = "" if env_name == "plain" else f"_{env_name}"
             env = gymnasium.make(env_id)
-            title = f"{ALGOS[algo].label}, seed {seed}, sampled ({env_name}){extra}"
+            title = f"{LABELS[algo]}, seed {seed}, sampled ({env_name}){extra}"
             paths = per_seed[seed][env_name][:PLOTTED_EPISODES]
             plot_trajectories(env, paths, args.out / f"trajectories_{algo}{suffix}.png", title)
             env.close()
@@ -353,22 +339,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.out.exists() and not args.out.is_dir():
         print(f"error: --out {str(args.out)!r} is a file, not a folder", file=sys.stderr)
         return 2
-    if not args.skip_train:  # every run's config is checked before the first one trains
-        for algo in args.algos:
-            load_config(CONFIG, run_overrides(args, algo, 0))
+    try:  # every run's config is checked before the first one trains
+        suite, specs = plan_runs(args)
+    except SuiteError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    runs = train_runs(args, specs)
     rows: list[dict[str, Any]] = []
     positions: dict[str, dict[int, dict[str, np.ndarray]]] = {}
-    for algo in args.algos:
-        for seed in range(args.seeds):
-            run = train_or_find(args, algo, seed)
-            if run is None:
-                continue
-            run_rows, run_positions = evaluate_run(args, algo, seed, run)
-            rows += run_rows
-            positions.setdefault(algo, {})[seed] = run_positions
-            print(f"evaluated {algo} seed {seed} ({run.name})", flush=True)
+    for (algo, seed), run in runs.items():
+        run_rows, run_positions = evaluate_run(args, algo, seed, run)
+        rows += run_rows
+        positions.setdefault(algo, {})[seed] = run_positions
+        print(f"evaluated {algo} seed {seed} ({run})", flush=True)
     if not rows:
         print(f"error: no finished runs to evaluate under {args.out / 'runs'}", file=sys.stderr)
         return 2
@@ -382,10 +367,15 @@ def main(argv: list[str] | None = None) -> int:
         "episodes": args.episodes,
         "entropy_samples": args.entropy_samples,
         "probe_states": [list(p) for p in PROBE_STATES],
-        "overrides": {algo: run_overrides(args, algo, 0) for algo in args.algos},
+        "overrides": {
+            algo: [*suite.algos[algo].overrides, *extra_overrides(args)] for algo in args.algos
+        },
         "wall_time_s": round(time.perf_counter() - start, 1),
     }
     write_results(args.out, rows, records, flat, meta)
+    returns, missing = collect(specs, args.out)
+    (args.out / "benchmark").mkdir(exist_ok=True)
+    report.write(returns, suite, args.algos, missing, args.out / "benchmark", reps=2000)
     make_plots(args, records, positions, n_goals)
     print(markdown_table(records, n_goals))
     print()

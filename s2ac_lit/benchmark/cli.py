@@ -1,0 +1,104 @@
+"""``tools/benchmark.py``: run a suite (resumable, on Ray) and write its rliable report.
+
+Exit status: 0 when every run finished, 2 for bad input (one line on stderr), and
+100 + the number of failed runs otherwise (capped at 254).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import signal
+import sys
+import time
+from pathlib import Path
+
+from s2ac_lit.benchmark import report
+from s2ac_lit.benchmark.executor import execute
+from s2ac_lit.benchmark.results import collect, write_csv
+from s2ac_lit.benchmark.suite import SuiteError, load_suite, plan, select_algos
+
+FAILED_BASE = 100
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="benchmark.py",
+        description="Algorithms × tasks × seeds with the Lightning trainer, on a local Ray "
+        "instance or a Ray cluster; resumable; aggregated with rliable.",
+    )
+    p.add_argument("--suite", required=True, help="suite file, e.g. conf/suites/cpu_small.yaml")
+    p.add_argument("--out", type=Path, required=True, help="output folder (runs, report)")
+    p.add_argument("--algos", help="comma-separated subset of the suite's algorithms")
+    p.add_argument("--seeds", type=int, help="seeds 0..N-1 (default: the suite's)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override of every run (repeatable), e.g. --set trainer.threads=2",
+    )
+    p.add_argument("--workers", type=int, default=1, help="runs at once (default 1)")
+    p.add_argument("--ray-address", help="join this Ray cluster (e.g. auto or HOST:6379)")
+    p.add_argument("--gpus-per-run", type=float, default=0.0, help="GPU fraction of a run")
+    p.add_argument("--reps", type=int, default=2000, help="bootstrap replications")
+    p.add_argument("--report-only", action="store_true", help="aggregate without training")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.workers < 1:
+            raise SuiteError(f"--workers={args.workers} must be >= 1")
+        if args.seeds is not None and args.seeds < 1:
+            raise SuiteError(f"--seeds={args.seeds} must be >= 1")
+        if args.gpus_per_run < 0:
+            raise SuiteError(f"--gpus-per-run={args.gpus_per_run} must be >= 0")
+        suite = load_suite(args.suite)
+        algos = select_algos(suite, args.algos.split(",") if args.algos else None)
+        seeds = args.seeds or suite.seeds
+        specs = plan(suite, algos=algos, seeds=seeds, extra=args.overrides)
+    except SuiteError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if not args.report_only and importlib.util.find_spec("ray") is None:
+        print("error: running a suite needs Ray: pip install -e '.[ray]'", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    if not args.report_only:
+        threads = max(1, max(_threads(s.config_yaml) for s in specs))
+        # SIGTERM (a scheduler's stop, kill) unwinds like Ctrl-C, so Ray is shut down and every
+        # run process with it; a rerun of the same command resumes them.
+        previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+        try:
+            execute(
+                specs,
+                args.out,
+                workers=args.workers,
+                threads=threads,
+                gpus_per_run=args.gpus_per_run,
+                address=args.ray_address,
+            )
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    rows, missing = collect(specs, args.out)
+    write_csv(rows, args.out / "runs.csv")
+    report.write(rows, suite, algos, missing, args.out, reps=args.reps)
+    failed = [m for m in missing if m.state != "not run"]
+    print(
+        f"{len(specs) - len(missing)}/{len(specs)} runs finished, {len(failed)} failed or "
+        f"interrupted; {time.perf_counter() - start:.0f} s; report in {args.out / 'report.md'}"
+    )
+    if missing:
+        return min(FAILED_BASE + len(missing), 254)
+    return 0
+
+
+def _threads(config_yaml: str) -> int:
+    """``trainer.threads`` of a resolved config (the CPUs a run asks Ray for)."""
+    from omegaconf import OmegaConf
+
+    return int(OmegaConf.create(config_yaml).trainer.threads)

@@ -1,0 +1,253 @@
+"""The benchmark report: ``aggregate.json``, ``report.md`` and figures from ``runs.csv`` rows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from s2ac_lit.benchmark import aggregate
+from s2ac_lit.benchmark.results import Missing
+from s2ac_lit.benchmark.suite import Suite
+
+TAUS = np.linspace(-0.25, 1.5, 36)
+
+
+def _finals(rows: list[dict], suite: Suite, algo: str) -> dict[tuple[str, int], float]:
+    """``(task, seed) → normalised final return`` of one algorithm (last evaluation)."""
+    last: dict[tuple[str, int], dict] = {}
+    for row in rows:
+        key = (row["task"], row["seed"])
+        if row["algorithm"] == algo and row["frames"] >= last.get(key, {"frames": -1})["frames"]:
+            last[key] = row
+    return {
+        key: float(
+            aggregate.normalise(
+                row["return_mean"],
+                suite.tasks[key[0]].random_score,
+                suite.tasks[key[0]].reference_score,
+            )
+        )
+        for key, row in last.items()
+    }
+
+
+def _curves(rows: list[dict], suite: Suite, algo: str, task: str) -> tuple[list[int], np.ndarray]:
+    """Evaluation frames of ``task`` and the ``[R, 1, P]`` normalised scores at those frames.
+
+    Each run's history is interpolated onto the union of evaluation frames (runs evaluate at
+    the same frames unless a resumed run shifted one).
+    """
+    spec = suite.tasks[task]
+    by_seed: dict[int, list[dict]] = {}
+    for row in rows:
+        if row["algorithm"] == algo and row["task"] == task:
+            by_seed.setdefault(row["seed"], []).append(row)
+    frames = sorted({r["frames"] for runs in by_seed.values() for r in runs})
+    curves = []
+    for runs in by_seed.values():
+        runs = sorted(runs, key=lambda r: r["frames"])
+        x = [r["frames"] for r in runs]
+        y = aggregate.normalise(
+            [r["return_mean"] for r in runs], spec.random_score, spec.reference_score
+        )
+        curves.append(np.interp(frames, x, y))
+    return frames, np.array(curves).reshape(len(curves), 1, len(frames))
+
+
+def build(rows: list[dict], suite: Suite, algos: list[str], *, reps: int) -> dict[str, Any]:
+    """Every statistic of the report as plain JSON-able data."""
+    tasks = list(suite.tasks)
+    finals = {a: _finals(rows, suite, a) for a in algos}
+    overall = {a: aggregate.score_matrix(finals[a], tasks) for a in algos}
+    per_task = {
+        t: aggregate.aggregate_metrics(
+            {a: aggregate.score_matrix(finals[a], [t]) for a in algos}, reps=reps
+        )
+        for t in tasks
+    }
+    curves = {}
+    for t in tasks:
+        points = {a: _curves(rows, suite, a, t) for a in algos}
+        frames = max((p[0] for p in points.values()), key=len)
+        usable = {a: c for a, (f, c) in points.items() if f == frames}
+        curves[t] = {"frames": frames, "algos": aggregate.iqm_curves(usable, reps=reps)}
+    profiles, profile_cis = aggregate.performance_profiles(overall, TAUS, reps=reps)
+    return {
+        "suite": suite.name,
+        "normalisation": {
+            t: {
+                "random": s.random_score,
+                "random_source": s.random_source,
+                "reference": s.reference_score,
+                "reference_source": s.reference_source,
+            }
+            for t, s in suite.tasks.items()
+        },
+        "runs": {
+            a: {t: int(aggregate.score_matrix(finals[a], [t]).shape[0]) for t in tasks}
+            for a in algos
+        },
+        "runs_all_tasks": {a: int(overall[a].shape[0]) for a in algos},
+        "overall": aggregate.aggregate_metrics(overall, reps=reps),
+        "per_task": per_task,
+        "probability_of_improvement": {
+            "baseline": suite.baseline,
+            "algos": aggregate.improvement_probability(overall, suite.baseline, reps=reps),
+        },
+        "sample_efficiency": curves,
+        "performance_profile": {
+            "taus": TAUS.tolist(),
+            "algos": {
+                a: {
+                    "fraction": profiles[a].tolist(),
+                    "low": profile_cis[a][0].tolist(),
+                    "high": profile_cis[a][1].tolist(),
+                }
+                for a in profiles
+            },
+        },
+    }
+
+
+def _cell(stat: dict | None) -> str:
+    if stat is None:
+        return "n/a"
+    low, high = stat["ci"]
+    return f"{stat['value']:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def _metric_table(stats: dict[str, dict], labels: dict[str, str]) -> list[str]:
+    names = list(aggregate.METRICS)
+    lines = ["| algorithm | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for algo, by_metric in stats.items():
+        cells = [_cell(by_metric.get(n)) for n in names]
+        lines.append(f"| {labels.get(algo, algo)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def markdown(
+    data: dict[str, Any], suite: Suite, labels: dict[str, str], missing: list[Missing]
+) -> str:
+    """``report.md``: normalisation, aggregate tables, improvement, failures, figures."""
+    out = [f"# Benchmark: {suite.name}", "", suite.description.strip(), ""]
+    out += ["Final normalised scores, point estimate [95 % stratified-bootstrap CI] (rliable).", ""]
+    out += ["## Normalisation", "", "| task | random | source | reference | source |"]
+    out += ["|---|---|---|---|---|"]
+    for task, n in data["normalisation"].items():
+        out.append(
+            f"| {task} | {n['random']:g} | {n['random_source']} | {n['reference']:g} | "
+            f"{n['reference_source']} |"
+        )
+    out += ["", "## All tasks", "", "Runs per algorithm (seeds finished on every task): "]
+    out[-1] += ", ".join(f"{labels.get(a, a)} {n}" for a, n in data["runs_all_tasks"].items())
+    out += ["", *_metric_table(data["overall"], labels), ""]
+    poi = data["probability_of_improvement"]
+    if poi["algos"]:
+        base = labels.get(poi["baseline"], poi["baseline"])
+        out += [f"Probability of improvement over {base}:", ""]
+        out += ["| algorithm | P(X > baseline) |", "|---|---|"]
+        out += [f"| {labels.get(a, a)} | {_cell(s)} |" for a, s in poi["algos"].items()]
+        out.append("")
+    for task, stats in data["per_task"].items():
+        out += [f"## {task}", "", *_metric_table(stats, labels), ""]
+    if missing:
+        out += ["## Runs without a result", ""]
+        for m in missing:
+            out += [f"### {m.key} ({m.state})", ""]
+            if m.log_tail:
+                out += ["```", m.log_tail, "```", ""]
+    out += ["## Figures", ""]
+    out += ["![aggregates](aggregates.png)", "", "![sample efficiency](sample_efficiency.png)"]
+    out += ["", "![performance profile](performance_profile.png)", ""]
+    return "\n".join(out)
+
+
+def figures(data: dict[str, Any], labels: dict[str, str], out: Path) -> None:
+    """``aggregates.png``, ``sample_efficiency.png``, ``performance_profile.png``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from rliable import plot_utils
+
+    overall = data["overall"]
+    if overall:
+        names = list(aggregate.METRICS)
+        points = {labels[a]: np.array([s[n]["value"] for n in names]) for a, s in overall.items()}
+        cis = {labels[a]: np.array([s[n]["ci"] for n in names]).T for a, s in overall.items()}
+        fig, _ = plot_utils.plot_interval_estimates(
+            points,
+            cis,
+            metric_names=names,
+            algorithms=list(points),
+            xlabel="normalised score",
+            row_height=0.6,  # rliable's default squeezes a figure of two or three algorithms
+            xlabel_y_coordinate=-0.3,
+        )
+        fig.savefig(out / "aggregates.png", dpi=120, bbox_inches="tight")
+        import matplotlib.pyplot as plt  # rliable draws this one with pyplot
+
+        plt.close(fig)
+
+    tasks = list(data["sample_efficiency"])
+    fig = Figure(figsize=(5 * len(tasks), 4))
+    FigureCanvasAgg(fig)
+    for i, task in enumerate(tasks):
+        ax = fig.add_subplot(1, len(tasks), i + 1)
+        curve = data["sample_efficiency"][task]
+        algos = curve["algos"]
+        if algos:
+            plot_utils.plot_sample_efficiency_curve(
+                np.array(curve["frames"]),
+                {labels[a]: np.array(c["iqm"]) for a, c in algos.items()},
+                {labels[a]: np.array([c["low"], c["high"]]) for a, c in algos.items()},
+                algorithms=[labels[a] for a in algos],
+                xlabel="frames",
+                ylabel="IQM normalised score",
+                ax=ax,
+                labelsize="medium",
+                ticklabelsize="small",
+            )
+            ax.legend(fontsize="small")
+        ax.set_title(task)
+    fig.tight_layout()
+    fig.savefig(out / "sample_efficiency.png", dpi=120)
+
+    profile = data["performance_profile"]
+    fig = Figure(figsize=(6, 4))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    if profile["algos"]:
+        plot_utils.plot_performance_profiles(
+            {labels[a]: np.array(p["fraction"]) for a, p in profile["algos"].items()},
+            np.array(profile["taus"]),
+            performance_profile_cis={
+                labels[a]: np.array([p["low"], p["high"]]) for a, p in profile["algos"].items()
+            },
+            ax=ax,
+            xlabel="normalised score τ",
+            ylabel="fraction of runs > τ",
+        )
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(out / "performance_profile.png", dpi=120)
+
+
+def write(
+    rows: list[dict],
+    suite: Suite,
+    algos: list[str],
+    missing: list[Missing],
+    out: Path,
+    *,
+    reps: int,
+) -> dict[str, Any]:
+    """Write ``aggregate.json``, ``report.md`` and the figures; returns the aggregate data."""
+    labels = {a: suite.algos[a].label or a for a in algos}
+    data = build(rows, suite, algos, reps=reps)
+    data["missing"] = [{"run": m.key, "state": m.state, "log_tail": m.log_tail} for m in missing]
+    (out / "aggregate.json").write_text(json.dumps(data, indent=2))
+    (out / "report.md").write_text(markdown(data, suite, labels, missing))
+    figures(data, labels, out)
+    return data

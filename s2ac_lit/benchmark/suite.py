@@ -1,0 +1,147 @@
+"""Suite files: the schema of ``conf/suites/*.yaml`` and the plan of runs it implies.
+
+A suite names tasks (preset, frame budget, evaluation interval, normalisation scores with their
+sources) and algorithms (config overrides). Every (algorithm, task, seed) is one run in
+``OUT/runs/<task>/<algo>/seed-<k>``. The schema is an omegaconf structured config, so unknown
+keys and wrong types fail with one line naming the key.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from s2ac_lit.benchmark.runner import RunSpec
+from s2ac_lit.config import ConfigError, load_config, to_yaml
+from s2ac_lit.envs import check_env_id
+
+REPO = Path(__file__).resolve().parents[2]
+"""Presets are looked up relative to the working directory, then to the repository root."""
+
+
+class SuiteError(ValueError):
+    """A suite file, algorithm name or override is invalid."""
+
+
+@dataclass
+class TaskSpec:
+    preset: str = MISSING
+    """YAML preset from conf/ (path relative to the repository root)."""
+    frames: int = MISSING
+    """collector.total_frames of every run of this task."""
+    eval_every: int = MISSING
+    """eval.every_frames: the points of the sample-efficiency curves."""
+    random_score: float = MISSING
+    """Return of a uniformly random policy (score 0 after normalisation)."""
+    random_source: str = MISSING
+    """Where random_score comes from (measured here, or a cited source)."""
+    reference_score: float = MISSING
+    """Return that normalises to 1 (an expert or published score)."""
+    reference_source: str = MISSING
+    """Where reference_score comes from."""
+    overrides: list[str] = field(default_factory=list)
+    """Extra key=value overrides of this task's runs."""
+
+
+@dataclass
+class AlgoSpec:
+    overrides: list[str] = MISSING
+    """key=value overrides that select the algorithm, e.g. [algo=sac]."""
+    label: str = ""
+    """Name in tables and figures (default: the key)."""
+
+
+@dataclass
+class Suite:
+    name: str = MISSING
+    """Short name, used in the report title."""
+    description: str = ""
+    """What the suite measures and how long it takes."""
+    seeds: int = 5
+    """Seeds 0..seeds-1 of every (algorithm, task)."""
+    baseline: str = "sac"
+    """Algorithm that probability of improvement compares against."""
+    overrides: list[str] = field(default_factory=list)
+    """key=value overrides of every run (e.g. trainer.threads=1)."""
+    algos: dict[str, AlgoSpec] = field(default_factory=dict)
+    tasks: dict[str, TaskSpec] = field(default_factory=dict)
+
+
+# Every run: the harness prints its own progress lines instead of Lightning's bar.
+RUN_DEFAULTS = ("trainer.progress_bar=false",)
+
+
+def load_suite(path: str | Path) -> Suite:
+    """The typed suite of a YAML file, or :class:`SuiteError` naming the bad key or file."""
+    path = Path(path)
+    if not path.is_file():
+        raise SuiteError(f"suite file {str(path)!r} does not exist")
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(Suite), OmegaConf.load(path))
+        suite = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as error:
+        key = getattr(error, "full_key", None) or "?"
+        raise SuiteError(f"{path}: bad suite key {key!r}: {str(error).splitlines()[0]}") from None
+    assert isinstance(suite, Suite)
+    if not suite.algos or not suite.tasks:
+        raise SuiteError(f"{path}: a suite needs at least one algorithm and one task")
+    return suite
+
+
+def resolve_preset(preset: str) -> Path:
+    """The preset file, relative to the working directory or to the repository root."""
+    for candidate in (Path(preset), REPO / preset):
+        if candidate.is_file():
+            return candidate
+    raise SuiteError(f"preset {preset!r} does not exist (looked in . and the repository root)")
+
+
+def select_algos(suite: Suite, names: list[str] | None) -> list[str]:
+    """The algorithms to run: ``names`` (checked against the suite) or all of them."""
+    if not names:
+        return list(suite.algos)
+    for name in names:
+        if name not in suite.algos:
+            hint = difflib.get_close_matches(name, list(suite.algos), n=1)
+            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise SuiteError(f"unknown algorithm {name!r}{extra}; allowed: {list(suite.algos)}")
+    return names
+
+
+def plan(
+    suite: Suite, *, algos: list[str], seeds: int, extra: list[str] | None = None
+) -> list[RunSpec]:
+    """Every (algorithm, task, seed) with its overrides, each config validated now.
+
+    Override order (later wins): run defaults, suite, task budget, task, algorithm, ``extra``
+    (the command line's ``--set``); then the seed. A bad key or value raises
+    :class:`SuiteError` before anything runs.
+    """
+    runs = []
+    for task_name, task in suite.tasks.items():
+        preset = resolve_preset(task.preset)
+        for algo in algos:
+            overrides = (
+                *RUN_DEFAULTS,
+                *suite.overrides,
+                f"collector.total_frames={task.frames}",
+                f"eval.every_frames={task.eval_every}",
+                *task.overrides,
+                *suite.algos[algo].overrides,
+                *(extra or []),
+            )
+            try:
+                cfg = load_config(preset, list(overrides))
+                check_env_id(cfg.env.id)
+            except (ConfigError, ValueError) as error:
+                raise SuiteError(f"task {task_name!r}, algorithm {algo!r}: {error}") from None
+            for seed in range(seeds):
+                cfg.seed = seed
+                cfg.run_dir = str(Path("runs") / task_name / algo)  # informative only
+                cfg.name = f"seed-{seed}"
+                runs.append(RunSpec(algo, task_name, seed, task.frames, to_yaml(cfg)))
+    return runs

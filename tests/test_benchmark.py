@@ -1,0 +1,253 @@
+"""Benchmark harness: rliable aggregates on synthetic scores with known answers, the report
+from run folders, bad input, and a real local-Ray suite (2 workers) killed and resumed with one
+broken run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from s2ac_lit.benchmark import aggregate
+from s2ac_lit.benchmark.cli import FAILED_BASE, main
+from s2ac_lit.benchmark.runner import ATTEMPTS_FILE, LOG_FILE, SUMMARY_FILE
+from s2ac_lit.benchmark.suite import load_suite, plan
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = REPO / "conf" / "suites" / "smoke.yaml"
+REPS = 1000
+
+
+# ---------------------------------------------------------------------------- statistics
+def test_normalise_maps_random_to_zero_and_reference_to_one() -> None:
+    np.testing.assert_allclose(aggregate.normalise([-50.0, 150.0, 50.0], -50.0, 150.0), [0, 1, 0.5])
+
+
+def test_score_matrix_keeps_seeds_finished_on_every_task() -> None:
+    finals = {("a", 0): 1.0, ("b", 0): 2.0, ("a", 1): 3.0, ("a", 2): 5.0, ("b", 2): 6.0}
+    np.testing.assert_array_equal(aggregate.score_matrix(finals, ["a", "b"]), [[1, 2], [5, 6]])
+    assert aggregate.score_matrix({}, ["a"]).shape == (0, 1)
+
+
+def test_metrics_match_hand_computed_values() -> None:
+    # 8 runs on one task: IQM is the mean of the middle four, 0.3..0.6 → 0.45; the mean of
+    # 0.1..0.8 is 0.45 too, the median (0.4 + 0.5) / 2, and the optimality gap E[1 - x] = 0.55.
+    scores = np.arange(1, 9, dtype=float).reshape(8, 1) / 10
+    stats = aggregate.aggregate_metrics({"x": scores}, reps=REPS)["x"]
+    assert stats["IQM"]["value"] == pytest.approx(0.45)
+    assert stats["mean"]["value"] == pytest.approx(0.45)
+    assert stats["median"]["value"] == pytest.approx(0.45)
+    assert stats["optimality gap"]["value"] == pytest.approx(0.55)
+    # An outlier moves the mean by 10/8 but leaves the IQM (it is trimmed) where it was.
+    outlier = np.vstack([scores[:-1], [[10.0]]])
+    stats = aggregate.aggregate_metrics({"x": outlier}, reps=REPS)["x"]
+    assert stats["IQM"]["value"] == pytest.approx(0.45)
+    assert stats["mean"]["value"] == pytest.approx((2.8 + 10.0) / 8)
+
+
+def test_confidence_intervals_contain_the_true_value() -> None:
+    # 30 runs × 3 tasks from N(0.6, 0.2²): IQM, mean and median are all 0.6 (symmetric law).
+    rng = np.random.default_rng(0)
+    scores = {"x": rng.normal(0.6, 0.2, size=(30, 3))}
+    stats = aggregate.aggregate_metrics(scores, reps=REPS)["x"]
+    for name in ("IQM", "mean", "median"):
+        low, high = stats[name]["ci"]
+        assert low < 0.6 < high, (name, low, high)
+        assert high - low < 0.2  # the CI of a mean over 90 draws is about ±0.04 wide
+    low, high = stats["optimality gap"]["ci"]
+    assert low < 0.4 < high  # E[max(1 - x, 0)] ≈ 0.4 (P(x > 1) ≈ 2 %)
+
+
+def test_probability_of_improvement_of_identical_distributions_is_one_half() -> None:
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(60, 2)), rng.normal(size=(60, 2))
+    result = aggregate.improvement_probability({"x": x, "sac": y}, "sac", reps=300)["x"]
+    # Mann-Whitney under H0: sd = sqrt((n + m + 1) / (12 n m)) = 0.053 per task, 0.037 for
+    # the mean of two tasks; 4 sd = 0.15.
+    assert result["value"] == pytest.approx(0.5, abs=0.15)
+    low, high = result["ci"]
+    assert low < 0.5 < high
+    # The same runs against themselves: every comparison is a tie, counted as 1/2.
+    same = aggregate.improvement_probability({"x": y, "sac": y}, "sac", reps=100)["x"]
+    assert same["value"] == pytest.approx(0.5)
+    # A shifted copy always wins.
+    better = aggregate.improvement_probability({"x": y + 100, "sac": y}, "sac", reps=100)["x"]
+    assert better["value"] == 1.0
+
+
+def test_iqm_curves_and_profiles_have_one_value_per_point() -> None:
+    curves = {"x": np.linspace(0, 1, 5)[None, None, :].repeat(4, 0).repeat(2, 1)}
+    out = aggregate.iqm_curves(curves, reps=REPS)["x"]
+    np.testing.assert_allclose(out["iqm"], np.linspace(0, 1, 5))
+    taus = np.array([-0.5, 0.5, 2.0])
+    profiles, cis = aggregate.performance_profiles({"x": np.full((4, 2), 1.0)}, taus, reps=REPS)
+    np.testing.assert_allclose(profiles["x"], [1.0, 1.0, 0.0])
+    assert cis["x"].shape == (2, 3)
+
+
+# ---------------------------------------------------------------------------- report only
+def _fake_run(folder: Path, returns: list[float], frames: int, every: int) -> None:
+    history = [
+        {"frames": f, "updates": f, "return_mean": r, "return_std": 1.0}
+        for f, r in zip(range(every, frames + 1, every), returns, strict=True)
+    ]
+    folder.mkdir(parents=True)
+    summary = {"frames": frames, "final_eval_return_mean": returns[-1], "eval_history": history}
+    (folder / SUMMARY_FILE).write_text(json.dumps(summary))
+
+
+def test_report_only_reads_run_folders_and_lists_failures(tmp_path: Path) -> None:
+    suite = load_suite(SMOKE)
+    specs = plan(suite, algos=list(suite.algos), seeds=2)
+    task = suite.tasks["multigoal"]
+    for spec in specs:
+        if spec.key == "multigoal/sac/seed-1":  # a crashed run: a log, no summary
+            spec.folder(tmp_path).mkdir(parents=True)
+            (spec.folder(tmp_path) / LOG_FILE).write_text("Traceback\nRuntimeError: boom\n")
+            continue
+        final = task.reference_score if spec.algo == "s2ac" else task.random_score
+        _fake_run(spec.folder(tmp_path), [task.random_score, final, final], 150, 50)
+    argv = ["--suite", str(SMOKE), "--out", str(tmp_path), "--report-only", "--reps", "200"]
+    assert main(argv) == FAILED_BASE + 1
+
+    lines = (tmp_path / "runs.csv").read_text().splitlines()
+    assert lines[0] == "algorithm,task,seed,frames,updates,return_mean,return_std,wall_time_s"
+    assert len(lines) == 1 + 3 * 3  # three finished runs, three evaluations each
+    data = json.loads((tmp_path / "aggregate.json").read_text())
+    assert data["overall"]["s2ac"]["IQM"]["value"] == pytest.approx(1.0)
+    assert data["overall"]["sac"]["IQM"]["value"] == pytest.approx(0.0)
+    assert data["runs_all_tasks"] == {"s2ac": 2, "sac": 1}
+    assert data["probability_of_improvement"]["algos"]["s2ac"]["value"] == 1.0
+    curve = data["sample_efficiency"]["multigoal"]
+    assert curve["frames"] == [50, 100, 150]
+    np.testing.assert_allclose(curve["algos"]["s2ac"]["iqm"], [0.0, 1.0, 1.0])
+    report = (tmp_path / "report.md").read_text()
+    assert "### multigoal/sac/seed-1 (failed)" in report and "RuntimeError: boom" in report
+    assert "| S2AC | 1.000 [1.000, 1.000] |" in report
+    for name in ("aggregates.png", "sample_efficiency.png", "performance_profile.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+# ---------------------------------------------------------------------------- suites
+@pytest.mark.parametrize("path", sorted((REPO / "conf" / "suites").glob("*.yaml")), ids=str)
+def test_every_suite_plans_valid_runs(path: Path) -> None:
+    suite = load_suite(path)
+    specs = plan(suite, algos=list(suite.algos), seeds=1)  # validates every run's config
+    assert len(specs) == len(suite.algos) * len(suite.tasks)
+    assert suite.baseline in suite.algos
+    for task in suite.tasks.values():
+        assert task.random_score < task.reference_score
+        assert task.random_source and task.reference_source
+
+
+# ---------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    ("edit", "extra", "message"),
+    [
+        ({"taskz": {}}, [], "bad suite key 'taskz'"),
+        ({"tasks": {"multigoal": {"preset": "conf/nope.yaml"}}}, [], "preset 'conf/nope.yaml'"),
+        ({}, ["--algos", "s2ac,sacc"], "unknown algorithm 'sacc' (did you mean 'sac'?)"),
+        ({}, ["--set", "svgd.stepz=3"], "unknown config key 'svgd.stepz'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: dict, extra: list, message: str
+) -> None:
+    from omegaconf import OmegaConf
+
+    suite = OmegaConf.merge(OmegaConf.load(SMOKE), edit)
+    path = tmp_path / "suite.yaml"
+    path.write_text(OmegaConf.to_yaml(suite))
+    assert main(["--suite", str(path), "--out", str(tmp_path / "out"), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+
+
+# ---------------------------------------------------------------------------- Ray, end to end
+def _harness(suite: Path, out: Path) -> subprocess.Popen:
+    cmd = [sys.executable, str(REPO / "tools" / "benchmark.py"), "--suite", str(suite)]
+    cmd += ["--out", str(out), "--workers", "2", "--reps", "200"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_WAIT_POLICY": "PASSIVE"}
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _suite_with_broken_algo(tmp_path: Path, algos: list[str]) -> Path:
+    """Smoke suite, one seed, plus ``broken``: a valid config whose runs crash when the trainer
+    starts (it asks for Apple's MPS accelerator, absent here)."""
+    from omegaconf import OmegaConf
+
+    suite = OmegaConf.load(SMOKE)
+    suite.seeds = 1
+    suite.algos = {a: suite.algos[a] for a in algos}
+    suite.algos["broken"] = {"overrides": ["algo=sac", "trainer.accelerator=mps"]}
+    path = tmp_path / "suite.yaml"
+    path.write_text(OmegaConf.to_yaml(suite))
+    return path
+
+
+def _result_lines(log: str) -> list[str]:
+    return [line for line in log.splitlines() if line.startswith(("finished ", "FAILED "))]
+
+
+def test_ray_two_workers_isolate_a_failing_run(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    harness = _harness(_suite_with_broken_algo(tmp_path, ["sac"]), out)
+    log = harness.communicate(timeout=600)[0].decode()
+    assert harness.returncode == FAILED_BASE + 1, log
+    assert "2 runs: 0 already finished, 2 to run (2 at once" in log
+    assert len(_result_lines(log)) == 2
+    assert any(line.startswith("FAILED multigoal/broken/seed-0") for line in _result_lines(log))
+    summary = json.loads((out / "runs/multigoal/sac/seed-0" / SUMMARY_FILE).read_text())
+    assert summary["frames"] >= 150 and len(summary["eval_history"]) == 3
+    report = (out / "report.md").read_text()
+    assert "### multigoal/broken/seed-0 (failed)" in report and "MPS" in report
+    rows = (out / "runs.csv").read_text().splitlines()[1:]
+    assert [r.split(",")[:4] for r in rows] == [
+        ["sac", "multigoal", "0", str(f)] for f in (50, 100, 150)
+    ]
+
+
+@pytest.mark.slow
+def test_ray_suite_killed_and_rerun_finishes_every_run_once(tmp_path: Path) -> None:
+    path = _suite_with_broken_algo(tmp_path, ["s2ac", "sac"])
+    out = tmp_path / "out"
+    good = ["multigoal/s2ac/seed-0", "multigoal/sac/seed-0"]
+
+    # Kill the harness (SIGKILL: no clean-up) as soon as the first run has finished.
+    first = _harness(path, out)
+    deadline = time.monotonic() + 300
+    while not list(out.glob(f"runs/*/*/seed-0/{SUMMARY_FILE}")) and first.poll() is None:
+        assert time.monotonic() < deadline, "no run finished in 5 minutes"
+        time.sleep(0.5)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    time.sleep(2)  # a run that ends right now may still write its summary
+    finished_before = {p.parent for p in out.glob(f"runs/*/*/seed-0/{SUMMARY_FILE}")}
+    mtimes = {p: (p / SUMMARY_FILE).stat().st_mtime for p in finished_before}
+
+    second = _harness(path, out)
+    log = second.communicate(timeout=600)[0].decode()
+    assert second.returncode == FAILED_BASE + 1, log
+    skipped = len(finished_before)
+    assert f"3 runs: {skipped} already finished, {3 - skipped} to run" in log
+    assert len(_result_lines(log)) == 3 - skipped  # counters exact: each run reported once
+    assert "FAILED multigoal/broken/seed-0" in log
+    for p, mtime in mtimes.items():  # finished runs are never run again
+        assert (p / SUMMARY_FILE).stat().st_mtime == mtime
+    for key in good:  # every good run finished, started from scratch exactly once
+        folder = out / "runs" / key
+        assert json.loads((folder / SUMMARY_FILE).read_text())["frames"] >= 150
+        attempts = [json.loads(line) for line in (folder / ATTEMPTS_FILE).read_text().splitlines()]
+        assert [a["mode"] for a in attempts].count("fresh") == 1, attempts
+    rows = (out / "runs.csv").read_text().splitlines()[1:]
+    assert sorted({tuple(r.split(",")[:3]) for r in rows}) == [
+        ("s2ac", "multigoal", "0"),
+        ("sac", "multigoal", "0"),
+    ]
