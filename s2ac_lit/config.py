@@ -292,6 +292,11 @@ def validate(cfg: Config) -> Config:
     for key in _NON_NEGATIVE:
         if _get(cfg, key) < 0:
             raise ConfigError(f"{key}={_get(cfg, key)!r} must be >= 0")
+    if cfg.svgd.max_step_norm is not None and cfg.svgd.max_step_norm <= 0:
+        raise ConfigError(
+            f"svgd.max_step_norm={cfg.svgd.max_step_norm!r} must be > 0, or null for the "
+            "authors' fixed step size"
+        )
     _check_union("svgd.bandwidth", cfg.svgd.bandwidth, BANDWIDTH_RULES, "a kernel variance > 0")
     _check_union("loss.temperature", cfg.loss.temperature, ("alpha",), "a float > 0")
     if isinstance(cfg.loss.target_entropy, str) and cfg.loss.target_entropy != "auto":

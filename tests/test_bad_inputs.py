@@ -61,6 +61,7 @@ CASES = [
     case("fit", f"{FIT} svgd.bandwidth=medain", "medain", "allowed"),
     case("fit", f"{FIT} collector.total_frames=-5", "collector.total_frames=-5", "> 0"),
     case("fit", f"{FIT} optim.gamma=1.5", "optim.gamma=1.5", "[0, 1]"),
+    case("fit", f"{FIT} svgd.max_step_norm=0", "svgd.max_step_norm=0", "> 0, or null"),
     case("fit", f"{FIT} svgd.num_particles=1", "svgd.num_particles", ">= 2"),
     case("fit", f"{FIT} actor.eval_selection=amortized", "amortized", "actor.amortized=true"),
     # fit.py: contradicting keys (both named)

@@ -325,3 +325,43 @@ def test_bad_inputs_name_the_problem() -> None:
             logdet="exact",
             differentiable=True,
         )
+
+
+def test_step_cap_shrinks_only_the_groups_whose_step_may_not_be_invertible() -> None:
+    """With max_step_norm, a group whose bound exceeds the cap takes exactly the step of the
+    fixed-ε sampler at ε·cap/bound (same particles, same log-density), a group below the cap
+    is untouched, and the bound at the step actually taken is at most the cap."""
+    torch.manual_seed(3)
+    log_prob = make_target(2, seed=5)
+    tight = 0.02 * torch.randn(1, 6, 2, dtype=F64)  # tiny σ²: repulsion bound ≫ 1
+    wide = 2.0 * torch.randn(1, 6, 2, dtype=F64)
+    x0 = torch.cat([tight, wide])
+    log_q0 = torch.zeros(2, 6, dtype=F64)
+    eps, cap = 0.1, 1.0
+    fixed = svgd_run(log_prob, x0, log_q0, steps=1, step_size=eps, diagnostics=True)
+    bound = fixed.step_norm_bound[:, 0]
+    assert bound[0] > 10 * cap and bound[1] < cap
+    capped = svgd_run(log_prob, x0, log_q0, steps=1, step_size=eps, max_step_norm=cap)
+    torch.testing.assert_close(capped.particles[1], fixed.particles[1])
+    torch.testing.assert_close(capped.log_q[1], fixed.log_q[1])
+    eps_tight = eps * cap / bound[0].item()
+    reference = svgd_run(
+        log_prob, tight, log_q0[:1], steps=1, step_size=eps_tight, diagnostics=True
+    )
+    torch.testing.assert_close(capped.particles[:1], reference.particles)
+    torch.testing.assert_close(capped.log_q[:1], reference.log_q)
+    assert reference.step_norm_bound[0, 0] <= cap * (1 + 1e-9)
+
+
+def test_step_cap_refuses_the_exact_log_det_mode() -> None:
+    x = torch.randn(4, 2)
+    with pytest.raises(ValueError, match="max_step_norm"):
+        svgd_run(
+            lambda y: -y.pow(2).sum(-1),
+            x,
+            torch.zeros(4),
+            steps=1,
+            step_size=0.1,
+            logdet="exact",
+            max_step_norm=1.0,
+        )
