@@ -271,7 +271,7 @@ class SVGDActor(ResettableModule):
         include_diagonal: bool = False,
         entropy_norm: EntropyNorm = "m",
         self_term: SelfTerm = "none",
-        max_step_norm: float | None = 1.0,
+        max_step_norm: float | None = 0.5,
         init_std: float = 0.5,
         hidden_sizes: Sequence[int] = (256, 256, 256),
         activation: Activation = "elu",

@@ -116,7 +116,7 @@ class SVGDConfig:
     """Normalisation of the log-det sum: 'm' or 'm-1' (authors' code)."""
     self_term: str = "none"
     """Laplacian self term of the log-det: 'none', 'exact' or 'hutchinson'."""
-    max_step_norm: float | None = 1.0
+    max_step_norm: float | None = 0.5
     """Shrink ε per state so that ε‖∂φ/∂u‖ stays ≤ this (None: fixed ε, authors' code)."""
 
 
