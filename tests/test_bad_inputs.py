@@ -97,7 +97,7 @@ CASES = [
     case("fit", f"{FIT} run_dir={{a_file}}/runs", "a_file", "is a file, not a folder"),
     case("fit", "--resume {no_ckpt_run}", "no_ckpt_run", "has no checkpoints/*.ckpt"),
     case("fit", "--resume {runs}/missing", "missing", "neither a checkpoint file nor a run folder"),
-    case("fit", "--resume {broken_run}", "step=5.ckpt", "corrupt or not a checkpoint"),
+    case("fit", "--resume {broken_run}", "broken_run", "none of its 1 checkpoints loads"),
     case("fit", "--resume auto run_dir={no_ckpt_run}", "no run with a checkpoint", "no_ckpt_run"),
     case("fit", "--resume {run} replay.capacity=10", "capacity=10", "replay.batch_size=100"),
     # evaluate.py

@@ -326,7 +326,10 @@ OBS_PENDULUM = 3
 
 def pendulum_loss() -> S2ACLoss:
     """S2AC(φ) for Pendulum-v1 with a linear critic (its only weights)."""
-    actor = SVGDActor(OBS_PENDULUM, [-2.0], [2.0], init="fixed", num_particles=4, steps=2)
+    # Fixed ε (no invertibility cap), so that two steps carry every particle to the bound.
+    actor = SVGDActor(
+        OBS_PENDULUM, [-2.0], [2.0], init="fixed", num_particles=4, steps=2, max_step_norm=None
+    )
     critic = QEnsemble(OBS_PENDULUM, 1, hidden_sizes=())
     return S2ACLoss(actor, critic, alpha_init=1.0)
 

@@ -18,14 +18,14 @@ from s2ac_lit.train import train
 ROOT = Path(__file__).resolve().parents[1]
 MUJOCO_PRESETS = ("walker", "hopper", "halfcheetah", "ant", "humanoid")
 SMALL_BUDGET = [
-    "collector.total_frames=100",
-    "collector.init_random_frames=50",
+    "collector.total_frames=150",
+    "collector.init_random_frames=100",
     "collector.frames_per_batch=50",
-    "collector.update_after=50",
+    "collector.update_after=100",
     "collector.updates_per_batch=2",
     "replay.capacity=200",
     "env.max_episode_steps=20",
-    "eval.every_frames=100",
+    "eval.every_frames=150",
     "eval.episodes=1",
     "trainer.checkpoint_every_updates=2",
     "trainer.progress_bar=false",
@@ -42,9 +42,9 @@ def test_preset_runs_every_stage_on_a_cpu(preset: str, tmp_path: Path) -> None:
 
     summary = train(load_config(path, [*SMALL_BUDGET, f"run_dir={tmp_path}"]))
     run = Path(summary["run_folder"])
-    assert summary["frames"] == 100
-    assert summary["updates"] == 4  # two rounds of 2 updates, after frames 50 and 100
-    assert [h["frames"] for h in summary["eval_history"]][-1] == 100
+    assert summary["frames"] == 150
+    assert summary["updates"] == 4  # two rounds of 2 updates, after frames 100 and 150
+    assert [h["frames"] for h in summary["eval_history"]][-1] == 150
     assert json.loads((run / "summary.json").read_text())["updates"] == 4
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert any((run / "replay").iterdir())
