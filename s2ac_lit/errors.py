@@ -48,26 +48,23 @@ def cli(main: Main) -> Main:
     return wrapper  # type: ignore[return-value]
 
 
-def positive_int(text: str) -> int:
-    """An argparse ``type``: an int > 0 (argparse reports anything else as a usage error)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{value} must be a positive integer (>= 1)")
-    return value
+def _int_at_least(minimum: int, wording: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} must be {wording}")
+        return value
+
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    """An argparse ``type``: an int >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 0")
-    return value
+positive_int = _int_at_least(1, "a positive integer (>= 1)")
+"""An argparse ``type``: an int > 0 (argparse reports anything else as a usage error)."""
+non_negative_int = _int_at_least(0, ">= 0")
+"""An argparse ``type``: an int >= 0."""
 
 
 def positive_float(text: str) -> float:
