@@ -94,6 +94,7 @@ def test_bound_all_keeps_every_iterate_in_the_box() -> None:
         num_particles=16,
         steps=5,
         step_size=2.0,
+        max_step_norm=None,  # large fixed steps, so that unbounded iterates leave the box
         bound="all",
         hidden_sizes=(16,),
     )
