@@ -25,7 +25,12 @@ from tensordict import TensorDictBase
 from torchrl.objectives import SoftUpdate
 
 from s2ac_lit.algorithms import Policy, build_algorithm, parameter_groups
-from s2ac_lit.checkpoints import check_compatible, read_checkpoint
+from s2ac_lit.checkpoints import (
+    CheckpointError,
+    check_compatible,
+    find_checkpoint,
+    read_checkpoint,
+)
 from s2ac_lit.config import Config, merge_config, to_config
 from s2ac_lit.objectives.common import SamplerLoss
 
@@ -53,9 +58,7 @@ def group_grad_norms(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor
     for group in optimizer.param_groups:
         grads = [p.grad for p in group["params"] if p.grad is not None]
         if grads:
-            norms[group["name"]] = torch.linalg.vector_norm(
-                torch.stack([torch.linalg.vector_norm(g) for g in grads])
-            )
+            norms[group["name"]] = torch.nn.utils.get_total_norm(grads)
     return norms
 
 
@@ -167,13 +170,15 @@ class RLModule(L.LightningModule):
         bad = [key for key in bad if not bool(torch.isfinite(out[key]).all())]
         bad += [f"gradient of {g}" for g, n in grad_norms.items() if not bool(torch.isfinite(n))]
         callback = self.trainer.checkpoint_callback if self._trainer is not None else None
-        folder = Path(callback.dirpath) if callback is not None and callback.dirpath else None
-        saved = sorted(folder.glob("*.ckpt"), key=lambda p: p.stat().st_mtime) if folder else []
+        try:  # checkpoints live in RUN/checkpoints; the newest loadable one is the resume point
+            saved = find_checkpoint(Path(callback.dirpath).parent) if callback else None
+        except CheckpointError:
+            saved = None
         resume = (
-            f"newest checkpoint with finite weights: {saved[-1]} (resume with "
-            f"`python tools/fit.py --resume {saved[-1]}` and changed settings, e.g. a lower "
+            f"newest checkpoint with finite weights: {saved} (resume with "
+            f"`python tools/fit.py --resume {saved}` and changed settings, e.g. a lower "
             "learning rate or optim.max_grad_norm)"
-            if saved
+            if saved is not None
             else "no checkpoint was written yet"
         )
         raise NonFiniteError(
