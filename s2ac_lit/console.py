@@ -1,8 +1,8 @@
 """The console shows our progress and messages, not the third-party noise we trigger knowingly.
 
-:func:`quiet_third_party` is the one place where warnings and log lines of Lightning, PyTorch and
-TorchRL are silenced; each filter says why it is safe. Filters match one message each, so every
-other warning (a real problem) still reaches the user.
+:func:`quiet_third_party` is the one place where warnings and log lines of Lightning, PyTorch,
+TorchRL and Ray are silenced; each filter says why it is safe. Filters match one message each, so
+every other warning (a real problem) still reaches the user.
 """
 
 from __future__ import annotations
@@ -60,6 +60,11 @@ class _DropMessages(logging.Filter):
 
 _LIGHTNING_FILTER = _DropMessages(_LIGHTNING_INFO_DROPPED)
 
+# Ray announces that a local instance it starts has token authentication on, which is its secure
+# default and needs nothing from the user; the opposite warning (authentication disabled) stays.
+_RAY_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+_RAY_FILTER = _DropMessages(("Token authentication is enabled",))
+
 
 def quiet_third_party() -> None:
     """Install the filters above (idempotent; call before building the Trainer)."""
@@ -70,6 +75,9 @@ def quiet_third_party() -> None:
         log = logging.getLogger(name)
         if _LIGHTNING_FILTER not in log.filters:
             log.addFilter(_LIGHTNING_FILTER)
+    ray_log = logging.getLogger(_RAY_AUTH_LOGGER)
+    if _RAY_FILTER not in ray_log.filters:
+        ray_log.addFilter(_RAY_FILTER)
     # TorchRL logs INFO lines (worker start, closing envs) with ANSI colour codes, which end up
     # raw in redirected log files; keep its warnings and errors. RL_LOGGING_LEVEL, TorchRL's own
     # switch, still wins when the user sets it.

@@ -135,6 +135,38 @@ def test_report_only_reads_run_folders_and_lists_failures(tmp_path: Path) -> Non
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
 
 
+def test_report_at_frames_reads_unfinished_runs_up_to_that_budget(tmp_path: Path) -> None:
+    suite = load_suite(SMOKE)
+    specs = plan(suite, algos=list(suite.algos), seeds=2)
+    # Stopped runs: summaries of 100 of the task's 150 frames; one run stopped at 50 frames.
+    for spec in specs:
+        reached = 50 if spec.key == "multigoal/sac/seed-1" else 100
+        returns = [-900.0 + 100 * spec.seed, -500.0 + 100 * spec.seed][: reached // 50]
+        _fake_run(spec.folder(tmp_path), returns, reached, 50)
+    argv = ["--suite", str(SMOKE), "--out", str(tmp_path), "--report-only", "--reps", "200"]
+    assert main(argv) == FAILED_BASE + 4  # without --at-frames no run is finished
+
+    assert main([*argv, "--at-frames", "100"]) == FAILED_BASE + 1
+    rows = (tmp_path / "runs.csv").read_text().splitlines()[1:]
+    assert len(rows) == 3 * 2  # three runs reached 100 frames, two evaluations each
+    data = json.loads((tmp_path / "aggregate.json").read_text())
+    assert data["at_frames"] == 100
+    assert data["missing"][0]["run"] == "multigoal/sac/seed-1"
+    assert data["missing"][0]["state"] == "short of 100 frames"
+    # Raw returns at each point: S2AC seeds 0 and 1 give -500 and -400 at 100 frames.
+    s2ac = {p["frames"]: p for p in data["returns"]["multigoal"]["s2ac"]}
+    assert s2ac[100] == {"frames": 100, "mean": -450.0, "std": 50.0, "runs": 2}
+    assert s2ac[50]["mean"] == -850.0
+    report = (tmp_path / "report.md").read_text()
+    assert "Compared at 100 frames" in report
+    assert "| S2AC | -850.0 ± 50.0 (2) | -450.0 ± 50.0 (2) |" in report, report
+    assert [r["run"] for r in data["run_speeds"]] == [
+        "multigoal/s2ac/seed-0",
+        "multigoal/s2ac/seed-1",
+        "multigoal/sac/seed-0",
+    ]
+
+
 # ---------------------------------------------------------------------------- suites
 @pytest.mark.parametrize("path", sorted((REPO / "conf" / "suites").glob("*.yaml")), ids=str)
 def test_every_suite_plans_valid_runs(path: Path) -> None:
@@ -202,6 +234,7 @@ def test_ray_two_workers_isolate_a_failing_run(tmp_path: Path) -> None:
     log = harness.communicate(timeout=600)[0].decode()
     assert harness.returncode == FAILED_BASE + 1, log
     assert "2 runs: 0 already finished, 2 to run (2 at once" in log
+    assert " WARNING " not in log, log  # Ray's log lines stay off the console (s2ac_lit.console)
     assert len(_result_lines(log)) == 2
     assert any(line.startswith("FAILED multigoal/broken/seed-0") for line in _result_lines(log))
     summary = json.loads((out / "runs/multigoal/sac/seed-0" / SUMMARY_FILE).read_text())

@@ -44,6 +44,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--gpus-per-run", type=float, default=0.0, help="GPU fraction of a run")
     p.add_argument("--reps", type=int, default=2000, help="bootstrap replications")
     p.add_argument("--report-only", action="store_true", help="aggregate without training")
+    p.add_argument(
+        "--at-frames",
+        type=int,
+        help="report at this frame budget: every run that reached it, finished or not",
+    )
     return p.parse_args(argv)
 
 
@@ -54,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
             raise SuiteError(f"--workers={args.workers} must be >= 1")
         if args.seeds is not None and args.seeds < 1:
             raise SuiteError(f"--seeds={args.seeds} must be >= 1")
+        if args.at_frames is not None and args.at_frames < 1:
+            raise SuiteError(f"--at-frames={args.at_frames} must be >= 1")
         if args.gpus_per_run < 0:
             raise SuiteError(f"--gpus-per-run={args.gpus_per_run} must be >= 0")
         suite = load_suite(args.suite)
@@ -84,9 +91,9 @@ def main(argv: list[str] | None = None) -> int:
             )
         finally:
             signal.signal(signal.SIGTERM, previous)
-    rows, missing = collect(specs, args.out)
+    rows, missing = collect(specs, args.out, at_frames=args.at_frames)
     write_csv(rows, args.out / "runs.csv")
-    report.write(rows, suite, algos, missing, args.out, reps=args.reps)
+    report.write(rows, suite, algos, missing, args.out, reps=args.reps, at_frames=args.at_frames)
     failed = [m for m in missing if m.state != "not run"]
     print(
         f"{len(specs) - len(missing)}/{len(specs)} runs finished, {len(failed)} failed or "

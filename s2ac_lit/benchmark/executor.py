@@ -15,6 +15,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from s2ac_lit.benchmark.runner import RunResult, RunSpec, read_summary, run
+from s2ac_lit.console import quiet_third_party
 
 
 def _describe(result: RunResult) -> str:
@@ -42,6 +43,7 @@ def _ray_results(
     """Results in completion order; Ray is started here and shut down when the loop ends."""
     import ray
 
+    quiet_third_party()
     if address is None:
         ray.init(
             num_cpus=workers * threads,

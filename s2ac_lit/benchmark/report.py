@@ -57,6 +57,44 @@ def _curves(rows: list[dict], suite: Suite, algo: str, task: str) -> tuple[list[
     return frames, np.array(curves).reshape(len(curves), 1, len(frames))
 
 
+def _returns(rows: list[dict], algos: list[str], task: str) -> dict[str, list[dict]]:
+    """Raw returns of ``task`` per algorithm and evaluation point: mean and std over seeds of
+    each run's mean evaluation return, and the number of runs."""
+    table: dict[str, list[dict]] = {}
+    for algo in algos:
+        by_frames: dict[int, list[float]] = {}
+        for row in rows:
+            if row["algorithm"] == algo and row["task"] == task:
+                by_frames.setdefault(row["frames"], []).append(row["return_mean"])
+        table[algo] = [
+            {"frames": f, "mean": float(np.mean(v)), "std": float(np.std(v)), "runs": len(v)}
+            for f, v in sorted(by_frames.items())
+        ]
+    return table
+
+
+def _run_speeds(rows: list[dict]) -> list[dict]:
+    """Per run: frames, updates and wall time at its last evaluation, and updates per second."""
+    last: dict[tuple[str, str, int], dict] = {}
+    for row in rows:
+        key = (row["task"], row["algorithm"], row["seed"])
+        if row["frames"] >= last.get(key, {"frames": -1})["frames"]:
+            last[key] = row
+    speeds = []
+    for (task, algo, seed), row in sorted(last.items()):
+        wall = row["wall_time_s"]
+        speeds.append(
+            {
+                "run": f"{task}/{algo}/seed-{seed}",
+                "frames": row["frames"],
+                "updates": row["updates"],
+                "wall_time_s": wall if wall != "" else None,
+                "updates_per_s": round(row["updates"] / wall, 2) if wall not in ("", 0) else None,
+            }
+        )
+    return speeds
+
+
 def build(rows: list[dict], suite: Suite, algos: list[str], *, reps: int) -> dict[str, Any]:
     """Every statistic of the report as plain JSON-able data."""
     tasks = list(suite.tasks)
@@ -98,6 +136,8 @@ def build(rows: list[dict], suite: Suite, algos: list[str], *, reps: int) -> dic
             "algos": aggregate.improvement_probability(overall, suite.baseline, reps=reps),
         },
         "sample_efficiency": curves,
+        "returns": {t: _returns(rows, algos, t) for t in tasks},
+        "run_speeds": _run_speeds(rows),
         "performance_profile": {
             "taus": TAUS.tolist(),
             "algos": {
@@ -128,12 +168,36 @@ def _metric_table(stats: dict[str, dict], labels: dict[str, str]) -> list[str]:
     return lines
 
 
+def _returns_table(returns: dict[str, list[dict]], labels: dict[str, str]) -> list[str]:
+    """Raw return, mean ± std over runs (number of runs), at every evaluation point."""
+    frames = sorted({p["frames"] for points in returns.values() for p in points})
+    if not frames:
+        return []
+    lines = ["Return (not normalised), mean ± std over runs (runs):", ""]
+    lines += ["| algorithm | " + " | ".join(str(f) for f in frames) + " |"]
+    lines += ["|---" * (len(frames) + 1) + "|"]
+    for algo, points in returns.items():
+        at = {p["frames"]: p for p in points}
+        cells = [
+            f"{at[f]['mean']:.1f} ± {at[f]['std']:.1f} ({at[f]['runs']})" if f in at else ""
+            for f in frames
+        ]
+        lines.append(f"| {labels.get(algo, algo)} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def markdown(
     data: dict[str, Any], suite: Suite, labels: dict[str, str], missing: list[Missing]
 ) -> str:
     """``report.md``: normalisation, aggregate tables, improvement, failures, figures."""
     out = [f"# Benchmark: {suite.name}", "", suite.description.strip(), ""]
     out += ["Final normalised scores, point estimate [95 % stratified-bootstrap CI] (rliable).", ""]
+    if data.get("at_frames") is not None:
+        out += [
+            f"Compared at {data['at_frames']} frames: every run that reached this budget, finished"
+            " or not, with its evaluations up to it (`--at-frames`).",
+            "",
+        ]
     out += ["## Normalisation", "", "| task | random | source | reference | source |"]
     out += ["|---|---|---|---|---|"]
     for task, n in data["normalisation"].items():
@@ -153,6 +217,15 @@ def markdown(
         out.append("")
     for task, stats in data["per_task"].items():
         out += [f"## {task}", "", *_metric_table(stats, labels), ""]
+        out += _returns_table(data["returns"][task], labels)
+    out += ["## Runs", "", "| run | frames | updates | wall time (s) | updates/s |"]
+    out += ["|---|---|---|---|---|"]
+    for r in data["run_speeds"]:
+        out.append(
+            f"| {r['run']} | {r['frames']} | {r['updates']} | {r['wall_time_s'] or 'n/a'} | "
+            f"{r['updates_per_s'] or 'n/a'} |"
+        )
+    out.append("")
     if missing:
         out += ["## Runs without a result", ""]
         for m in missing:
@@ -242,10 +315,12 @@ def write(
     out: Path,
     *,
     reps: int,
+    at_frames: int | None = None,
 ) -> dict[str, Any]:
     """Write ``aggregate.json``, ``report.md`` and the figures; returns the aggregate data."""
     labels = {a: suite.algos[a].label or a for a in algos}
     data = build(rows, suite, algos, reps=reps)
+    data["at_frames"] = at_frames
     data["missing"] = [{"run": m.key, "state": m.state, "log_tail": m.log_tail} for m in missing]
     (out / "aggregate.json").write_text(json.dumps(data, indent=2))
     (out / "report.md").write_text(markdown(data, suite, labels, missing))

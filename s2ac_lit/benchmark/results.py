@@ -12,7 +12,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from s2ac_lit.benchmark.runner import LOG_FILE, RunSpec, log_tail, read_summary
+from s2ac_lit.benchmark.runner import LOG_FILE, SUMMARY_FILE, RunSpec, log_tail, read_summary
 
 EVAL_TAG = "eval/return_mean"
 COLUMNS = (
@@ -52,21 +52,47 @@ def _eval_wall_times(folder: Path) -> dict[int, float]:
     return {e.step: round(e.wall_time - start, 1) for e in acc.Scalars(EVAL_TAG)}
 
 
-def collect(specs: list[RunSpec], out: Path) -> tuple[list[dict], list[Missing]]:
-    """Rows of ``runs.csv`` (one per evaluation) and the planned runs that have no result."""
+def _history_until(folder: Path, frames: int) -> list[dict] | None:
+    """Evaluations at or before ``frames`` of a run that has reached ``frames``, else ``None``.
+
+    Unfinished runs count too: a run stopped by a signal writes its summary (with the frames it
+    reached) before it exits, and only its evaluations up to ``frames`` are used.
+    """
+    summary = read_summary(folder, frames)
+    if summary is None:
+        return None
+    return [e for e in summary["eval_history"] if e["frames"] <= frames]
+
+
+def collect(
+    specs: list[RunSpec], out: Path, *, at_frames: int | None = None
+) -> tuple[list[dict], list[Missing]]:
+    """Rows of ``runs.csv`` (one per evaluation) and the planned runs that have no result.
+
+    Args:
+        at_frames: compare at this budget instead of each task's own: every run that has
+            reached it (finished or not) contributes its evaluations up to it, so a long suite
+            can be read while it runs or after it was stopped.
+    """
     rows, missing = [], []
     for spec in specs:
         folder = spec.folder(out)
-        summary = read_summary(folder, spec.frames)
-        if summary is None:
+        if at_frames is None:
+            summary = read_summary(folder, spec.frames)
+            history = None if summary is None else summary["eval_history"]
+        else:
+            history = _history_until(folder, at_frames)
+        if history is None:
             if not folder.is_dir():
                 missing.append(Missing(spec.key, "not run", ""))
             else:
                 state = "failed" if (folder / LOG_FILE).is_file() else "interrupted"
+                if at_frames is not None and (folder / SUMMARY_FILE).is_file():
+                    state = f"short of {at_frames} frames"
                 missing.append(Missing(spec.key, state, log_tail(folder)))
             continue
         walls = _eval_wall_times(folder)
-        for record in summary["eval_history"]:
+        for record in history:
             rows.append(
                 {
                     "algorithm": spec.algo,
