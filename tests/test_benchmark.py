@@ -285,3 +285,35 @@ def test_ray_suite_killed_and_rerun_finishes_every_run_once(tmp_path: Path) -> N
         ("s2ac", "multigoal", "0"),
         ("sac", "multigoal", "0"),
     ]
+
+
+def _crash_worker_of_seed_one(spec, out):  # a Ray task: seed 1's worker process dies
+    from s2ac_lit.benchmark.runner import RunResult
+
+    if spec.seed == 1:
+        os._exit(1)
+    return RunResult(spec.key, "finished", 0.0, {"frames": spec.frames})
+
+
+def test_a_run_whose_ray_worker_dies_fails_alone(tmp_path: Path, monkeypatch) -> None:
+    """Ray itself can lose a task (its memory monitor kills the worker, a node dies): that run
+    is reported failed and the others still finish (found when an OOM kill stopped a suite)."""
+    import ray.cloudpickle
+
+    from s2ac_lit.benchmark import executor
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    monkeypatch.setattr(executor, "run", _crash_worker_of_seed_one)
+    suite = load_suite(SMOKE)
+    specs = plan(suite, algos=["sac"], seeds=3)
+    lines: list[str] = []
+    results = executor.execute(specs, tmp_path, workers=2, threads=1, echo=lines.append)
+    status = {r.key: r.status for r in results}
+    assert status == {
+        "multigoal/sac/seed-0": "finished",
+        "multigoal/sac/seed-1": "failed",
+        "multigoal/sac/seed-2": "finished",
+    }
+    failed = next(r for r in results if r.status == "failed")
+    assert "Error" in failed.log_tail.split(":")[0], failed.log_tail  # Ray's exception type
+    assert sum(line.startswith("FAILED multigoal/sac/seed-1") for line in lines) == 1

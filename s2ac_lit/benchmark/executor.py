@@ -9,6 +9,7 @@ keeps at most ``workers`` tasks in flight, prints a line per finished run and an
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -59,12 +60,21 @@ def _ray_results(
             num_cpus=threads, num_gpus=gpus_per_run, max_retries=0, name="benchmark-run"
         )
         pending = list(specs)
-        in_flight = []
+        in_flight: dict = {}  # object ref → (spec, start time)
         while pending or in_flight:
             while pending and len(in_flight) < workers:
-                in_flight.append(remote.remote(pending.pop(0), out))
-            done, in_flight = ray.wait(in_flight, num_returns=1)
-            yield ray.get(done[0])
+                spec = pending.pop(0)
+                in_flight[remote.remote(spec, out)] = (spec, time.perf_counter())
+            (done,), _ = ray.wait(list(in_flight), num_returns=1)
+            spec, start = in_flight.pop(done)
+            try:
+                yield ray.get(done)
+            except ray.exceptions.RayError as error:
+                # Ray lost the task itself (its memory monitor killed the worker, the node died):
+                # that run failed, the others go on; a rerun resumes it from its checkpoint.
+                first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+                wall = time.perf_counter() - start
+                yield RunResult(spec.key, "failed", wall, None, f"{type(error).__name__}: {first}")
     finally:
         ray.shutdown()
 
