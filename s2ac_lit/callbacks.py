@@ -242,8 +242,11 @@ class PeriodicEvaluation(L.Callback):
 class RunSummary(L.Callback):
     """At the end: ``summary.json``, ``learning_curve.png`` and a per-rank ``ranks/rank-R.json``.
 
-    The per-rank files hold a checksum of the parameters and of the replay data, which the
-    DDP test compares: parameters must agree across ranks, data must differ.
+    A run stopped by a signal (:class:`RunInterrupted`) writes ``summary.json`` too, with
+    ``"finished": false`` and the frames it reached, so its evaluations can be read before it is
+    resumed (``tools/benchmark.py --at-frames``); the resumed run overwrites it. The per-rank
+    files hold a checksum of the parameters and of the replay data, which the DDP test compares:
+    parameters must agree across ranks, data must differ.
     """
 
     def __init__(self, run_folder: Path, evaluation: PeriodicEvaluation) -> None:
@@ -268,13 +271,22 @@ class RunSummary(L.Callback):
         ranks.mkdir(parents=True, exist_ok=True)
         rank_file = ranks / f"rank-{trainer.global_rank}.json"
         atomic_write_text(rank_file, json.dumps(rank_info, indent=2))
+        self._write_summary(trainer, pl_module, finished=True)
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if isinstance(exception, RunInterrupted):
+            self._write_summary(trainer, pl_module, finished=False)
+
+    def _write_summary(self, trainer, pl_module, *, finished: bool) -> None:
         if not trainer.is_global_zero:
             return
+        feeder = _feeder(trainer)
         history = self.evaluation.history
         final = history[-1] if history else {}
         self.summary = {
             "algo": pl_module.cfg.algo,
             "env": pl_module.cfg.env.id,
+            "finished": finished,
             "frames": feeder.frames,
             "updates": trainer.global_step,
             "episodes": feeder.episodes,

@@ -77,6 +77,9 @@ def test_resume_keeps_the_whole_csv_log(reference: Path, tmp_path: Path, monkeyp
     monkeypatch.undo()
     (run,) = (tmp_path / "runs").iterdir()
     assert logged_steps(run, "train/loss_qvalue")[-1] == 34
+    stopped = json.loads((run / "summary.json").read_text())  # readable before the resume
+    assert not stopped["finished"] and stopped["updates"] == 37
+    assert stopped["frames"] < FRAMES and [h["frames"] for h in stopped["eval_history"]] == [200]
     assert main(["--resume", str(run)]) == 0
     for key in ("train/loss_qvalue", "eval/return_mean", "train/frames"):
         assert logged_steps(run, key) == logged_steps(reference, key), key
