@@ -186,6 +186,7 @@ def test_every_suite_plans_valid_runs(path: Path) -> None:
         ({"taskz": {}}, [], "bad suite key 'taskz'"),
         ({"tasks": {"multigoal": {"preset": "conf/nope.yaml"}}}, [], "preset 'conf/nope.yaml'"),
         ({}, ["--algos", "s2ac,sacc"], "unknown algorithm 'sacc' (did you mean 'sac'?)"),
+        ({}, ["--tasks", "multigoals"], "unknown task 'multigoals' (did you mean 'multigoal'?)"),
         ({}, ["--set", "svgd.stepz=3"], "unknown config key 'svgd.stepz'"),
     ],
 )

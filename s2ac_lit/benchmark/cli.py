@@ -30,6 +30,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--suite", required=True, help="suite file, e.g. conf/suites/cpu_small.yaml")
     p.add_argument("--out", type=Path, required=True, help="output folder (runs, report)")
     p.add_argument("--algos", help="comma-separated subset of the suite's algorithms")
+    p.add_argument("--tasks", help="comma-separated subset of the suite's tasks")
     p.add_argument("--seeds", type=int, help="seeds 0..N-1 (default: the suite's)")
     p.add_argument(
         "--set",
@@ -66,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         suite = load_suite(args.suite)
         algos = select_algos(suite, args.algos.split(",") if args.algos else None)
         seeds = args.seeds or suite.seeds
-        specs = plan(suite, algos=algos, seeds=seeds, extra=args.overrides)
+        tasks = args.tasks.split(",") if args.tasks else None
+        specs = plan(suite, algos=algos, seeds=seeds, extra=args.overrides, tasks=tasks)
     except SuiteError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -93,7 +95,16 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous)
     rows, missing = collect(specs, args.out, at_frames=args.at_frames)
     write_csv(rows, args.out / "runs.csv")
-    report.write(rows, suite, algos, missing, args.out, reps=args.reps, at_frames=args.at_frames)
+    report.write(
+        rows,
+        suite,
+        algos,
+        missing,
+        args.out,
+        reps=args.reps,
+        at_frames=args.at_frames,
+        tasks=sorted({s.task for s in specs}, key=list(suite.tasks).index),
+    )
     failed = [m for m in missing if m.state != "not run"]
     print(
         f"{len(specs) - len(missing)}/{len(specs)} runs finished, {len(failed)} failed or "

@@ -95,9 +95,11 @@ def _run_speeds(rows: list[dict]) -> list[dict]:
     return speeds
 
 
-def build(rows: list[dict], suite: Suite, algos: list[str], *, reps: int) -> dict[str, Any]:
-    """Every statistic of the report as plain JSON-able data."""
-    tasks = list(suite.tasks)
+def build(
+    rows: list[dict], suite: Suite, algos: list[str], *, reps: int, tasks: list[str] | None = None
+) -> dict[str, Any]:
+    """Every statistic of the report as plain JSON-able data (``tasks``: default all)."""
+    tasks = tasks or list(suite.tasks)
     finals = {a: _finals(rows, suite, a) for a in algos}
     overall = {a: aggregate.score_matrix(finals[a], tasks) for a in algos}
     per_task = {
@@ -123,6 +125,7 @@ def build(rows: list[dict], suite: Suite, algos: list[str], *, reps: int) -> dic
                 "reference_source": s.reference_source,
             }
             for t, s in suite.tasks.items()
+            if t in tasks
         },
         "runs": {
             a: {t: int(aggregate.score_matrix(finals[a], [t]).shape[0]) for t in tasks}
@@ -316,10 +319,11 @@ def write(
     *,
     reps: int,
     at_frames: int | None = None,
+    tasks: list[str] | None = None,
 ) -> dict[str, Any]:
     """Write ``aggregate.json``, ``report.md`` and the figures; returns the aggregate data."""
     labels = {a: suite.algos[a].label or a for a in algos}
-    data = build(rows, suite, algos, reps=reps)
+    data = build(rows, suite, algos, reps=reps, tasks=tasks)
     data["at_frames"] = at_frames
     data["missing"] = [{"run": m.key, "state": m.state, "log_tail": m.log_tail} for m in missing]
     (out / "aggregate.json").write_text(json.dumps(data, indent=2))

@@ -100,29 +100,40 @@ def resolve_preset(preset: str) -> Path:
     raise SuiteError(f"preset {preset!r} does not exist (looked in . and the repository root)")
 
 
-def select_algos(suite: Suite, names: list[str] | None) -> list[str]:
-    """The algorithms to run: ``names`` (checked against the suite) or all of them."""
+def select(names: list[str] | None, allowed: list[str], what: str) -> list[str]:
+    """``names`` checked against the suite's ``allowed`` algorithms or tasks, or all of them."""
     if not names:
-        return list(suite.algos)
+        return allowed
     for name in names:
-        if name not in suite.algos:
-            hint = difflib.get_close_matches(name, list(suite.algos), n=1)
+        if name not in allowed:
+            hint = difflib.get_close_matches(name, allowed, n=1)
             extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-            raise SuiteError(f"unknown algorithm {name!r}{extra}; allowed: {list(suite.algos)}")
+            raise SuiteError(f"unknown {what} {name!r}{extra}; allowed: {allowed}")
     return names
 
 
+def select_algos(suite: Suite, names: list[str] | None) -> list[str]:
+    """The algorithms to run: ``names`` (checked against the suite) or all of them."""
+    return select(names, list(suite.algos), "algorithm")
+
+
 def plan(
-    suite: Suite, *, algos: list[str], seeds: int, extra: list[str] | None = None
+    suite: Suite,
+    *,
+    algos: list[str],
+    seeds: int,
+    extra: list[str] | None = None,
+    tasks: list[str] | None = None,
 ) -> list[RunSpec]:
     """Every (algorithm, task, seed) with its overrides, each config validated now.
 
     Override order (later wins): run defaults, suite, task budget, task, algorithm, ``extra``
-    (the command line's ``--set``); then the seed. A bad key or value raises
-    :class:`SuiteError` before anything runs.
+    (the command line's ``--set``); then the seed. ``tasks`` (default: all) is checked against
+    the suite. A bad key or value raises :class:`SuiteError` before anything runs.
     """
     runs = []
-    for task_name, task in suite.tasks.items():
+    for task_name in select(tasks, list(suite.tasks), "task"):
+        task = suite.tasks[task_name]
         preset = resolve_preset(task.preset)
         for algo in algos:
             overrides = (
