@@ -24,12 +24,11 @@ import gymnasium
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT, save_untrained_checkpoint
 
 from s2ac_lit.config import load_config
-from s2ac_lit.module import RLModule
 from s2ac_lit.train import main as fit_main
 
-ROOT = Path(__file__).resolve().parents[1]
 HAS_CUDA = torch.cuda.is_available()
 IMAGE_ENV = "s2ac_test/ImageObservation-v0"
 
@@ -182,15 +181,8 @@ def workspace(tmp_path_factory) -> dict[str, str]:
     runs = tmp / "runs"
     cfg = load_config(ROOT / "conf" / "quickstart.yaml", [f"run_dir={runs}"])
     run = runs / "existing-run"
-    (run / "checkpoints").mkdir(parents=True)
+    save_untrained_checkpoint(cfg, run)
     (run / "config.yaml").write_text((ROOT / "conf" / "quickstart.yaml").read_text())
-    module = RLModule(cfg, 2, [-1.0, -1.0], [1.0, 1.0])
-    checkpoint = {
-        "state_dict": module.state_dict(),
-        "hyper_parameters": dict(module.hparams),
-        "global_step": 0,
-    }
-    torch.save(checkpoint, run / "checkpoints" / "last.ckpt")
     (run / "logs").mkdir()
     (run / "logs" / "metrics.csv").write_text("step,train/loss\n0,1.0\n")
     no_ckpt = tmp / "no_ckpt_run"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_train import tiny
+from conftest import tiny
 
 from s2ac_lit.actor import SVGDActor, tanh_log_abs_det
 from s2ac_lit.checkpoints import read_checkpoint

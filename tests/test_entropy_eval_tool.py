@@ -12,10 +12,11 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from conftest import ROOT
 
 from s2ac_lit.entropy import EntropyRecord
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "entropy_eval.py"
+TOOL = ROOT / "tools" / "entropy_eval.py"
 RECORD_COLUMNS = ["sweep", *(f.name for f in dataclasses.fields(EntropyRecord))]
 SUMMARY_COLUMNS = [
     "row",

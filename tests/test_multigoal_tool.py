@@ -14,6 +14,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT
 from tensordict.nn import TensorDictModule
 from torch import nn
 from torchrl.envs.utils import ExplorationType
@@ -34,7 +35,7 @@ from s2ac_lit.envs.metrics import PROBE_STATES
 from s2ac_lit.networks import QEnsemble
 from s2ac_lit.objectives import S2ACLoss, SQLLoss, make_sac_loss
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "multigoal.py"
+TOOL = ROOT / "tools" / "multigoal.py"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PROBES = torch.tensor(PROBE_STATES, dtype=torch.float32)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_train import expected_updates, run_fit, tiny
+from conftest import expected_updates, run_fit, tiny
 
 from s2ac_lit.callbacks import GracefulStop, RunInterrupted
 from s2ac_lit.checkpoints import find_checkpoint

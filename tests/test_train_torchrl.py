@@ -11,14 +11,13 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import ROOT
 
 from s2ac_lit.envs import check_env_id, env_dims, make_env
 
-ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tools" / "train_torchrl.py"
 LAST_LINE = re.compile(r"^eval_return=(-?\d+(\.\d*)?([eE][-+]?\d+)?|nan|-?inf)$")
 SMOKE_ALGOS = ("s2ac", "s2ac-phi", "sac", "sql", "random")
