@@ -19,16 +19,22 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import nn
 
+from s2ac_lit.actor import SVGDActor
 from s2ac_lit.config import Config
 from s2ac_lit.module import RLModule
+from s2ac_lit.networks import QEnsemble
+from s2ac_lit.objectives.common import SamplerLoss
 
 torch.set_num_threads(1)  # 2-vCPU machines spin-wait with two
+
+LossT = TypeVar("LossT", bound=SamplerLoss)
 
 ROOT = Path(__file__).resolve().parents[1]
 """The repository root: presets under ``conf/``, scripts under ``tools/``."""
@@ -76,6 +82,15 @@ def mock_replay_batch(
         },
         [batch],
     )
+
+
+def mock_sampler_loss(
+    loss_class: type[LossT], obs_dim: int, action_dim: int, **actor_options: Any
+) -> LossT:
+    """A tiny ``S2ACLoss`` or ``SQLLoss`` with its defaults: an ``SVGDActor`` on [-1, 1]^action_dim
+    built with ``actor_options``, then a twin critic with one hidden layer of 8."""
+    actor = SVGDActor(obs_dim, [-1.0] * action_dim, [1.0] * action_dim, **actor_options)
+    return loss_class(actor, QEnsemble(obs_dim, action_dim, hidden_sizes=(8,)))
 
 
 def set_constant_critic(critic: nn.Module | TensorDictBase, values: float | list[float]) -> None:

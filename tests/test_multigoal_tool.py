@@ -14,13 +14,12 @@ from types import ModuleType
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, mock_sampler_loss
 from tensordict.nn import TensorDictModule
 from torch import nn
 from torchrl.envs.utils import ExplorationType
 from torchrl.modules import ProbabilisticActor, TanhNormal
 
-from s2ac_lit.actor import SVGDActor
 from s2ac_lit.envs.experiment import (
     aggregate_over_seeds,
     evaluate_episodes,
@@ -32,7 +31,6 @@ from s2ac_lit.envs.experiment import (
     sql_samples,
 )
 from s2ac_lit.envs.metrics import PROBE_STATES
-from s2ac_lit.networks import QEnsemble
 from s2ac_lit.objectives import S2ACLoss, SQLLoss, make_sac_loss
 
 TOOL = ROOT / "tools" / "multigoal.py"
@@ -123,8 +121,7 @@ def test_sac_entropy_matches_the_tanh_normal_closed_form() -> None:
 def test_s2ac_entropy_without_svgd_steps_is_the_squashed_initial_gaussian() -> None:
     # L = 0: the S2AC(φ) policy is tanh(u), u ~ N(0, σ₀² I), whatever the critic.
     std = 0.6
-    actor = SVGDActor(2, [-1.0, -1.0], [1.0, 1.0], init="fixed", steps=0, init_std=std)
-    loss = S2ACLoss(actor, QEnsemble(2, 2, hidden_sizes=(8,)))
+    loss = mock_sampler_loss(S2ACLoss, 2, 2, init="fixed", steps=0, init_std=std)
     estimate = s2ac_entropy(loss, PROBES, num_samples=40_000)
     truth = 2 * tanh_gaussian_entropy(0.0, std)
     assert estimate.actions.shape == (len(PROBES), 40_000, 2)
@@ -137,18 +134,16 @@ def test_s2ac_entropy_without_svgd_steps_is_the_squashed_initial_gaussian() -> N
 def test_s2ac_entropy_runs_whole_chains_of_the_trained_particle_count(
     num_samples: int, expected: int
 ) -> None:
-    actor = SVGDActor(2, [-1.0, -1.0], [1.0, 1.0], init="learned", steps=2, hidden_sizes=(8,))
-    loss = S2ACLoss(actor, QEnsemble(2, 2, hidden_sizes=(8,)))
+    loss = mock_sampler_loss(S2ACLoss, 2, 2, init="learned", steps=2, hidden_sizes=(8,))
     estimate = s2ac_entropy(loss, PROBES, num_samples=num_samples)
-    assert actor.num_particles == 10
+    assert loss.actor_network.num_particles == 10
     assert estimate.actions.shape == (len(PROBES), expected, 2)
     assert torch.isfinite(estimate.entropy).all()
     assert estimate.actions.abs().max() <= 1.0
 
 
 def test_sql_has_samples_but_no_density() -> None:
-    actor = SVGDActor(2, [-1.0, -1.0], [1.0, 1.0], init="fixed", amortized=True)
-    loss = SQLLoss(actor, QEnsemble(2, 2, hidden_sizes=(8,)))
+    loss = mock_sampler_loss(SQLLoss, 2, 2, init="fixed", amortized=True)
     estimate = sql_samples(loss, PROBES, num_samples=64)
     assert torch.isnan(estimate.entropy).all()
     assert estimate.actions.shape == (len(PROBES), 64, 2)
@@ -158,8 +153,7 @@ def test_sql_has_samples_but_no_density() -> None:
 def test_probe_entropy_dispatches_on_the_loss() -> None:
     loss, policy = make_sac_loss(2, 2, [-1.0, -1.0], [1.0, 1.0], hidden_sizes=(8,))
     assert probe_entropy(loss, policy, PROBES, num_samples=16).actions.shape == (6, 16, 2)
-    actor = SVGDActor(2, [-1.0, -1.0], [1.0, 1.0], init="fixed", steps=1)
-    s2ac = S2ACLoss(actor, QEnsemble(2, 2, hidden_sizes=(8,)))
+    s2ac = mock_sampler_loss(S2ACLoss, 2, 2, init="fixed", steps=1)
     assert probe_entropy(s2ac, s2ac.policy(), PROBES, num_samples=20).actions.shape[1] == 20
     with pytest.raises(TypeError, match="no entropy estimate"):
         probe_entropy(loss, lambda td: td, PROBES)
