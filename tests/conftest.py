@@ -15,10 +15,13 @@ test files import them with ``from conftest import ...``.
 
 from __future__ import annotations
 
+import csv
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any, TypeVar
 
 import pytest
@@ -146,6 +149,21 @@ def run_fit(*args: str) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def load_tool(name: str) -> ModuleType:
+    """``tools/<name>.py`` imported as the module ``tools_<name>`` (a fresh copy each call)."""
+    spec = importlib.util.spec_from_file_location(f"tools_{name}", ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses in the tool look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    """The rows of a CSV file with a header (a run's metrics, a tool's results)."""
+    with path.open(newline="") as file:
+        return list(csv.DictReader(file))
 
 
 def save_untrained_checkpoint(cfg: Config, run: Path) -> Path:

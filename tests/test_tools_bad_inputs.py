@@ -6,13 +6,12 @@ allowed (``needles``, all required), no traceback, and no change to anything in 
 the pre-existing run folder is hashed before and after, and no new file or folder may appear
 (a failed start leaves no empty run folder). A few cases also run as real subprocesses.
 
-``pytest -s tests/test_bad_inputs.py`` prints the catalogue as a markdown table.
+``pytest -s tests/test_tools_bad_inputs.py`` prints the catalogue as a markdown table.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import gymnasium
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, save_untrained_checkpoint
+from conftest import ROOT, load_tool, save_untrained_checkpoint
 
 from s2ac_lit.config import load_config
 from s2ac_lit.train import main as fit_main
@@ -141,10 +140,7 @@ BENCHMARK_CASES: list[Any] = []
 
 
 def _load_tool(name: str) -> Callable[[list[str]], int]:
-    spec = importlib.util.spec_from_file_location(f"tools_{name}", ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses in the tool look their module up
-    spec.loader.exec_module(module)
+    module = load_tool(name)
     return module.run if name == "train_torchrl" else module.main
 
 
