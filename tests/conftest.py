@@ -1,13 +1,181 @@
-"""Shared test setup: one CPU thread (2-vCPU machines spin-wait with two) and fixed seeds."""
+"""Shared test setup (one CPU thread, fixed seeds) and the builders several test files use.
+
+Test files are named after what they test:
+
+- ``s2ac_lit/<module>.py`` → ``tests/test_<module>.py``;
+- ``s2ac_lit/<package>/<module>.py`` → ``tests/test_<package>_<module>.py``, and a whole
+  package → ``tests/test_<package>.py``;
+- ``tools/<name>.py`` → ``tests/test_tools_<name>.py``;
+- an aspect with enough tests of its own → ``tests/test_<module>_<aspect>.py`` (e.g.
+  ``test_train_resume.py``, ``test_tools_bad_inputs.py`` for every tool's bad input).
+
+The builders are plain functions, in the style of TorchRL's ``_create_mock_*`` test helpers;
+test files import them with ``from conftest import ...``.
+"""
 
 from __future__ import annotations
 
+import csv
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any, TypeVar
+
 import pytest
 import torch
+from tensordict import TensorDict, TensorDictBase
+from torch import nn
 
-torch.set_num_threads(1)
+from s2ac_lit.actor import SVGDActor
+from s2ac_lit.config import Config
+from s2ac_lit.module import RLModule
+from s2ac_lit.networks import QEnsemble
+from s2ac_lit.objectives.common import SamplerLoss
+
+torch.set_num_threads(1)  # 2-vCPU machines spin-wait with two
+
+LossT = TypeVar("LossT", bound=SamplerLoss)
+
+ROOT = Path(__file__).resolve().parents[1]
+"""The repository root: presets under ``conf/``, scripts under ``tools/``."""
 
 
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+# ----------------------------------------------------------------------- losses: data, critics
+def mock_replay_batch(
+    batch: int,
+    obs_dim: int,
+    action_dim: int,
+    *,
+    terminated: torch.Tensor | None = None,
+    action_range: tuple[float, float] = (-1.0, 1.0),
+    generator: torch.Generator | None = None,
+) -> TensorDict:
+    """A replay batch under TorchRL's default keys, as a collector and buffer deliver it.
+
+    Observations and rewards are standard normal, actions uniform on ``action_range``, drawn in
+    the order observation, action, next observation, reward from ``generator`` (the global RNG
+    without one). ``terminated`` (default: none) also serves as ``done``; set
+    ``("next", "done")`` afterwards for truncations.
+
+    Shapes:
+        ``observation``, ``("next", "observation")``: [batch, obs_dim]; ``action``:
+        [batch, action_dim]; ``("next", "reward" | "done" | "terminated")``: [batch, 1].
+    """
+    if terminated is None:
+        terminated = torch.zeros(batch, 1, dtype=torch.bool)
+    low, high = action_range
+    return TensorDict(
+        {
+            "observation": torch.randn(batch, obs_dim, generator=generator),
+            "action": low + (high - low) * torch.rand(batch, action_dim, generator=generator),
+            "next": {
+                "observation": torch.randn(batch, obs_dim, generator=generator),
+                "reward": torch.randn(batch, 1, generator=generator),
+                "done": terminated.clone(),
+                "terminated": terminated,
+            },
+        },
+        [batch],
+    )
+
+
+def mock_sampler_loss(
+    loss_class: type[LossT], obs_dim: int, action_dim: int, **actor_options: Any
+) -> LossT:
+    """A tiny ``S2ACLoss`` or ``SQLLoss`` with its defaults: an ``SVGDActor`` on [-1, 1]^action_dim
+    built with ``actor_options``, then a twin critic with one hidden layer of 8."""
+    actor = SVGDActor(obs_dim, [-1.0] * action_dim, [1.0] * action_dim, **actor_options)
+    return loss_class(actor, QEnsemble(obs_dim, action_dim, hidden_sizes=(8,)))
+
+
+def set_constant_critic(critic: nn.Module | TensorDictBase, values: float | list[float]) -> None:
+    """Q_k(s, a) = values[k] everywhere (one value: every critic): zero last-layer weights, the
+    bias is the constant. ``critic`` is a ``QEnsemble`` or its parameters (e.g. a loss's
+    ``qvalue_network_params``); either is changed in place."""
+    params = TensorDict.from_module(critic) if isinstance(critic, nn.Module) else critic
+    last = params["layers", str(len(params["layers"].keys()) - 1)]
+    with torch.no_grad():
+        last["weight"].zero_()
+        last["bias"].copy_(torch.tensor(values, dtype=last["bias"].dtype).reshape(-1, 1, 1))
+
+
+# ------------------------------------------------------------------- training runs and folders
+TINY = [
+    "env.id=s2ac_lit/MultiGoalMaxEnt-v0",
+    "collector.init_random_frames=100",
+    "collector.frames_per_batch=50",
+    "collector.update_after=100",
+    "collector.updates_per_batch=10",
+    "replay.capacity=5000",
+    "replay.batch_size=32",
+    "svgd.num_particles=4",
+    "svgd.steps=2",
+    "actor.hidden_sizes=[16]",
+    "critic.hidden_sizes=[16,16]",
+    "trainer.log_every_updates=5",
+    "trainer.progress_bar=false",
+    "eval.episodes=2",
+]
+"""Overrides for a tiny multigoal fit: tiny networks, 50-frame batches, updates from frame 100."""
+
+
+def tiny(tmp_path: Path, *extra: str) -> list[str]:
+    """The tiny fit's overrides with its run folder under ``tmp_path / "runs"``, then ``extra``."""
+    return [*TINY, f"run_dir={tmp_path / 'runs'}", *extra]
+
+
+def expected_updates(frames: int) -> int:
+    """Updates of a tiny fit over ``frames``: 50-frame batches, updates from frame 100 and 10
+    per batch, so F frames give (F/50 - 2 + 1)·10."""
+    return (frames // 50 - 2 + 1) * 10
+
+
+def run_fit(*args: str) -> subprocess.Popen:
+    """``tools/fit.py args`` as a user starts it, output (with stderr) piped and unbuffered."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "tools" / "fit.py"), *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def load_tool(name: str) -> ModuleType:
+    """``tools/<name>.py`` imported as the module ``tools_<name>`` (a fresh copy each call)."""
+    spec = importlib.util.spec_from_file_location(f"tools_{name}", ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses in the tool look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    """The rows of a CSV file with a header (a run's metrics, a tool's results)."""
+    with path.open(newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def save_untrained_checkpoint(cfg: Config, run: Path) -> Path:
+    """An untrained multigoal ``RLModule`` (2-dim observations and actions in [-1, 1]²) saved
+    as ``run/checkpoints/last.ckpt`` with the entries Lightning writes; returns its path."""
+    (run / "checkpoints").mkdir(parents=True)
+    module = RLModule(cfg, 2, [-1.0, -1.0], [1.0, 1.0])
+    checkpoint = {
+        "state_dict": module.state_dict(),
+        "hyper_parameters": dict(module.hparams),
+        "global_step": 0,
+    }
+    path = run / "checkpoints" / "last.ckpt"
+    torch.save(checkpoint, path)
+    return path

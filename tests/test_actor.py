@@ -1,4 +1,6 @@
-"""The SVGD actor: squash, initial distributions, log π against torch.distributions, selection."""
+"""The SVGD actor: squash, initial distributions, log π against torch.distributions, selection,
+and the sampler diagnostics (checked against a direct computation on the same particles, same
+generator seed)."""
 
 from __future__ import annotations
 
@@ -11,12 +13,14 @@ from torch import distributions as D
 from s2ac_lit.actor import (
     SVGDActor,
     gather_particle,
+    sampler_diagnostics,
     select_particle,
     tanh_log_abs_det,
     truncated_standard_normal,
     truncated_standard_normal_log_prob,
 )
 from s2ac_lit.networks import QEnsemble
+from s2ac_lit.svgd import svgd_run
 
 F64 = torch.float64
 LOW, HIGH = [-2.0, 0.0], [2.0, 1.0]
@@ -206,3 +210,58 @@ def test_compiled_critic_kernels_match_eager() -> None:
     )
     for a, b in zip((*eager, *eager_grad), (*compiled, *compiled_grad), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------- diagnostics that show a collapse coming
+def test_sampler_diagnostics_match_a_direct_computation() -> None:
+    actor = SVGDActor(3, [-2.0, -1.0], [2.0, 1.0], num_particles=6, steps=3, hidden_sizes=(16,))
+    critic = QEnsemble(3, 2, hidden_sizes=(16,))
+    obs = torch.randn(7, 3)
+    sample = actor.sample(
+        obs, critic, 0.5, diagnostics=True, generator=torch.Generator().manual_seed(1)
+    )
+    u0, log_q0, _ = actor.initial_particles(obs, generator=torch.Generator().manual_seed(1))
+    mean, raw = actor.init_net(obs).unsqueeze(-2).chunk(2, -1)
+    std = actor.std_min + (actor.std_max - actor.std_min) * torch.sigmoid(raw)
+    energy = actor.energy(obs, critic, 0.5)
+    trace = svgd_run(
+        energy, u0, log_q0, score_fn=energy.score_fn, diagnostics=True, **actor.sampler_options
+    )
+    torch.testing.assert_close(sample.particles, trace.particles)
+    torch.testing.assert_close(
+        sample.log_prob, trace.log_q - tanh_log_abs_det(trace.particles, actor.action_scale)
+    )
+    d = sample.diagnostics
+    expected = {
+        "svgd/sigma2_first": trace.sigma2[..., 0].mean(),
+        "svgd/sigma2_last": trace.sigma2[..., -1].mean(),
+        "svgd/step_norm_bound": trace.step_norm_bound.max(),
+        "svgd/spread_init": u0.std(-2).mean(),
+        "svgd/spread_final": trace.particles.std(-2).mean(),
+        "actor/saturated": (trace.particles.tanh().abs() > 0.99).float().mean(),
+        "actor/std_mean": std.mean(),
+        "actor/std_min": std.min(),
+        "actor/mean_norm": mean.norm(dim=-1).mean(),
+    }
+    assert set(d) == set(expected)
+    for key, value in expected.items():
+        torch.testing.assert_close(d[key], value.detach(), msg=key)
+        assert not d[key].requires_grad
+
+
+def test_saturation_counts_coordinates_beyond_the_threshold() -> None:
+    actor = SVGDActor(1, [-1.0], [1.0], init="fixed", num_particles=4, steps=0)
+    u = torch.tensor([[[0.0], [2.0], [2.7], [-3.0]]])  # tanh: 0, 0.964, 0.991, -0.995
+    d = sampler_diagnostics(u, u, torch.zeros(1, 0), torch.zeros(1, 0))
+    assert float(d["actor/saturated"]) == pytest.approx(0.5)
+    assert "svgd/sigma2_first" not in d  # no SVGD step, no kernel
+    assert actor.init_net is None
+
+
+@pytest.mark.parametrize(("init", "steps"), [("learned", 2), ("fixed", 2), ("learned", 0)])
+def test_diagnostic_keys_name_exactly_what_the_sampler_returns(init: str, steps: int) -> None:
+    actor = SVGDActor(3, [-1.0], [1.0], init=init, num_particles=4, steps=steps, hidden_sizes=(8,))
+    sample = actor.sample(
+        torch.randn(5, 3), QEnsemble(3, 1, hidden_sizes=(8,)), 1.0, diagnostics=True
+    )
+    assert sorted(sample.diagnostics) == sorted(actor.diagnostic_keys())

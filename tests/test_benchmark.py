@@ -14,14 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT
 
 from s2ac_lit.benchmark import aggregate
 from s2ac_lit.benchmark.cli import FAILED_BASE, main
 from s2ac_lit.benchmark.runner import ATTEMPTS_FILE, LOG_FILE, SUMMARY_FILE
 from s2ac_lit.benchmark.suite import load_suite, plan
 
-REPO = Path(__file__).resolve().parents[1]
-SMOKE = REPO / "conf" / "suites" / "smoke.yaml"
+SMOKE = ROOT / "conf" / "suites" / "smoke.yaml"
 REPS = 1000
 
 
@@ -168,7 +168,7 @@ def test_report_at_frames_reads_unfinished_runs_up_to_that_budget(tmp_path: Path
 
 
 # ---------------------------------------------------------------------------- suites
-@pytest.mark.parametrize("path", sorted((REPO / "conf" / "suites").glob("*.yaml")), ids=str)
+@pytest.mark.parametrize("path", sorted((ROOT / "conf" / "suites").glob("*.yaml")), ids=str)
 def test_every_suite_plans_valid_runs(path: Path) -> None:
     suite = load_suite(path)
     specs = plan(suite, algos=list(suite.algos), seeds=1)  # validates every run's config
@@ -205,9 +205,9 @@ def test_bad_input_is_one_line_and_exit_2(
 
 # ---------------------------------------------------------------------------- Ray, end to end
 def _harness(suite: Path, out: Path) -> subprocess.Popen:
-    cmd = [sys.executable, str(REPO / "tools" / "benchmark.py"), "--suite", str(suite)]
+    cmd = [sys.executable, str(ROOT / "tools" / "benchmark.py"), "--suite", str(suite)]
     cmd += ["--out", str(out), "--workers", "2", "--reps", "200"]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_WAIT_POLICY": "PASSIVE"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_WAIT_POLICY": "PASSIVE"}
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from s2ac_lit import actor, kernels, networks, svgd
 from s2ac_lit.config import (
@@ -20,7 +21,7 @@ from s2ac_lit.config import (
 )
 from s2ac_lit.train import main
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = ROOT / "conf"
 # conf/suites/ holds benchmark suites, not presets (tests/test_benchmark.py loads those).
 PRESETS = sorted(p for p in CONF.glob("**/*.yaml") if p.parent.name != "suites")
 

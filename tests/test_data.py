@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from conftest import mock_sampler_loss
 from torchrl.envs.utils import RandomPolicy
 
 from s2ac_lit.config import CollectorConfig, ReplayConfig
@@ -108,8 +109,6 @@ def test_prioritized_replay_weights_reach_the_loss_and_td_errors_become_prioriti
     from torchrl.data.replay_buffers.samplers import prioritized
 
     import s2ac_lit.data as data
-    from s2ac_lit.actor import SVGDActor
-    from s2ac_lit.networks import QEnsemble
     from s2ac_lit.objectives import S2ACLoss
 
     for name, fill, reduce in (("Sum", 0.0, np.sum), ("Min", np.inf, np.min)):
@@ -132,8 +131,8 @@ def test_prioritized_replay_weights_reach_the_loss_and_td_errors_become_prioriti
         SCHEDULE,
         beta_annealing=(cfg.beta, cfg.beta_final),
     )
-    actor = SVGDActor(2, [-1.0] * 2, [1.0] * 2, init="fixed", num_particles=4, steps=1)
-    loss = S2ACLoss(actor, QEnsemble(2, 2, hidden_sizes=(8,))).make_value_estimator(gamma=0.9)
+    loss = mock_sampler_loss(S2ACLoss, 2, 2, init="fixed", num_particles=4, steps=1)
+    loss.make_value_estimator(gamma=0.9)
     np.random.seed(0)  # TorchRL's prioritised sampler draws with numpy's global generator
     betas, previous, uniform = [], None, True
     for batch in feeder:

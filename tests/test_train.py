@@ -1,54 +1,26 @@
 """End-to-end training: a tiny fit, kill-and-resume, bad checkpoints, DDP on CPU, evaluation.
 
-Runs use the multigoal env and tiny networks. The update schedule makes the number of updates
-a known function of the config: with 50-frame batches, updates from frame 100 and 10 updates
-per batch, F frames give (F/50 - 2 + 1)·10 updates.
+Runs use the multigoal env and tiny networks (``conftest.TINY``), whose update schedule makes
+the number of updates a known function of the frames (``conftest.expected_updates``).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import ROOT, expected_updates, run_fit, tiny
 
 from s2ac_lit.checkpoints import find_checkpoint
 from s2ac_lit.config import load_config
 from s2ac_lit.train import main, train
-
-ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "env.id=s2ac_lit/MultiGoalMaxEnt-v0",
-    "collector.init_random_frames=100",
-    "collector.frames_per_batch=50",
-    "collector.update_after=100",
-    "collector.updates_per_batch=10",
-    "replay.capacity=5000",
-    "replay.batch_size=32",
-    "svgd.num_particles=4",
-    "svgd.steps=2",
-    "actor.hidden_sizes=[16]",
-    "critic.hidden_sizes=[16,16]",
-    "trainer.log_every_updates=5",
-    "trainer.progress_bar=false",
-    "eval.episodes=2",
-]
-
-
-def expected_updates(frames: int) -> int:
-    return (frames // 50 - 2 + 1) * 10
-
-
-def tiny(tmp_path: Path, *extra: str) -> list[str]:
-    return [*TINY, f"run_dir={tmp_path / 'runs'}", *extra]
 
 
 @pytest.fixture(scope="module")
@@ -117,18 +89,6 @@ def test_missing_run_is_a_clear_error(tmp_path: Path, capsys) -> None:
     assert "neither a checkpoint file nor a run folder" in capsys.readouterr().err
     assert main(["--resume", "auto", f"run_dir={tmp_path}"]) == 2
     assert "no run with a checkpoint" in capsys.readouterr().err
-
-
-def run_fit(*args: str) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "tools" / "fit.py"), *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
 
 
 def test_killed_run_resumes_without_losing_or_repeating_work(tmp_path: Path) -> None:

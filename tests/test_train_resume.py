@@ -7,7 +7,6 @@ frame budget (``expected_updates``).
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import random
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_train import expected_updates, run_fit, tiny
+from conftest import expected_updates, read_csv, run_fit, tiny
 
 from s2ac_lit.callbacks import GracefulStop, RunInterrupted
 from s2ac_lit.checkpoints import find_checkpoint
@@ -40,13 +39,10 @@ BUDGET = [
 ]
 
 
-def csv_rows(run: Path) -> list[dict[str, str]]:
-    with open(run / "logs" / "csv" / "metrics.csv", newline="") as file:
-        return list(csv.DictReader(file))
-
-
 def logged_steps(run: Path, key: str) -> list[int]:
-    return [int(row["step"]) for row in csv_rows(run) if row.get(key)]
+    return [
+        int(row["step"]) for row in read_csv(run / "logs" / "csv" / "metrics.csv") if row.get(key)
+    ]
 
 
 def temporary_files(run: Path) -> list[Path]:

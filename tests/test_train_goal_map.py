@@ -6,10 +6,9 @@ import json
 import re
 from pathlib import Path
 
-import torch
+from conftest import save_untrained_checkpoint
 
 from s2ac_lit.config import load_config
-from s2ac_lit.module import RLModule
 from s2ac_lit.train import goal_map
 
 ENV_ID = "s2ac_lit/MultiGoalMaxEnt-v0"
@@ -27,14 +26,7 @@ def test_goal_map_writes_picture_and_rates_and_names_goals(tmp_path: Path) -> No
         ]
     )
     run = tmp_path / "run"
-    (run / "checkpoints").mkdir(parents=True)
-    module = RLModule(cfg, 2, [-1.0, -1.0], [1.0, 1.0])
-    checkpoint = {
-        "state_dict": module.state_dict(),
-        "hyper_parameters": dict(module.hparams),
-        "global_step": 0,
-    }
-    torch.save(checkpoint, run / "checkpoints" / "last.ckpt")
+    save_untrained_checkpoint(cfg, run)
 
     line = goal_map(run, ENV_ID, EPISODES)
 

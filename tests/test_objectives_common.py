@@ -12,6 +12,7 @@ import math
 
 import pytest
 import torch
+from conftest import mock_replay_batch, set_constant_critic
 from tensordict import TensorDict
 from torchrl.data import LazyTensorStorage, ReplayBuffer
 from torchrl.envs import MultiStepTransform
@@ -55,19 +56,9 @@ def make_loss(kind: str, **kwargs) -> SamplerLoss:
 def make_batch(n: int = 12, *, seed: int = 1) -> TensorDict:
     g = torch.Generator().manual_seed(seed)
     term = torch.rand(n, 1, generator=g) < 0.3
-    return TensorDict(
-        {
-            "observation": torch.randn(n, OBS, generator=g),
-            "action": torch.rand(n, ACT, generator=g) * 2 - 1,
-            "next": {
-                "observation": torch.randn(n, OBS, generator=g),
-                "reward": torch.randn(n, 1, generator=g),
-                "done": term | (torch.rand(n, 1, generator=g) < 0.2),
-                "terminated": term,
-            },
-        },
-        [n],
-    )
+    td = mock_replay_batch(n, OBS, ACT, terminated=term, generator=g)
+    td["next", "done"] = term | (torch.rand(n, 1, generator=g) < 0.2)  # and truncations
+    return td
 
 
 def losses_of(loss: SamplerLoss, td: TensorDict, seed: int = 5) -> dict[str, torch.Tensor]:
@@ -75,14 +66,6 @@ def losses_of(loss: SamplerLoss, td: TensorDict, seed: int = 5) -> dict[str, tor
     torch.manual_seed(seed)
     out = loss(td)
     return {k: v for k, v in out.items() if k.startswith("loss_")}
-
-
-def set_constant_critic(critic_params: TensorDict, value: float) -> None:
-    """Q_k ≡ value: zero last-layer weights, the bias is the constant."""
-    last = critic_params["layers", str(len(critic_params["layers"].keys()) - 1)]
-    with torch.no_grad():
-        last["weight"].zero_()
-        last["bias"].fill_(value)
 
 
 # ----------------------------------------------------------------------------- 1. batch shapes

@@ -10,16 +10,15 @@ deterministic return above -300 (SAC at α = 1 reaches about -127 on this budget
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, read_csv
 
 from s2ac_lit.config import load_config
 from s2ac_lit.train import train
 
-ROOT = Path(__file__).resolve().parents[1]
 REPRODUCTION = [
     "actor.init=learned",
     "loss.alpha_init=1",
@@ -35,7 +34,7 @@ def test_s2ac_phi_theta_at_alpha_one_does_not_collapse(tmp_path: Path) -> None:
     cfg = load_config(ROOT / "conf" / "multigoal.yaml", [*REPRODUCTION, f"run_dir={tmp_path}"])
     assert cfg.svgd.max_step_norm == 0.5  # the default under test
     run = Path(train(cfg)["run_folder"])
-    rows = list(csv.DictReader((run / "logs" / "csv" / "metrics.csv").open()))
+    rows = read_csv(run / "logs" / "csv" / "metrics.csv")
     entropies = [float(r["train/entropy"]) for r in rows if r.get("train/entropy")]
     assert len(entropies) > 30
     assert min(entropies) > -3, entropies

@@ -1,25 +1,19 @@
-"""Multigoal experiment: policy adapter and entropy estimators (closed forms), and a smoke run
-of ``tools/multigoal.py --quick`` (rows, columns, pictures, re-evaluation)."""
+"""Multigoal experiment helpers: policy adapter, episodes, entropy estimators (closed forms) and
+aggregates over seeds. The tool built on them is smoke-run in ``test_tools_multigoal.py``."""
 
 from __future__ import annotations
 
-import csv
-import importlib.util
-import json
 import math
-import sys
-from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 import torch
+from conftest import mock_sampler_loss
 from tensordict.nn import TensorDictModule
 from torch import nn
 from torchrl.envs.utils import ExplorationType
 from torchrl.modules import ProbabilisticActor, TanhNormal
 
-from s2ac_lit.actor import SVGDActor
 from s2ac_lit.envs.experiment import (
     aggregate_over_seeds,
     evaluate_episodes,
@@ -31,11 +25,8 @@ from s2ac_lit.envs.experiment import (
     sql_samples,
 )
 from s2ac_lit.envs.metrics import PROBE_STATES
-from s2ac_lit.networks import QEnsemble
 from s2ac_lit.objectives import S2ACLoss, SQLLoss, make_sac_loss
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "multigoal.py"
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PROBES = torch.tensor(PROBE_STATES, dtype=torch.float32)
 
 
@@ -122,8 +113,7 @@ def test_sac_entropy_matches_the_tanh_normal_closed_form() -> None:
 def test_s2ac_entropy_without_svgd_steps_is_the_squashed_initial_gaussian() -> None:
     # L = 0: the S2AC(φ) policy is tanh(u), u ~ N(0, σ₀² I), whatever the critic.
     std = 0.6
-    actor = SVGDActor(2, [-1.0, -1.0], [1.0, 1.0], init="fixed", steps=0, init_std=std)
-    loss = S2ACLoss(actor, QEnsemble(2, 2, hidden_sizes=(8,)))
+    loss = mock_sampler_loss(S2ACLoss, 2, 2, init="fixed", steps=0, init_std=std)
     estimate = s2ac_entropy(loss, PROBES, num_samples=40_000)
     truth = 2 * tanh_gaussian_entropy(0.0, std)
     assert estimate.actions.shape == (len(PROBES), 40_000, 2)
@@ -136,18 +126,16 @@ def test_s2ac_entropy_without_svgd_steps_is_the_squashed_initial_gaussian() -> N
 def test_s2ac_entropy_runs_whole_chains_of_the_trained_particle_count(
     num_samples: int, expected: int
 ) -> None:
-    actor = SVGDActor(2, [-1.0, -1.0], [1.0, 1.0], init="learned", steps=2, hidden_sizes=(8,))
-    loss = S2ACLoss(actor, QEnsemble(2, 2, hidden_sizes=(8,)))
+    loss = mock_sampler_loss(S2ACLoss, 2, 2, init="learned", steps=2, hidden_sizes=(8,))
     estimate = s2ac_entropy(loss, PROBES, num_samples=num_samples)
-    assert actor.num_particles == 10
+    assert loss.actor_network.num_particles == 10
     assert estimate.actions.shape == (len(PROBES), expected, 2)
     assert torch.isfinite(estimate.entropy).all()
     assert estimate.actions.abs().max() <= 1.0
 
 
 def test_sql_has_samples_but_no_density() -> None:
-    actor = SVGDActor(2, [-1.0, -1.0], [1.0, 1.0], init="fixed", amortized=True)
-    loss = SQLLoss(actor, QEnsemble(2, 2, hidden_sizes=(8,)))
+    loss = mock_sampler_loss(SQLLoss, 2, 2, init="fixed", amortized=True)
     estimate = sql_samples(loss, PROBES, num_samples=64)
     assert torch.isnan(estimate.entropy).all()
     assert estimate.actions.shape == (len(PROBES), 64, 2)
@@ -157,8 +145,7 @@ def test_sql_has_samples_but_no_density() -> None:
 def test_probe_entropy_dispatches_on_the_loss() -> None:
     loss, policy = make_sac_loss(2, 2, [-1.0, -1.0], [1.0, 1.0], hidden_sizes=(8,))
     assert probe_entropy(loss, policy, PROBES, num_samples=16).actions.shape == (6, 16, 2)
-    actor = SVGDActor(2, [-1.0, -1.0], [1.0, 1.0], init="fixed", steps=1)
-    s2ac = S2ACLoss(actor, QEnsemble(2, 2, hidden_sizes=(8,)))
+    s2ac = mock_sampler_loss(S2ACLoss, 2, 2, init="fixed", steps=1)
     assert probe_entropy(s2ac, s2ac.policy(), PROBES, num_samples=20).actions.shape[1] == 20
     with pytest.raises(TypeError, match="no entropy estimate"):
         probe_entropy(loss, lambda td: td, PROBES)
@@ -189,79 +176,3 @@ def test_aggregate_over_seeds_ignores_nan() -> None:
     assert out[0]["x"] == {"mean": 1.5, "std": 0.5}
     assert out[0]["h"] == {"mean": 4.0, "std": 0.0}
     assert math.isnan(out[1]["h"]["mean"])
-
-
-# ---------------------------------------------------------------------------- the tool
-@pytest.fixture(scope="module")
-def tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("multigoal_tool", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def _read(path: Path) -> list[dict[str, str]]:
-    with path.open() as f:
-        return list(csv.DictReader(f))
-
-
-@pytest.mark.slow  # eight fit.py processes through Ray: 5-12 minutes on 2 CPUs
-def test_quick_run_writes_rows_columns_and_pictures(
-    tool: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    argv = ["--quick", "--seeds", "2", "--episodes", "3", "--out", str(tmp_path)]
-    assert tool.main([*argv, "--workers", "2"]) == 0
-    algos, envs, modes = list(tool.LABELS), ["plain", "obstacle"], ["sampled", "deterministic"]
-
-    rows = _read(tmp_path / "results.csv")
-    runs = [r for r in rows if r["seed"] not in ("mean", "std")]
-    aggregates = [r for r in rows if r["seed"] in ("mean", "std")]
-    assert len(runs) == len(algos) * 2 * len(envs) * len(modes)
-    assert len(aggregates) == len(algos) * len(envs) * len(modes) * 2
-    assert {(r["algo"], r["seed"], r["env"], r["mode"]) for r in runs} == {
-        (a, str(s), e, m) for a in algos for s in (0, 1) for e in envs for m in modes
-    }
-    columns = set(rows[0])
-    expected = {"algo", "label", "seed", "env", "env_id", "mode", "alpha", "frames", "updates"}
-    expected |= {"distinct_goals", "hit_G1", "hit_G2", "hit_G3", "miss_rate", "return_mean"}
-    expected |= {"wall_hits_per_episode", "entropy", "entropy_knn", "episodes", "n_seeds"}
-    expected |= {f"entropy_p{i}" for i in range(len(PROBE_STATES))}
-    expected |= {f"entropy_knn_p{i}" for i in range(len(PROBE_STATES))}
-    assert expected <= columns
-    for row in runs:
-        hits = sum(float(row[f"hit_G{g}"]) for g in (1, 2, 3)) + float(row["miss_rate"])
-        assert hits == pytest.approx(1.0)
-        assert row["frames"] == str(tool.QUICK_FRAMES) and row["episodes"] == "3"
-        sampled = row["mode"] == "sampled"
-        assert math.isfinite(float(row["entropy_knn"])) == sampled
-        assert math.isfinite(float(row["entropy"])) == (sampled and row["algo"] != "sql")
-        if row["env"] == "plain":
-            assert float(row["wall_hits_per_episode"]) == 0.0
-
-    def reject(constant: str) -> None:
-        raise AssertionError(f"results.json is not strict JSON: {constant}")
-
-    payload = json.loads((tmp_path / "results.json").read_text(), parse_constant=reject)
-    assert set(payload) == {"meta", "runs", "aggregate"}
-    assert len(payload["runs"]) == len(runs)
-    assert payload["meta"]["probe_states"] == [list(p) for p in PROBE_STATES]
-    sql = next(r for r in payload["runs"] if r["algo"] == "sql" and r["mode"] == "sampled")
-    assert sql["entropy"] is None and sql["entropy_knn"] is not None
-    first = payload["aggregate"][0]
-    assert first["n_seeds"] == 2 and set(first["distinct_goals"]) == {"mean", "std"}
-
-    pictures = ["goal_hits.png", "goal_hits_obstacle.png"]
-    pictures += [f"trajectories_{a}{s}.png" for a in algos for s in ("", "_obstacle")]
-    for name in pictures:
-        assert (tmp_path / name).read_bytes()[:8] == PNG_MAGIC, name
-    assert "| S2AC(φ) | plain | sampled | 2 |" in capsys.readouterr().out
-
-    # --skip-train re-evaluates the same runs with the same seeds: identical metrics.
-    assert tool.main([*argv, "--skip-train", "--algos", "sac", "sql"]) == 0
-    again = [r for r in _read(tmp_path / "results.csv") if r["seed"] not in ("mean", "std")]
-
-    def strip(row: dict[str, str]) -> dict[str, str]:
-        return {k: v for k, v in row.items() if k != "eval_wall_s"}
-
-    assert [strip(r) for r in again] == [strip(r) for r in runs if r["algo"] in ("sac", "sql")]

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from conftest import mock_replay_batch, set_constant_critic
 from tensordict import TensorDict
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
@@ -20,19 +21,8 @@ OBS_DIM, BATCH = 3, 6
 
 
 def make_batch(action_dim: int, batch: int = BATCH) -> TensorDict:
-    return TensorDict(
-        {
-            "observation": torch.randn(batch, OBS_DIM),
-            "action": torch.rand(batch, action_dim) * 2 - 1,
-            "next": {
-                "observation": torch.randn(batch, OBS_DIM),
-                "reward": torch.randn(batch, 1),
-                "done": torch.tensor([[True], [False]]).repeat(batch // 2, 1),
-                "terminated": torch.tensor([[True], [False]]).repeat(batch // 2, 1),
-            },
-        },
-        [batch],
-    )
+    terminated = torch.tensor([[True], [False]]).repeat(batch // 2, 1)
+    return mock_replay_batch(batch, OBS_DIM, action_dim, terminated=terminated)
 
 
 def make_loss(
@@ -59,14 +49,6 @@ def make_loss(
     return SQLLoss(actor, critic, alpha=alpha, amortized_particles=5).make_value_estimator(
         gamma=gamma
     )
-
-
-def set_constant_critic(critic: QEnsemble, values: list[float]) -> None:
-    """Q_k(s, a) = values[k] everywhere: zero last weights, bias = the constant."""
-    last = critic.layers[-1]
-    with torch.no_grad():
-        last.weight.zero_()
-        last.bias.copy_(torch.tensor(values).view(-1, 1, 1))
 
 
 def test_soft_value_hand_computation() -> None:

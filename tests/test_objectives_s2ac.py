@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from conftest import mock_replay_batch
 from tensordict import TensorDict
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 from torchrl.objectives import SoftUpdate
@@ -28,21 +29,9 @@ def linear_critic(weights: list[list[float]], biases: list[float]) -> QEnsemble:
 
 
 def batch(terminated: list[bool] | None = None) -> TensorDict:
-    g = torch.Generator().manual_seed(11)
     term = torch.tensor(terminated or [False] * B).unsqueeze(-1)
-    return TensorDict(
-        {
-            "observation": torch.randn(B, OBS, generator=g),
-            "action": torch.rand(B, ACT, generator=g) * 2 - 1,
-            "next": {
-                "observation": torch.randn(B, OBS, generator=g),
-                "reward": torch.randn(B, 1, generator=g),
-                "done": term.clone(),
-                "terminated": term,
-            },
-        },
-        [B],
-    )
+    g = torch.Generator().manual_seed(11)
+    return mock_replay_batch(B, OBS, ACT, terminated=term, generator=g)
 
 
 def make_loss(init: str = "fixed", steps: int = 0, **kwargs) -> S2ACLoss:

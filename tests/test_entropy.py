@@ -7,6 +7,7 @@ Gaussian, where the Hessian is constant; and the SVGD closed form against the pa
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
@@ -156,27 +157,12 @@ def test_hmc_position_jacobian_matches_leapfrog_matrix_on_gaussian() -> None:
     step = torch.linalg.matrix_power(kick @ drift @ kick, n)
     log_det = torch.linalg.slogdet(step[:2, :2]).logabsdet
     x0, log_q0 = torch.randn(40, 2, dtype=F64), torch.zeros(40, dtype=F64)
-    trace = hmc_run(
-        target.log_prob,
-        x0,
-        log_q0,
-        steps=steps,
-        step_size=eps,
-        leapfrog_steps=n,
-        metropolis=False,
-        generator=torch.Generator().manual_seed(0),
+    chain = functools.partial(
+        hmc_run, target.log_prob, x0, log_q0, steps=steps, step_size=eps, leapfrog_steps=n
     )
+    trace = chain(metropolis=False, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(trace.log_q, torch.full_like(log_q0, -steps * log_det.item()))
-    joint = hmc_run(
-        target.log_prob,
-        x0,
-        log_q0,
-        steps=steps,
-        step_size=eps,
-        leapfrog_steps=n,
-        estimate="joint",
-        generator=torch.Generator().manual_seed(0),
-    )
+    joint = chain(estimate="joint", generator=torch.Generator().manual_seed(0))
     assert joint.log_q.shape == (40,) and joint.accept_rate.shape == (steps,)
     assert 0.5 < joint.accept_rate.mean() <= 1.0
 

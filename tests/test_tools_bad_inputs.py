@@ -6,13 +6,12 @@ allowed (``needles``, all required), no traceback, and no change to anything in 
 the pre-existing run folder is hashed before and after, and no new file or folder may appear
 (a failed start leaves no empty run folder). A few cases also run as real subprocesses.
 
-``pytest -s tests/test_bad_inputs.py`` prints the catalogue as a markdown table.
+``pytest -s tests/test_tools_bad_inputs.py`` prints the catalogue as a markdown table.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import subprocess
 import sys
@@ -24,12 +23,11 @@ import gymnasium
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT, load_tool, save_untrained_checkpoint
 
 from s2ac_lit.config import load_config
-from s2ac_lit.module import RLModule
 from s2ac_lit.train import main as fit_main
 
-ROOT = Path(__file__).resolve().parents[1]
 HAS_CUDA = torch.cuda.is_available()
 IMAGE_ENV = "s2ac_test/ImageObservation-v0"
 
@@ -142,10 +140,7 @@ BENCHMARK_CASES: list[Any] = []
 
 
 def _load_tool(name: str) -> Callable[[list[str]], int]:
-    spec = importlib.util.spec_from_file_location(f"tools_{name}", ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses in the tool look their module up
-    spec.loader.exec_module(module)
+    module = load_tool(name)
     return module.run if name == "train_torchrl" else module.main
 
 
@@ -182,15 +177,8 @@ def workspace(tmp_path_factory) -> dict[str, str]:
     runs = tmp / "runs"
     cfg = load_config(ROOT / "conf" / "quickstart.yaml", [f"run_dir={runs}"])
     run = runs / "existing-run"
-    (run / "checkpoints").mkdir(parents=True)
+    save_untrained_checkpoint(cfg, run)
     (run / "config.yaml").write_text((ROOT / "conf" / "quickstart.yaml").read_text())
-    module = RLModule(cfg, 2, [-1.0, -1.0], [1.0, 1.0])
-    checkpoint = {
-        "state_dict": module.state_dict(),
-        "hyper_parameters": dict(module.hparams),
-        "global_step": 0,
-    }
-    torch.save(checkpoint, run / "checkpoints" / "last.ckpt")
     (run / "logs").mkdir()
     (run / "logs" / "metrics.csv").write_text("step,train/loss\n0,1.0\n")
     no_ckpt = tmp / "no_ckpt_run"

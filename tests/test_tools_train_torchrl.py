@@ -6,19 +6,17 @@ and check that the last line of each is ``eval_return=<float>``. The learning ch
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import ROOT, load_tool
 
 from s2ac_lit.envs import check_env_id, env_dims, make_env
 
-ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tools" / "train_torchrl.py"
 LAST_LINE = re.compile(r"^eval_return=(-?\d+(\.\d*)?([eE][-+]?\d+)?|nan|-?inf)$")
 SMOKE_ALGOS = ("s2ac", "s2ac-phi", "sac", "sql", "random")
@@ -49,13 +47,6 @@ def _last_value(stdout: str) -> float:
     match = LAST_LINE.match(last)
     assert match, f"last line is not eval_return=<float>: {last!r}"
     return float(match.group(1))
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("train_torchrl", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +80,7 @@ def test_script_smoke_last_line(smoke_runs, algo: str) -> None:
 
 
 def test_amortized_selections_and_benchmark_in_process(capsys) -> None:
-    script = _load_script()
+    script = load_tool("train_torchrl")
     metrics = script.main(["--algo", "s2ac", "--amortized", *TINY])
     for selection in ("softmax", "max", "amortized"):
         assert f"{selection}_ms_per_action" in metrics
@@ -100,7 +91,7 @@ def test_amortized_selections_and_benchmark_in_process(capsys) -> None:
 
 
 def test_script_rejects_inconsistent_flags() -> None:
-    script = _load_script()
+    script = load_tool("train_torchrl")
     with pytest.raises(SystemExit):
         script.parse_args(["--algo", "sac", "--amortized"])
     with pytest.raises(SystemExit):

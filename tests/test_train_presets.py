@@ -11,11 +11,11 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from s2ac_lit.config import load_config
 from s2ac_lit.train import train
 
-ROOT = Path(__file__).resolve().parents[1]
 MUJOCO_PRESETS = ("walker", "hopper", "halfcheetah", "ant", "humanoid")
 SMALL_BUDGET = [
     "collector.total_frames=150",

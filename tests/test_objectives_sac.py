@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import mock_replay_batch
 from tensordict import TensorDict
 from torchrl.collectors import Collector
 from torchrl.envs.utils import ExplorationType, set_exploration_type
@@ -16,28 +17,12 @@ OBS_DIM, ACT_DIM, BATCH = 3, 2, 8
 LOW, HIGH = [-2.0, 0.0], [2.0, 1.0]
 
 
-def make_batch() -> TensorDict:
-    return TensorDict(
-        {
-            "observation": torch.randn(BATCH, OBS_DIM),
-            "action": torch.rand(BATCH, ACT_DIM),
-            "next": {
-                "observation": torch.randn(BATCH, OBS_DIM),
-                "reward": torch.randn(BATCH, 1),
-                "done": torch.zeros(BATCH, 1, dtype=torch.bool),
-                "terminated": torch.zeros(BATCH, 1, dtype=torch.bool),
-            },
-        },
-        [BATCH],
-    )
-
-
 def test_builds_torchrl_sac_with_finite_losses() -> None:
     loss, _ = make_sac_loss(OBS_DIM, ACT_DIM, LOW, HIGH, hidden_sizes=(16, 16), alpha_init=0.3)
     assert isinstance(loss, SACLoss)
     loss.make_value_estimator(gamma=0.99)
     SoftUpdate(loss, tau=0.005)
-    out = loss(make_batch())
+    out = loss(mock_replay_batch(BATCH, OBS_DIM, ACT_DIM, action_range=(0.0, 1.0)))
     for key in ("loss_actor", "loss_qvalue", "loss_alpha", "alpha", "entropy"):
         assert torch.isfinite(out[key]).all(), key
     assert out["alpha"].item() == pytest.approx(0.3)

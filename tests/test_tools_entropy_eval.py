@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import importlib.util
 import subprocess
 import sys
 import textwrap
@@ -12,10 +10,11 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from conftest import ROOT, load_tool, read_csv
 
 from s2ac_lit.entropy import EntropyRecord
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "entropy_eval.py"
+TOOL = ROOT / "tools" / "entropy_eval.py"
 RECORD_COLUMNS = ["sweep", *(f.name for f in dataclasses.fields(EntropyRecord))]
 SUMMARY_COLUMNS = [
     "row",
@@ -37,16 +36,7 @@ SUMMARY_COLUMNS = [
 
 @pytest.fixture(scope="module")
 def tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("entropy_eval", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-def _read(path: Path) -> list[dict[str, str]]:
-    with path.open() as f:
-        return list(csv.DictReader(f))
+    return load_tool("entropy_eval")
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +50,7 @@ def quick_run(tool: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Pat
     "sweep", ["bandwidth", "particles", "init", "dims", "modes", "samplers", "heuristics"]
 )
 def test_quick_sweep_writes_csv_and_plots(tool: ModuleType, quick_run: Path, sweep: str) -> None:
-    rows = _read(quick_run / f"{sweep}.csv")
+    rows = read_csv(quick_run / f"{sweep}.csv")
     expected_runs = len(tool.build_sweep(sweep, quick=True).runs)
     assert list(rows[0]) == RECORD_COLUMNS
     assert len(rows) == 2 * expected_runs
@@ -71,7 +61,7 @@ def test_quick_sweep_writes_csv_and_plots(tool: ModuleType, quick_run: Path, swe
         assert float(r["rel_error"]) == pytest.approx(
             (float(r["estimate"]) - float(r["truth"])) / float(r["truth"]), rel=1e-9, abs=1e-12
         )
-    summary = _read(quick_run / f"{sweep}_summary.csv")
+    summary = read_csv(quick_run / f"{sweep}_summary.csv")
     assert list(summary[0]) == SUMMARY_COLUMNS
     assert len(summary) == expected_runs and all(s["seeds"] == "2" for s in summary)
     for png in (f"{sweep}_heatmap.png", f"{sweep}_estimates.png"):
@@ -82,10 +72,10 @@ def test_quick_sweep_writes_csv_and_plots(tool: ModuleType, quick_run: Path, swe
 def test_quick_run_summary_and_diagnostics(quick_run: Path) -> None:
     assert (quick_run / "heuristics_sigma2.png").stat().st_size > 0
     assert "Total wall time" in (quick_run / "summary.md").read_text()
-    rows = _read(quick_run / "bandwidth.csv")
+    rows = read_csv(quick_run / "bandwidth.csv")
     assert {r["bandwidth"] for r in rows} == {"1.0", "5.0", "100.0", "median"}
     assert all(0 < float(r["bound_max"]) < 1 for r in rows)  # invertibility bound reported
-    samplers = {r["method"] for r in _read(quick_run / "samplers.csv")}
+    samplers = {r["method"] for r in read_csv(quick_run / "samplers.csv")}
     assert samplers == {"svgd", "svgd_exact_logdet", "langevin", "hmc_position", "hmc_joint"}
 
 
@@ -123,6 +113,6 @@ def test_custom_target_and_script_entry_point(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "banana" in result.stdout
-    rows = _read(tmp_path / "out" / "custom.csv")
+    rows = read_csv(tmp_path / "out" / "custom.csv")
     assert {r["target"] for r in rows} == {"banana"} and len(rows) == 8
     assert (tmp_path / "out" / "custom_heatmap.png").exists()
