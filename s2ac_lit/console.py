@@ -42,6 +42,18 @@ _WARNINGS_IGNORED: tuple[tuple[str, type[Warning], str], ...] = (
         "raised inside Lightning's own pytree helper with this torch; nothing in our code",
     ),
     (
+        "last_cursor is None. The replay buffer may not be saved properly",
+        UserWarning,
+        "a resumed run's buffer has no write cursor until its next write; the cursor only sets "
+        "the shift of save hooks, which our buffers have none of (the resume tests compare the "
+        "resumed run's data and metrics with an uninterrupted run)",
+    ),
+    (
+        r"Checkpoint directory .* exists and is not empty",
+        Warning,
+        "a resumed run continues in its own folder, beside its earlier checkpoints, on purpose",
+    ),
+    (
         "Using ModelCheckpoint with manual optimization",
         Warning,
         "manual optimisation checkpoints the state after each update, which is what we want",
