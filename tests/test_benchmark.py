@@ -179,6 +179,24 @@ def test_every_suite_plans_valid_runs(path: Path) -> None:
         assert task.random_source and task.reference_source
 
 
+def test_seeds_are_a_count_or_a_list_that_adds_seeds() -> None:
+    import argparse
+
+    from s2ac_lit.benchmark.cli import _seeds
+
+    suite = load_suite(SMOKE)
+    assert [s.seed for s in plan(suite, algos=["sac"], seeds=_seeds("3"))] == [0, 1, 2]
+    added = plan(suite, algos=["sac"], seeds=_seeds("5,7"))
+    assert [(s.seed, s.key) for s in added] == [
+        (5, "multigoal/sac/seed-5"),
+        (7, "multigoal/sac/seed-7"),
+    ]
+    assert "seed: 7" in added[1].config_yaml
+    for bad in ("0", "-1", "1,1", "2,-3", "x", "1,y"):
+        with pytest.raises(argparse.ArgumentTypeError, match=repr(bad)):
+            _seeds(bad)
+
+
 # ---------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize(
     ("edit", "extra", "message"),

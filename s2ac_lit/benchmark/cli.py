@@ -21,6 +21,21 @@ from s2ac_lit.benchmark.suite import SuiteError, load_suite, plan, select_algos
 FAILED_BASE = 100
 
 
+def _seeds(text: str) -> int | list[int]:
+    """``--seeds``: a count N >= 1, or a comma-separated list of distinct seeds >= 0."""
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    if "," not in text and values and values[0] >= 1:
+        return values[0]
+    if "," in text and values and min(values) >= 0 and len(set(values)) == len(values):
+        return values
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is neither a count >= 1 nor a list of distinct seeds >= 0 such as 3,4"
+    )
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="benchmark.py",
@@ -31,7 +46,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, required=True, help="output folder (runs, report)")
     p.add_argument("--algos", help="comma-separated subset of the suite's algorithms")
     p.add_argument("--tasks", help="comma-separated subset of the suite's tasks")
-    p.add_argument("--seeds", type=int, help="seeds 0..N-1 (default: the suite's)")
+    p.add_argument(
+        "--seeds",
+        type=_seeds,
+        help="N for seeds 0..N-1 (default: the suite's), or a list such as 5,6,7 to add seeds",
+    )
     p.add_argument(
         "--set",
         dest="overrides",
@@ -58,8 +77,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.workers < 1:
             raise SuiteError(f"--workers={args.workers} must be >= 1")
-        if args.seeds is not None and args.seeds < 1:
-            raise SuiteError(f"--seeds={args.seeds} must be >= 1")
         if args.at_frames is not None and args.at_frames < 1:
             raise SuiteError(f"--at-frames={args.at_frames} must be >= 1")
         if args.gpus_per_run < 0:

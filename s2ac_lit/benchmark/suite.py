@@ -121,14 +121,15 @@ def plan(
     suite: Suite,
     *,
     algos: list[str],
-    seeds: int,
+    seeds: int | list[int],
     extra: list[str] | None = None,
     tasks: list[str] | None = None,
 ) -> list[RunSpec]:
     """Every (algorithm, task, seed) with its overrides, each config validated now.
 
     Override order (later wins): run defaults, suite, task budget, task, algorithm, ``extra``
-    (the command line's ``--set``); then the seed. ``tasks`` (default: all) is checked against
+    (the command line's ``--set``); then the seed: ``seeds`` is a count (seeds 0..N-1) or a list
+    of seeds, e.g. more seeds for a finished suite. ``tasks`` (default: all) is checked against
     the suite. A bad key or value raises :class:`SuiteError` before anything runs.
     """
     runs = []
@@ -150,7 +151,7 @@ def plan(
                 check_env_id(cfg.env.id)
             except (ConfigError, ValueError) as error:
                 raise SuiteError(f"task {task_name!r}, algorithm {algo!r}: {error}") from None
-            for seed in range(seeds):
+            for seed in range(seeds) if isinstance(seeds, int) else seeds:
                 cfg.seed = seed
                 cfg.run_dir = str(Path("runs") / task_name / algo)  # informative only
                 cfg.name = f"seed-{seed}"
