@@ -6,36 +6,38 @@ outside the allowed choices fail with a :class:`ConfigError` that names the key 
 allowed. Defaults are the authors' MuJoCo settings (docs/algorithm.md §Defaults); presets
 override them.
 
-Choice fields are plain strings checked against the allowed tuples below (OmegaConf cannot
-check ``Literal``), so one error path covers every choice. Keys that only make sense together
+Choice fields are plain strings checked against the allowed tuples below (OmegaConf 2.3 cannot
+check ``Literal``), so one error path covers every choice. Each tuple is derived from the
+``Literal`` next to the code that implements the choice (``typing.get_args``), so a choice is
+spelled once. The ``svgd`` section holds the keys of :class:`~s2ac_lit.svgd.SVGDOptions`, which
+validates them, plus ``num_particles``. Keys that only make sense together
 (``replay.batch_size`` and ``replay.capacity``, the frame budget and its schedules) are checked
-together, and the message names both. This module imports only :mod:`s2ac_lit.errors` (a leaf)
-from the package.
+together, and the message names both.
 """
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from s2ac_lit.actor import BOUNDS, INIT_KINDS, REMOVED_BOUNDS, SELECTIONS
 from s2ac_lit.errors import UsageError
+from s2ac_lit.networks import ACTIVATIONS
+from s2ac_lit.svgd import ENTROPY_NORMS, SELF_TERMS, SVGDOptions
 
-ALGOS = ("s2ac", "sac", "sql")
-BANDWIDTH_RULES = ("median", "mean_half", "trace")
-ENTROPY_NORMS = ("m", "m-1")
-SELF_TERMS = ("none", "exact", "hutchinson")
-ACTOR_INITS = ("fixed", "learned")
-BOUNDS = ("none", "init", "all")
-SELECTIONS = ("random", "softmax", "max", "amortized")
-ACTIVATIONS = ("elu", "relu", "tanh", "silu")
-PRECISIONS = ("32", "32-true", "64", "64-true", "bf16-mixed", "16-mixed", "bf16-true")
-ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+AlgoName = Literal["s2ac", "sac", "sql"]
+Precision = Literal["32", "32-true", "64", "64-true", "bf16-mixed", "16-mixed", "bf16-true"]
+"""Lightning precisions this package runs with."""
+Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]
+ALGOS: tuple[AlgoName, ...] = get_args(AlgoName)
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)
+ACCELERATORS: tuple[Accelerator, ...] = get_args(Accelerator)
 
 
 class ConfigError(UsageError, ValueError):
@@ -102,6 +104,9 @@ class OptimConfig:
 
 @dataclass
 class SVGDConfig:
+    """The sampler: the keys and defaults of the actor's :class:`~s2ac_lit.svgd.SVGDOptions`
+    (where each is documented and checked), plus ``num_particles``."""
+
     num_particles: int = 10
     """Particles per state, m."""
     steps: int = 3
@@ -118,6 +123,10 @@ class SVGDConfig:
     """Laplacian self term of the log-det: 'none', 'exact' or 'hutchinson'."""
     max_step_norm: float | None = 0.5
     """Shrink ε per state so that ε‖∂φ/∂u‖ stays ≤ this (None: fixed ε, authors' code)."""
+
+    def options(self) -> SVGDOptions:
+        """The sampler options of this section: every key but ``num_particles``."""
+        return SVGDOptions(**{key.name: getattr(self, key.name) for key in fields(SVGDOptions)})
 
 
 @dataclass
@@ -137,7 +146,7 @@ class ActorConfig:
     truncation: float = 3.0
     """Initial noise is a standard normal truncated to ±truncation."""
     bound: str = "init"
-    """Box μ ± tσ for 'init' particles only, 'all' SVGD iterates, or 'none'."""
+    """Box μ ± tσ for the 'init' particles only (by the truncated ξ) or 'all' SVGD iterates."""
     squash_correction: bool = False
     """Add the tanh log-Jacobian to the SVGD energy."""
     amortized: bool = False
@@ -226,7 +235,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "algo": ALGOS,
     "svgd.entropy_norm": ENTROPY_NORMS,
     "svgd.self_term": SELF_TERMS,
-    "actor.init": ACTOR_INITS,
+    "actor.init": INIT_KINDS,
     "actor.activation": ACTIVATIONS,
     "actor.bound": BOUNDS,
     "actor.eval_selection": SELECTIONS,
@@ -245,7 +254,6 @@ _POSITIVE: tuple[str, ...] = (
     "optim.alpha_lr",
     "optim.tau",
     "svgd.num_particles",
-    "svgd.step_size",
     "actor.init_std",
     "actor.truncation",
     "critic.num_critics",
@@ -260,7 +268,6 @@ _NON_NEGATIVE: tuple[str, ...] = (
     "collector.init_random_frames",
     "collector.update_after",
     "collector.updates_per_batch",
-    "svgd.steps",
     "eval.every_frames",
 )
 
@@ -278,10 +285,18 @@ def _check_union(key: str, value: Any, names: tuple[str, ...], what: str) -> Non
         raise ConfigError(f"{key}={value!r} must be > 0")
 
 
+_REMOVED: dict[str, dict[str, str]] = {"actor.bound": REMOVED_BOUNDS}
+"""Former values of a key, with why they went and what to use instead."""
+
+
 def validate(cfg: Config) -> Config:
     """Check choices and ranges; returns ``cfg`` or raises :class:`ConfigError`."""
     for key, allowed in _CHOICES.items():
         value = str(_get(cfg, key))
+        if value in _REMOVED.get(key, {}):
+            raise ConfigError(
+                f"{key}={value!r} is no longer allowed: {_REMOVED[key][value]}; allowed: {allowed}"
+            )
         if value not in allowed:
             hint = difflib.get_close_matches(value, allowed, n=1)
             extra = f" (did you mean {hint[0]!r}?)" if hint else ""
@@ -297,7 +312,10 @@ def validate(cfg: Config) -> Config:
             f"svgd.max_step_norm={cfg.svgd.max_step_norm!r} must be > 0, or null for the "
             "authors' fixed step size"
         )
-    _check_union("svgd.bandwidth", cfg.svgd.bandwidth, BANDWIDTH_RULES, "a kernel variance > 0")
+    try:
+        cfg.svgd.options()
+    except ValueError as error:
+        raise ConfigError(f"svgd.{error}") from None
     _check_union("loss.temperature", cfg.loss.temperature, ("alpha",), "a float > 0")
     if isinstance(cfg.loss.target_entropy, str) and cfg.loss.target_entropy != "auto":
         raise ConfigError(

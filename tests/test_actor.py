@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 from torch import distributions as D
 
 from s2ac_lit.actor import (
+    DEFAULT_SVGD,
     SVGDActor,
     gather_particle,
     select_particle,
@@ -17,6 +19,7 @@ from s2ac_lit.actor import (
     truncated_standard_normal_log_prob,
 )
 from s2ac_lit.networks import QEnsemble
+from s2ac_lit.svgd import SVGDOptions
 
 F64 = torch.float64
 LOW, HIGH = [-2.0, 0.0], [2.0, 1.0]
@@ -32,7 +35,15 @@ def test_tanh_log_abs_det_matches_autograd_jacobian() -> None:
 
 def test_fixed_init_zero_steps_log_prob_is_the_squashed_gaussian() -> None:
     """With L = 0 the policy is the squashed N(0, σ₀²I): compare with torch.distributions."""
-    actor = SVGDActor(3, LOW, HIGH, init="fixed", num_particles=64, steps=0, init_std=0.5)
+    actor = SVGDActor(
+        3,
+        LOW,
+        HIGH,
+        init="fixed",
+        num_particles=64,
+        init_std=0.5,
+        svgd=replace(DEFAULT_SVGD, steps=0),
+    )
     actor.double()
     obs = torch.randn(5, 3, dtype=F64)
     critic = QEnsemble(3, 2, hidden_sizes=(8,)).double()
@@ -73,7 +84,14 @@ def test_truncated_normal_samples_and_density() -> None:
 def test_learned_init_zero_steps_log_prob() -> None:
     """L = 0: log q⁰ is the N(μθ, σθ²) density renormalised on μ ± tσ, per dimension."""
     actor = SVGDActor(
-        3, LOW, HIGH, init="learned", num_particles=32, steps=0, hidden_sizes=(16,), truncation=2.0
+        3,
+        LOW,
+        HIGH,
+        init="learned",
+        num_particles=32,
+        hidden_sizes=(16,),
+        truncation=2.0,
+        svgd=replace(DEFAULT_SVGD, steps=0),
     ).double()
     obs = torch.randn(4, 3, dtype=F64)
     u0, log_q0, (box_low, box_high) = actor.initial_particles(obs)
@@ -92,11 +110,10 @@ def test_bound_all_keeps_every_iterate_in_the_box() -> None:
         HIGH,
         init="learned",
         num_particles=16,
-        steps=5,
-        step_size=2.0,
-        max_step_norm=None,  # large fixed steps, so that unbounded iterates leave the box
         bound="all",
         hidden_sizes=(16,),
+        # large fixed steps, so that unbounded iterates leave the box
+        svgd=SVGDOptions(steps=5, step_size=2.0, max_step_norm=None),
     )
     obs = torch.randn(6, 3)
     critic = QEnsemble(3, 2, hidden_sizes=(16,))
@@ -118,12 +135,19 @@ def test_particles_move_towards_high_q() -> None:
         critic.layers[0].weight.zero_()
         critic.layers[0].bias.zero_()
         critic.layers[0].weight[:, 1, 0] = 5.0
-    actor = SVGDActor(1, [-1.0, -1.0], [1.0, 1.0], init="fixed", num_particles=32, steps=10)
+    actor = SVGDActor(
+        1,
+        [-1.0, -1.0],
+        [1.0, 1.0],
+        init="fixed",
+        num_particles=32,
+        svgd=replace(DEFAULT_SVGD, steps=10),
+    )
     obs = torch.zeros(8, 1)
     torch.manual_seed(3)
     moved = actor.sample(obs, critic, 1.0)
     torch.manual_seed(3)
-    actor.sampler_options["steps"] = 0
+    actor.svgd = replace(actor.svgd, steps=0)
     still = actor.sample(obs, critic, 1.0)
     assert moved.action[..., 0].mean() > still.action[..., 0].mean() + 0.1
     assert moved.action[..., 1].mean().abs() < 0.15  # no force along a₁
@@ -155,6 +179,8 @@ def test_bad_actor_options() -> None:
         SVGDActor(3, LOW, HIGH, init="gaussian")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown bound 'some'"):
         SVGDActor(3, LOW, HIGH, bound="some")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"unknown bound 'none'.*same computation as 'init'"):
+        SVGDActor(3, LOW, HIGH, bound="none")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="high > low"):
         SVGDActor(3, [1.0], [0.0])
 
@@ -174,7 +200,15 @@ def test_closed_form_energy_score_matches_autograd(squash_correction: bool) -> N
 
 def test_closed_form_score_gives_the_same_sample_and_gradients() -> None:
     """Sampling (and differentiating through it) with the explicit ∇ₐQ equals autograd's."""
-    actor = SVGDActor(3, LOW, HIGH, init="learned", num_particles=6, steps=3, hidden_sizes=(16,))
+    actor = SVGDActor(
+        3,
+        LOW,
+        HIGH,
+        init="learned",
+        num_particles=6,
+        hidden_sizes=(16,),
+        svgd=replace(DEFAULT_SVGD, steps=3),
+    )
     actor.double()
     critic = QEnsemble(3, 2, hidden_sizes=(16, 16)).double()
     obs = torch.randn(4, 3, dtype=F64)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -108,7 +109,7 @@ def test_prioritized_replay_weights_reach_the_loss_and_td_errors_become_prioriti
     from torchrl.data.replay_buffers.samplers import prioritized
 
     import s2ac_lit.data as data
-    from s2ac_lit.actor import SVGDActor
+    from s2ac_lit.actor import DEFAULT_SVGD, SVGDActor
     from s2ac_lit.networks import QEnsemble
     from s2ac_lit.objectives import S2ACLoss
 
@@ -132,7 +133,9 @@ def test_prioritized_replay_weights_reach_the_loss_and_td_errors_become_prioriti
         SCHEDULE,
         beta_annealing=(cfg.beta, cfg.beta_final),
     )
-    actor = SVGDActor(2, [-1.0] * 2, [1.0] * 2, init="fixed", num_particles=4, steps=1)
+    actor = SVGDActor(
+        2, [-1.0] * 2, [1.0] * 2, init="fixed", num_particles=4, svgd=replace(DEFAULT_SVGD, steps=1)
+    )
     loss = S2ACLoss(actor, QEnsemble(2, 2, hidden_sizes=(8,))).make_value_estimator(gamma=0.9)
     np.random.seed(0)  # TorchRL's prioritised sampler draws with numpy's global generator
     betas, previous, uniform = [], None, True

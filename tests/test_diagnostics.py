@@ -9,13 +9,14 @@ finite checkpoints, and resume from that checkpoint with changed settings.
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 from test_train import tiny
 
-from s2ac_lit.actor import SVGDActor, tanh_log_abs_det
+from s2ac_lit.actor import DEFAULT_SVGD, SVGDActor, tanh_log_abs_det
 from s2ac_lit.checkpoints import read_checkpoint
 from s2ac_lit.config import load_config
 from s2ac_lit.module import NonFiniteError, RLModule, non_finite_state
@@ -26,7 +27,14 @@ from s2ac_lit.train import NON_FINITE_EXIT, main, train
 
 
 def test_sampler_diagnostics_match_a_direct_computation() -> None:
-    actor = SVGDActor(3, [-2.0, -1.0], [2.0, 1.0], num_particles=6, steps=3, hidden_sizes=(16,))
+    actor = SVGDActor(
+        3,
+        [-2.0, -1.0],
+        [2.0, 1.0],
+        num_particles=6,
+        hidden_sizes=(16,),
+        svgd=replace(DEFAULT_SVGD, steps=3),
+    )
     critic = QEnsemble(3, 2, hidden_sizes=(16,))
     obs = torch.randn(7, 3)
     sample = actor.sample(
@@ -36,21 +44,19 @@ def test_sampler_diagnostics_match_a_direct_computation() -> None:
     mean, raw = actor.init_net(obs).unsqueeze(-2).chunk(2, -1)
     std = actor.std_min + (actor.std_max - actor.std_min) * torch.sigmoid(raw)
     energy = actor.energy(obs, critic, 0.5)
-    trace = svgd_run(
-        energy, u0, log_q0, score_fn=energy.score_fn, diagnostics=True, **actor.sampler_options
-    )
-    torch.testing.assert_close(sample.particles, trace.particles)
+    run = svgd_run(energy, u0, log_q0, actor.svgd, score_fn=energy.score_fn, diagnostics=True)
+    torch.testing.assert_close(sample.particles, run.particles)
     torch.testing.assert_close(
-        sample.log_prob, trace.log_q - tanh_log_abs_det(trace.particles, actor.action_scale)
+        sample.log_prob, run.log_q - tanh_log_abs_det(run.particles, actor.action_scale)
     )
     d = sample.diagnostics
     expected = {
-        "svgd/sigma2_first": trace.sigma2[..., 0].mean(),
-        "svgd/sigma2_last": trace.sigma2[..., -1].mean(),
-        "svgd/step_norm_bound": trace.step_norm_bound.max(),
+        "svgd/sigma2_first": run.sigma2[..., 0].mean(),
+        "svgd/sigma2_last": run.sigma2[..., -1].mean(),
+        "svgd/step_norm_bound": run.step_norm_bound.max(),
         "svgd/spread_init": u0.std(-2).mean(),
-        "svgd/spread_final": trace.particles.std(-2).mean(),
-        "actor/saturated": (trace.particles.tanh().abs() > 0.99).float().mean(),
+        "svgd/spread_final": run.particles.std(-2).mean(),
+        "actor/saturated": (run.particles.tanh().abs() > 0.99).float().mean(),
         "actor/std_mean": std.mean(),
         "actor/std_min": std.min(),
         "actor/mean_norm": mean.norm(dim=-1).mean(),
@@ -62,7 +68,9 @@ def test_sampler_diagnostics_match_a_direct_computation() -> None:
 
 
 def test_saturation_counts_coordinates_beyond_the_threshold() -> None:
-    actor = SVGDActor(1, [-1.0], [1.0], init="fixed", num_particles=4, steps=0)
+    actor = SVGDActor(
+        1, [-1.0], [1.0], init="fixed", num_particles=4, svgd=replace(DEFAULT_SVGD, steps=0)
+    )
     u = torch.tensor([[[0.0], [2.0], [2.7], [-3.0]]])  # tanh: 0, 0.964, 0.991, -0.995
     from s2ac_lit.actor import sampler_diagnostics
 
@@ -148,7 +156,15 @@ def test_non_finite_loss_stops_the_run_and_the_last_checkpoint_resumes(
 
 @pytest.mark.parametrize(("init", "steps"), [("learned", 2), ("fixed", 2), ("learned", 0)])
 def test_diagnostic_keys_name_exactly_what_the_sampler_returns(init: str, steps: int) -> None:
-    actor = SVGDActor(3, [-1.0], [1.0], init=init, num_particles=4, steps=steps, hidden_sizes=(8,))
+    actor = SVGDActor(
+        3,
+        [-1.0],
+        [1.0],
+        init=init,
+        num_particles=4,
+        hidden_sizes=(8,),
+        svgd=replace(DEFAULT_SVGD, steps=steps),
+    )
     sample = actor.sample(
         torch.randn(5, 3), QEnsemble(3, 1, hidden_sizes=(8,)), 1.0, diagnostics=True
     )

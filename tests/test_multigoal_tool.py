@@ -8,6 +8,7 @@ import importlib.util
 import json
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
@@ -19,7 +20,7 @@ from torch import nn
 from torchrl.envs.utils import ExplorationType
 from torchrl.modules import ProbabilisticActor, TanhNormal
 
-from s2ac_lit.actor import SVGDActor
+from s2ac_lit.actor import DEFAULT_SVGD, SVGDActor
 from s2ac_lit.envs.experiment import (
     aggregate_over_seeds,
     evaluate_episodes,
@@ -122,7 +123,9 @@ def test_sac_entropy_matches_the_tanh_normal_closed_form() -> None:
 def test_s2ac_entropy_without_svgd_steps_is_the_squashed_initial_gaussian() -> None:
     # L = 0: the S2AC(φ) policy is tanh(u), u ~ N(0, σ₀² I), whatever the critic.
     std = 0.6
-    actor = SVGDActor(2, [-1.0, -1.0], [1.0, 1.0], init="fixed", steps=0, init_std=std)
+    actor = SVGDActor(
+        2, [-1.0, -1.0], [1.0, 1.0], init="fixed", init_std=std, svgd=replace(DEFAULT_SVGD, steps=0)
+    )
     loss = S2ACLoss(actor, QEnsemble(2, 2, hidden_sizes=(8,)))
     estimate = s2ac_entropy(loss, PROBES, num_samples=40_000)
     truth = 2 * tanh_gaussian_entropy(0.0, std)
@@ -136,7 +139,14 @@ def test_s2ac_entropy_without_svgd_steps_is_the_squashed_initial_gaussian() -> N
 def test_s2ac_entropy_runs_whole_chains_of_the_trained_particle_count(
     num_samples: int, expected: int
 ) -> None:
-    actor = SVGDActor(2, [-1.0, -1.0], [1.0, 1.0], init="learned", steps=2, hidden_sizes=(8,))
+    actor = SVGDActor(
+        2,
+        [-1.0, -1.0],
+        [1.0, 1.0],
+        init="learned",
+        hidden_sizes=(8,),
+        svgd=replace(DEFAULT_SVGD, steps=2),
+    )
     loss = S2ACLoss(actor, QEnsemble(2, 2, hidden_sizes=(8,)))
     estimate = s2ac_entropy(loss, PROBES, num_samples=num_samples)
     assert actor.num_particles == 10
@@ -157,7 +167,9 @@ def test_sql_has_samples_but_no_density() -> None:
 def test_probe_entropy_dispatches_on_the_loss() -> None:
     loss, policy = make_sac_loss(2, 2, [-1.0, -1.0], [1.0, 1.0], hidden_sizes=(8,))
     assert probe_entropy(loss, policy, PROBES, num_samples=16).actions.shape == (6, 16, 2)
-    actor = SVGDActor(2, [-1.0, -1.0], [1.0, 1.0], init="fixed", steps=1)
+    actor = SVGDActor(
+        2, [-1.0, -1.0], [1.0, 1.0], init="fixed", svgd=replace(DEFAULT_SVGD, steps=1)
+    )
     s2ac = S2ACLoss(actor, QEnsemble(2, 2, hidden_sizes=(8,)))
     assert probe_entropy(s2ac, s2ac.policy(), PROBES, num_samples=20).actions.shape[1] == 20
     with pytest.raises(TypeError, match="no entropy estimate"):

@@ -204,7 +204,7 @@ def test_policy_acts_in_bounds_and_selects_by_q() -> None:
     with set_exploration_type(ExplorationType.DETERMINISTIC):
         chosen = policy(TensorDict({"observation": obs}, [7]))["action"]
     torch.manual_seed(3)
-    candidates = loss.actor_network.squash(loss.actor_network.amortized_particles(obs, 4))
+    candidates = loss.actor_network.squash(loss.actor_network.sample_amortized(obs, 4))
     with torch.no_grad():
         q = loss.qvalue_network(obs.unsqueeze(-2), candidates).amin(0)
     best = candidates[torch.arange(7), q.argmax(-1)]
