@@ -18,15 +18,16 @@ together, and the message names both.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from s2ac_lit.actor import BOUNDS, INIT_KINDS, REMOVED_BOUNDS, SELECTIONS
+from s2ac_lit.actor import BOUNDS, DEFAULT_SVGD, INIT_KINDS, REMOVED_BOUNDS, SELECTIONS
 from s2ac_lit.errors import UsageError
 from s2ac_lit.networks import ACTIVATIONS
 from s2ac_lit.svgd import ENTROPY_NORMS, SELF_TERMS, SVGDOptions
@@ -102,31 +103,37 @@ class OptimConfig:
     """Clip the global gradient norm (None: no clipping)."""
 
 
-@dataclass
-class SVGDConfig:
-    """The sampler: the keys and defaults of the actor's :class:`~s2ac_lit.svgd.SVGDOptions`
-    (where each is documented and checked), plus ``num_particles``."""
+def _config_type(hint: Any) -> Any:
+    """The OmegaConf 2.3 type of an options field: a ``Literal`` choice becomes ``str``."""
+    if get_origin(hint) is Literal:
+        return str
+    if get_origin(hint) in (Union, UnionType):
+        return Union[tuple(_config_type(arg) for arg in get_args(hint))]  # noqa: UP007
+    return hint
 
-    num_particles: int = 10
-    """Particles per state, m."""
-    steps: int = 3
-    """SVGD steps, L."""
-    step_size: float = 0.1
-    """SVGD step size, ε."""
-    bandwidth: str | float = "mean_half"
-    """Kernel variance rule: 'median', 'mean_half', 'trace' or a fixed float."""
-    include_diagonal: bool = False
-    """Adaptive bandwidths over all m² distances, zeros included (authors' code)."""
-    entropy_norm: str = "m"
-    """Normalisation of the log-det sum: 'm' or 'm-1' (authors' code)."""
-    self_term: str = "none"
-    """Laplacian self term of the log-det: 'none', 'exact' or 'hutchinson'."""
-    max_step_norm: float | None = 0.5
-    """Shrink ε per state so that ε‖∂φ/∂u‖ stays ≤ this (None: fixed ε, authors' code)."""
 
-    def options(self) -> SVGDOptions:
-        """The sampler options of this section: every key but ``num_particles``."""
-        return SVGDOptions(**{key.name: getattr(self, key.name) for key in fields(SVGDOptions)})
+def _svgd_options(self: Any) -> SVGDOptions:
+    """The sampler options of this section: every key but ``num_particles``."""
+    return SVGDOptions(**{key.name: getattr(self, key.name) for key in fields(SVGDOptions)})
+
+
+_OPTION_TYPES = get_type_hints(SVGDOptions)
+SVGDConfig = make_dataclass(
+    "SVGDConfig",
+    [
+        ("num_particles", int, field(default=10)),
+        *(
+            (key.name, _config_type(_OPTION_TYPES[key.name]), getattr(DEFAULT_SVGD, key.name))
+            for key in fields(SVGDOptions)
+        ),
+    ],
+    namespace={"options": _svgd_options},
+)
+SVGDConfig.__module__ = __name__  # for pickling (make_dataclass takes module= only from 3.12)
+SVGDConfig.__doc__ = """The ``svgd`` section: ``num_particles`` (particles per state, m) and the
+keys of :class:`~s2ac_lit.svgd.SVGDOptions` (where each is documented and checked) with the
+actor's defaults (:data:`~s2ac_lit.actor.DEFAULT_SVGD`), so the section is the sampler's options
+by construction; ``options()`` returns them."""
 
 
 @dataclass

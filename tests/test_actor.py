@@ -25,6 +25,11 @@ F64 = torch.float64
 LOW, HIGH = [-2.0, 0.0], [2.0, 1.0]
 
 
+def make_actor(init: str, steps: int, **kwargs) -> SVGDActor:
+    """An actor on the (LOW, HIGH) box with 3-D observations and the default sampler but L."""
+    return SVGDActor(3, LOW, HIGH, init=init, svgd=replace(DEFAULT_SVGD, steps=steps), **kwargs)
+
+
 def test_tanh_log_abs_det_matches_autograd_jacobian() -> None:
     actor = SVGDActor(3, LOW, HIGH, init="fixed").double()
     u = 4 * torch.randn(7, 2, dtype=F64)  # includes |u| > 5, where the naive form underflows
@@ -35,15 +40,7 @@ def test_tanh_log_abs_det_matches_autograd_jacobian() -> None:
 
 def test_fixed_init_zero_steps_log_prob_is_the_squashed_gaussian() -> None:
     """With L = 0 the policy is the squashed N(0, σ₀²I): compare with torch.distributions."""
-    actor = SVGDActor(
-        3,
-        LOW,
-        HIGH,
-        init="fixed",
-        num_particles=64,
-        init_std=0.5,
-        svgd=replace(DEFAULT_SVGD, steps=0),
-    )
+    actor = make_actor("fixed", 0, num_particles=64, init_std=0.5)
     actor.double()
     obs = torch.randn(5, 3, dtype=F64)
     critic = QEnsemble(3, 2, hidden_sizes=(8,)).double()
@@ -83,16 +80,7 @@ def test_truncated_normal_samples_and_density() -> None:
 
 def test_learned_init_zero_steps_log_prob() -> None:
     """L = 0: log q⁰ is the N(μθ, σθ²) density renormalised on μ ± tσ, per dimension."""
-    actor = SVGDActor(
-        3,
-        LOW,
-        HIGH,
-        init="learned",
-        num_particles=32,
-        hidden_sizes=(16,),
-        truncation=2.0,
-        svgd=replace(DEFAULT_SVGD, steps=0),
-    ).double()
+    actor = make_actor("learned", 0, num_particles=32, hidden_sizes=(16,), truncation=2.0).double()
     obs = torch.randn(4, 3, dtype=F64)
     u0, log_q0, (box_low, box_high) = actor.initial_particles(obs)
     mean = (box_low + box_high) / 2
@@ -200,15 +188,7 @@ def test_closed_form_energy_score_matches_autograd(squash_correction: bool) -> N
 
 def test_closed_form_score_gives_the_same_sample_and_gradients() -> None:
     """Sampling (and differentiating through it) with the explicit ∇ₐQ equals autograd's."""
-    actor = SVGDActor(
-        3,
-        LOW,
-        HIGH,
-        init="learned",
-        num_particles=6,
-        hidden_sizes=(16,),
-        svgd=replace(DEFAULT_SVGD, steps=3),
-    )
+    actor = make_actor("learned", 3, num_particles=6, hidden_sizes=(16,))
     actor.double()
     critic = QEnsemble(3, 2, hidden_sizes=(16, 16)).double()
     obs = torch.randn(4, 3, dtype=F64)

@@ -173,7 +173,7 @@ def test_amortized_svgd_gradient_by_hand() -> None:
         q = critic(obs.unsqueeze(-2), actor.squash(x)).amin(0)
         return q / alpha + tanh_log_abs_det(x, actor.action_scale)
 
-    phi = svgd_direction_at(energy, u)
+    phi = svgd_direction_at(energy, u, actor.svgd)
     torch.testing.assert_close(grad_b, -phi.sum((0, 1)) / (BATCH * m))
     torch.testing.assert_close(grad_w, -torch.einsum("bia,bij->aj", phi, inputs) / (BATCH * m))
 

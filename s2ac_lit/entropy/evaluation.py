@@ -20,6 +20,7 @@ from torch import Tensor
 
 from s2ac_lit.entropy.samplers import HMCEstimate, hmc_run, langevin_run
 from s2ac_lit.entropy.targets import Target
+from s2ac_lit.kernels import BandwidthRule
 from s2ac_lit.svgd import EntropyNorm, LogDetMode, SelfTerm, SVGDOptions, svgd_run
 
 SamplerName = Literal["svgd", "langevin", "hmc"]
@@ -50,7 +51,7 @@ class SamplerConfig:
     particles: int = 200
     steps: int = 200
     step_size: float = 0.5
-    bandwidth: str | float = 5.0
+    bandwidth: BandwidthRule | float = 5.0
     entropy_norm: EntropyNorm = "m"
     self_term: SelfTerm = "none"
     logdet: LogDetMode = "closed_form"
