@@ -20,23 +20,41 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from s2ac_lit.kernels import BandwidthRule
 from s2ac_lit.networks import Activation, ResettableModule, mlp
-from s2ac_lit.svgd import EntropyNorm, SelfTerm, svgd_direction_at, svgd_run
+from s2ac_lit.svgd import SVGDOptions, svgd_direction_at, svgd_run
 
 Critic = Callable[[Tensor, Tensor], Tensor]
 """Maps observation ``[..., O]`` and action ``[..., A]`` to Q-values ``[K, ...]``."""
 
 InitKind = Literal["fixed", "learned"]
-BoundKind = Literal["none", "init", "all"]
-Selection = Literal["random", "softmax", "max", "amortized"]
-SELECTIONS: tuple[str, ...] = ("random", "softmax", "max", "amortized")
+"""``fixed``: S2AC(φ); ``learned``: S2AC(φ,θ)."""
+BoundKind = Literal["init", "all"]
+"""Where the particles are held in the box μ ± tσ: ``init`` (u⁰ only, by the truncated ξ of
+S2AC(φ,θ); the authors' code) or ``all`` (every SVGD iterate is clamped; the paper)."""
+ParticleSelection = Literal["random", "softmax", "max"]
+"""Which of the M SVGD particles to act with, see :func:`select_particle`."""
+Selection = Literal[ParticleSelection, "amortized"]
+"""How to act deterministically: a particle selection, or one amortised-sampler pass."""
+INIT_KINDS: tuple[InitKind, ...] = get_args(InitKind)
+BOUNDS: tuple[BoundKind, ...] = get_args(BoundKind)
+SELECTIONS: tuple[Selection, ...] = get_args(Selection)
+
+REMOVED_BOUNDS = {
+    "none": "it ran the same computation as 'init' (u⁰ = μ + σξ lies in μ ± tσ because ξ is "
+    "truncated to ±t either way); use 'init', with a large truncation for an effectively "
+    "untruncated start",
+}
+"""Former ``bound`` values and why they went (docs/algorithm.md §Actor)."""
+
+DEFAULT_SVGD = SVGDOptions(max_step_norm=0.5)
+"""The actor's sampler: the authors' settings with the step-size cap (docs/algorithm.md
+§Stability); the trainer's ``svgd`` defaults are the same."""
 
 
 class PolicySample(NamedTuple):
@@ -134,7 +152,7 @@ def truncated_standard_normal_log_prob(xi: Tensor, truncation: float) -> Tensor:
 
 def select_particle(
     values: Tensor,
-    mode: Literal["random", "softmax", "max"],
+    mode: ParticleSelection,
     *,
     generator: torch.Generator | None = None,
 ) -> Tensor:
@@ -239,19 +257,16 @@ class SVGDActor(ResettableModule):
         action_low, action_high: ``[A]`` action bounds; actions are loc + scale·tanh(u).
         init: ``"fixed"`` (S2AC(φ)) or ``"learned"`` (S2AC(φ,θ)).
         num_particles: M (authors: 10).
-        steps: L SVGD steps (authors: 3 on MuJoCo, 10 on multigoal).
-        step_size: ε (authors: 0.1).
-        bandwidth, include_diagonal, entropy_norm, self_term: passed to the sampler.
-        max_step_norm: per-group step-size cap that keeps each SVGD step invertible
-            (docs/algorithm.md §Stability); None is the authors' fixed ε.
+        svgd: the sampler's settings (L, ε, bandwidth, step-size cap, ...); the default is
+            :data:`DEFAULT_SVGD`.
         init_std: σ₀ of the fixed initial distribution (a standard deviation).
         hidden_sizes, activation: the init network (authors: 3 × 256, ELU), and the
             amortised sampler.
         std_min, std_max: range of σθ(s); a smooth map (σ_min + (σ_max-σ_min)·sigmoid)
             keeps gradients alive where a hard clamp would cut them.
         truncation: t of the truncated normal ξ ∈ [-t, t].
-        bound: ``"none"``, ``"init"`` (only u⁰ lies in μ ± tσ, the authors' code) or ``"all"``
-            (every SVGD iterate is clamped to μ ± tσ, the paper).
+        bound: ``"init"`` (only u⁰ lies in μ ± tσ, the authors' code) or ``"all"`` (every
+            SVGD iterate is clamped to μ ± tσ, the paper); see :data:`BoundKind`.
         squash_correction: add the squash log-Jacobian to the energy so that the squashed
             particles target exp(Q(a)/T) in action space.
         amortized: also build an :class:`AmortizedSampler`.
@@ -265,13 +280,7 @@ class SVGDActor(ResettableModule):
         *,
         init: InitKind = "learned",
         num_particles: int = 10,
-        steps: int = 3,
-        step_size: float = 0.1,
-        bandwidth: BandwidthRule | float = "mean_half",
-        include_diagonal: bool = False,
-        entropy_norm: EntropyNorm = "m",
-        self_term: SelfTerm = "none",
-        max_step_norm: float | None = 0.5,
+        svgd: SVGDOptions = DEFAULT_SVGD,
         init_std: float = 0.5,
         hidden_sizes: Sequence[int] = (256, 256, 256),
         activation: Activation = "elu",
@@ -287,12 +296,14 @@ class SVGDActor(ResettableModule):
         high = torch.as_tensor(action_high, dtype=torch.float32)
         if low.shape != high.shape or low.dim() != 1 or not torch.all(high > low):
             raise ValueError(f"action bounds must be 1-D with high > low, got {low} and {high}")
-        for name, value, allowed in (
-            ("init", init, ("fixed", "learned")),
-            ("bound", bound, ("none", "init", "all")),
-        ):
+        for name, value, allowed in (("init", init, INIT_KINDS), ("bound", bound, BOUNDS)):
             if value not in allowed:
-                raise ValueError(f"unknown {name} {value!r}; allowed: {allowed}")
+                why = (
+                    f" ({REMOVED_BOUNDS[value]})"
+                    if name == "bound" and value in REMOVED_BOUNDS
+                    else ""
+                )
+                raise ValueError(f"unknown {name} {value!r}; allowed: {allowed}{why}")
         if not 0 < std_min < std_max:
             raise ValueError(f"need 0 < std_min < std_max, got {std_min} and {std_max}")
         self.register_buffer("action_loc", (high + low) / 2)
@@ -300,15 +311,7 @@ class SVGDActor(ResettableModule):
         self.action_dim = low.numel()
         self.init = init
         self.num_particles = num_particles
-        self.sampler_options = dict(
-            steps=steps,
-            step_size=step_size,
-            bandwidth=bandwidth,
-            include_diagonal=include_diagonal,
-            entropy_norm=entropy_norm,
-            self_term=self_term,
-            max_step_norm=max_step_norm,
-        )
+        self.svgd = svgd
         self.init_std = init_std
         self.std_min, self.std_max = std_min, std_max
         self.truncation = truncation
@@ -330,7 +333,7 @@ class SVGDActor(ResettableModule):
     def diagnostic_keys(self) -> tuple[str, ...]:
         """Keys of :func:`sampler_diagnostics` for this actor (σ² needs a step, σθ a θ)."""
         keys = ("svgd/spread_init", "svgd/spread_final", "actor/saturated")
-        if self.sampler_options["steps"]:
+        if self.svgd.steps:
             keys += ("svgd/sigma2_first", "svgd/sigma2_last", "svgd/step_norm_bound")
         if self.init_net is not None:
             keys += ("actor/std_mean", "actor/std_min", "actor/mean_norm")
@@ -392,28 +395,28 @@ class SVGDActor(ResettableModule):
         """
         u0, log_q0, box = self.initial_particles(observation, generator=generator)
         energy = self.energy(observation, critic, temperature)
-        trace = svgd_run(
+        run = svgd_run(
             energy,
             u0,
             log_q0,
+            self.svgd,
             score_fn=energy.score_fn,
             differentiable=differentiable,
-            bounds=box if self.bound == "all" else None,
+            box=box if self.bound == "all" else None,
             diagnostics=diagnostics,
-            **self.sampler_options,
         )
-        u = trace.particles
-        log_prob = trace.log_q - tanh_log_abs_det(u, self.action_scale)
+        u = run.particles
+        log_prob = run.log_q - tanh_log_abs_det(u, self.action_scale)
         info = None
         if diagnostics:
             learned = self.init_net is not None
             # The box is μ ± tσ, so μ and σ come back from it without a second forward.
             mean = (box[0] + box[1]) / 2 if learned else None
             std = (box[1] - box[0]) / (2 * self.truncation) if learned else None
-            info = sampler_diagnostics(u0, u, trace.sigma2, trace.step_norm_bound, mean, std)
+            info = sampler_diagnostics(u0, u, run.sigma2, run.step_norm_bound, mean, std)
         return PolicySample(self.squash(u), log_prob, u, info)
 
-    def amortized_particles(
+    def sample_amortized(
         self, observation: Tensor, num_particles: int, *, generator: torch.Generator | None = None
     ) -> Tensor:
         """u = g_ψ(s, ξ), ξ ~ N(0, I). ``[..., O]`` → ``[..., M, A]``."""
@@ -430,10 +433,4 @@ class SVGDActor(ResettableModule):
     ) -> Tensor:
         """SVGD direction φ at the amortised samples for the current energy (detached)."""
         energy = self.energy(observation, critic, temperature)
-        return svgd_direction_at(
-            energy,
-            u,
-            score_fn=energy.score_fn,
-            bandwidth=self.sampler_options["bandwidth"],
-            include_diagonal=self.sampler_options["include_diagonal"],
-        )
+        return svgd_direction_at(energy, u, self.svgd, score_fn=energy.score_fn)

@@ -58,13 +58,7 @@ def make_actor(
         action_high,
         init=init or a.init,  # type: ignore[arg-type]
         num_particles=s.num_particles,
-        steps=s.steps,
-        step_size=s.step_size,
-        max_step_norm=s.max_step_norm,
-        bandwidth=s.bandwidth,  # type: ignore[arg-type]
-        include_diagonal=s.include_diagonal,
-        entropy_norm=s.entropy_norm,  # type: ignore[arg-type]
-        self_term=s.self_term,  # type: ignore[arg-type]
+        svgd=s.options(),
         init_std=a.init_std,
         hidden_sizes=tuple(a.hidden_sizes),
         activation=a.activation,  # type: ignore[arg-type]

@@ -6,36 +6,39 @@ outside the allowed choices fail with a :class:`ConfigError` that names the key 
 allowed. Defaults are the authors' MuJoCo settings (docs/algorithm.md §Defaults); presets
 override them.
 
-Choice fields are plain strings checked against the allowed tuples below (OmegaConf cannot
-check ``Literal``), so one error path covers every choice. Keys that only make sense together
+Choice fields are plain strings checked against the allowed tuples below (OmegaConf 2.3 cannot
+check ``Literal``), so one error path covers every choice. Each tuple is derived from the
+``Literal`` next to the code that implements the choice (``typing.get_args``), so a choice is
+spelled once. The ``svgd`` section holds the keys of :class:`~s2ac_lit.svgd.SVGDOptions`, which
+validates them, plus ``num_particles``. Keys that only make sense together
 (``replay.batch_size`` and ``replay.capacity``, the frame budget and its schedules) are checked
-together, and the message names both. This module imports only :mod:`s2ac_lit.errors` (a leaf)
-from the package.
+together, and the message names both.
 """
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from s2ac_lit.actor import BOUNDS, DEFAULT_SVGD, INIT_KINDS, REMOVED_BOUNDS, SELECTIONS
 from s2ac_lit.errors import UsageError
+from s2ac_lit.networks import ACTIVATIONS
+from s2ac_lit.svgd import ENTROPY_NORMS, SELF_TERMS, SVGDOptions
 
-ALGOS = ("s2ac", "sac", "sql")
-BANDWIDTH_RULES = ("median", "mean_half", "trace")
-ENTROPY_NORMS = ("m", "m-1")
-SELF_TERMS = ("none", "exact", "hutchinson")
-ACTOR_INITS = ("fixed", "learned")
-BOUNDS = ("none", "init", "all")
-SELECTIONS = ("random", "softmax", "max", "amortized")
-ACTIVATIONS = ("elu", "relu", "tanh", "silu")
-PRECISIONS = ("32", "32-true", "64", "64-true", "bf16-mixed", "16-mixed", "bf16-true")
-ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+AlgoName = Literal["s2ac", "sac", "sql"]
+Precision = Literal["32", "32-true", "64", "64-true", "bf16-mixed", "16-mixed", "bf16-true"]
+"""Lightning precisions this package runs with."""
+Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]
+ALGOS: tuple[AlgoName, ...] = get_args(AlgoName)
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)
+ACCELERATORS: tuple[Accelerator, ...] = get_args(Accelerator)
 
 
 class ConfigError(UsageError, ValueError):
@@ -100,24 +103,37 @@ class OptimConfig:
     """Clip the global gradient norm (None: no clipping)."""
 
 
-@dataclass
-class SVGDConfig:
-    num_particles: int = 10
-    """Particles per state, m."""
-    steps: int = 3
-    """SVGD steps, L."""
-    step_size: float = 0.1
-    """SVGD step size, ε."""
-    bandwidth: str | float = "mean_half"
-    """Kernel variance rule: 'median', 'mean_half', 'trace' or a fixed float."""
-    include_diagonal: bool = False
-    """Adaptive bandwidths over all m² distances, zeros included (authors' code)."""
-    entropy_norm: str = "m"
-    """Normalisation of the log-det sum: 'm' or 'm-1' (authors' code)."""
-    self_term: str = "none"
-    """Laplacian self term of the log-det: 'none', 'exact' or 'hutchinson'."""
-    max_step_norm: float | None = 0.5
-    """Shrink ε per state so that ε‖∂φ/∂u‖ stays ≤ this (None: fixed ε, authors' code)."""
+def _config_type(hint: Any) -> Any:
+    """The OmegaConf 2.3 type of an options field: a ``Literal`` choice becomes ``str``."""
+    if get_origin(hint) is Literal:
+        return str
+    if get_origin(hint) in (Union, UnionType):
+        return Union[tuple(_config_type(arg) for arg in get_args(hint))]  # noqa: UP007
+    return hint
+
+
+def _svgd_options(self: Any) -> SVGDOptions:
+    """The sampler options of this section: every key but ``num_particles``."""
+    return SVGDOptions(**{key.name: getattr(self, key.name) for key in fields(SVGDOptions)})
+
+
+_OPTION_TYPES = get_type_hints(SVGDOptions)
+SVGDConfig = make_dataclass(
+    "SVGDConfig",
+    [
+        ("num_particles", int, field(default=10)),
+        *(
+            (key.name, _config_type(_OPTION_TYPES[key.name]), getattr(DEFAULT_SVGD, key.name))
+            for key in fields(SVGDOptions)
+        ),
+    ],
+    namespace={"options": _svgd_options},
+)
+SVGDConfig.__module__ = __name__  # for pickling (make_dataclass takes module= only from 3.12)
+SVGDConfig.__doc__ = """The ``svgd`` section: ``num_particles`` (particles per state, m) and the
+keys of :class:`~s2ac_lit.svgd.SVGDOptions` (where each is documented and checked) with the
+actor's defaults (:data:`~s2ac_lit.actor.DEFAULT_SVGD`), so the section is the sampler's options
+by construction; ``options()`` returns them."""
 
 
 @dataclass
@@ -137,7 +153,7 @@ class ActorConfig:
     truncation: float = 3.0
     """Initial noise is a standard normal truncated to ±truncation."""
     bound: str = "init"
-    """Box μ ± tσ for 'init' particles only, 'all' SVGD iterates, or 'none'."""
+    """Box μ ± tσ for the 'init' particles only (by the truncated ξ) or 'all' SVGD iterates."""
     squash_correction: bool = False
     """Add the tanh log-Jacobian to the SVGD energy."""
     amortized: bool = False
@@ -226,7 +242,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "algo": ALGOS,
     "svgd.entropy_norm": ENTROPY_NORMS,
     "svgd.self_term": SELF_TERMS,
-    "actor.init": ACTOR_INITS,
+    "actor.init": INIT_KINDS,
     "actor.activation": ACTIVATIONS,
     "actor.bound": BOUNDS,
     "actor.eval_selection": SELECTIONS,
@@ -245,7 +261,6 @@ _POSITIVE: tuple[str, ...] = (
     "optim.alpha_lr",
     "optim.tau",
     "svgd.num_particles",
-    "svgd.step_size",
     "actor.init_std",
     "actor.truncation",
     "critic.num_critics",
@@ -260,7 +275,6 @@ _NON_NEGATIVE: tuple[str, ...] = (
     "collector.init_random_frames",
     "collector.update_after",
     "collector.updates_per_batch",
-    "svgd.steps",
     "eval.every_frames",
 )
 
@@ -278,10 +292,18 @@ def _check_union(key: str, value: Any, names: tuple[str, ...], what: str) -> Non
         raise ConfigError(f"{key}={value!r} must be > 0")
 
 
+_REMOVED: dict[str, dict[str, str]] = {"actor.bound": REMOVED_BOUNDS}
+"""Former values of a key, with why they went and what to use instead."""
+
+
 def validate(cfg: Config) -> Config:
     """Check choices and ranges; returns ``cfg`` or raises :class:`ConfigError`."""
     for key, allowed in _CHOICES.items():
         value = str(_get(cfg, key))
+        if value in _REMOVED.get(key, {}):
+            raise ConfigError(
+                f"{key}={value!r} is no longer allowed: {_REMOVED[key][value]}; allowed: {allowed}"
+            )
         if value not in allowed:
             hint = difflib.get_close_matches(value, allowed, n=1)
             extra = f" (did you mean {hint[0]!r}?)" if hint else ""
@@ -297,7 +319,10 @@ def validate(cfg: Config) -> Config:
             f"svgd.max_step_norm={cfg.svgd.max_step_norm!r} must be > 0, or null for the "
             "authors' fixed step size"
         )
-    _check_union("svgd.bandwidth", cfg.svgd.bandwidth, BANDWIDTH_RULES, "a kernel variance > 0")
+    try:
+        cfg.svgd.options()
+    except ValueError as error:
+        raise ConfigError(f"svgd.{error}") from None
     _check_union("loss.temperature", cfg.loss.temperature, ("alpha",), "a float > 0")
     if isinstance(cfg.loss.target_entropy, str) and cfg.loss.target_entropy != "auto":
         raise ConfigError(

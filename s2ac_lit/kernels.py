@@ -11,13 +11,14 @@ Shapes:
 from __future__ import annotations
 
 import math
-from typing import Literal
+from collections.abc import Callable
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
 
 BandwidthRule = Literal["median", "mean_half", "trace"]
-BANDWIDTH_RULES: tuple[str, ...] = ("median", "mean_half", "trace")
+BANDWIDTH_RULES: tuple[BandwidthRule, ...] = get_args(BandwidthRule)
 
 
 def pairwise_sq_dists(x: Tensor) -> Tensor:
@@ -56,7 +57,11 @@ def _trace_heuristic(values: Tensor, m: int) -> Tensor:
     return values.mean(-1) / 2.0
 
 
-_RULES = {"median": _median_heuristic, "mean_half": _mean_half_heuristic, "trace": _trace_heuristic}
+_RULES: dict[BandwidthRule, Callable[[Tensor, int], Tensor]] = {
+    "median": _median_heuristic,
+    "mean_half": _mean_half_heuristic,
+    "trace": _trace_heuristic,
+}
 
 
 def bandwidth(

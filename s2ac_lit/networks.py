@@ -14,14 +14,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from itertools import pairwise
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 Activation = Literal["elu", "relu", "tanh", "silu"]
-_ACTIVATIONS: dict[str, type[nn.Module]] = {
+ACTIVATIONS: tuple[Activation, ...] = get_args(Activation)
+_ACTIVATIONS: dict[Activation, type[nn.Module]] = {
     "elu": nn.ELU,
     "relu": nn.ReLU,
     "tanh": nn.Tanh,
@@ -32,7 +33,7 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {
 def activation_layer(name: Activation) -> nn.Module:
     """A fresh activation module by name; raises ``ValueError`` naming the allowed ones."""
     if name not in _ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; allowed: {tuple(_ACTIVATIONS)}")
+        raise ValueError(f"unknown activation {name!r}; allowed: {ACTIVATIONS}")
     return _ACTIVATIONS[name]()
 
 
@@ -188,7 +189,7 @@ class QEnsemble(ResettableModule):
     ) -> None:
         super().__init__()
         if activation not in _ACTIVATION_FUNCTIONS:
-            raise ValueError(f"unknown activation {activation!r}; allowed: {tuple(_ACTIVATIONS)}")
+            raise ValueError(f"unknown activation {activation!r}; allowed: {ACTIVATIONS}")
         widths = [observation_dim + action_dim, *hidden_sizes, 1]
         self.layers = nn.ModuleList(
             EnsembleLinear(num_critics, w_in, w_out) for w_in, w_out in pairwise(widths)

@@ -25,27 +25,90 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import nullcontext
-from typing import Literal, NamedTuple
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple, get_args
 
 import torch
 from torch import Tensor
 
 from s2ac_lit import kernels
-from s2ac_lit.kernels import BandwidthRule, pairwise_sq_dists, rbf_kernel
+from s2ac_lit.kernels import BANDWIDTH_RULES, BandwidthRule, pairwise_sq_dists, rbf_kernel
 
 LogProb = Callable[[Tensor], Tensor]
 ScoreFn = Callable[[Tensor], Tensor]
 """∇f: maps particles ``[..., M, D]`` to ``[..., M, D]``."""
+Box = tuple[Tensor | float, Tensor | float]
+"""``(low, high)``, tensors or floats broadcastable to the particles."""
 EntropyNorm = Literal["m", "m-1"]
 SelfTerm = Literal["none", "exact", "hutchinson"]
 LogDetMode = Literal["closed_form", "exact"]
 
-_ENTROPY_NORMS = ("m", "m-1")
-_SELF_TERMS = ("none", "exact", "hutchinson")
-_LOGDET_MODES = ("closed_form", "exact")
+ENTROPY_NORMS: tuple[EntropyNorm, ...] = get_args(EntropyNorm)
+SELF_TERMS: tuple[SelfTerm, ...] = get_args(SelfTerm)
+LOGDET_MODES: tuple[LogDetMode, ...] = get_args(LogDetMode)
 
 
-class SVGDTrace(NamedTuple):
+@dataclass(frozen=True, kw_only=True)
+class SVGDOptions:
+    """The sampler's settings: everything of an SVGD run that does not change from call to call.
+
+    The config's ``svgd`` section holds the same keys (plus ``num_particles``, which the caller
+    draws); docs/algorithm.md §Sampler gives the maths of each.
+
+    Attributes:
+        steps: number of SVGD steps L (authors: 3 on MuJoCo, 10 on multigoal).
+        step_size: ε (authors: 0.1).
+        bandwidth: ``"median"``, ``"mean_half"`` (authors' default), ``"trace"`` or a fixed
+            kernel variance σ² > 0. Adaptive rules are recomputed per group and per step,
+            detached (:func:`s2ac_lit.kernels.bandwidth`).
+        include_diagonal: adaptive rules take their statistic over all M² distances, zeros
+            included (authors' code), instead of the M(M-1) off-diagonal ones.
+        entropy_norm: normalise the log-det sum by ``"m"`` (consistent with the update) or
+            ``"m-1"`` (authors' code).
+        self_term: add the j = i term ε·Δf(x_i)/M that the closed form leaves out:
+            ``"none"`` (the paper), ``"exact"`` (D extra backward passes) or ``"hutchinson"``
+            (one Rademacher probe per step, drawn from the run's ``generator``).
+        max_step_norm: if set, each group's step size is shrunk (per step, detached) so that
+            the invertibility bound ε‖∂φ/∂x‖ stays at or below this value; the closed-form
+            log-density is only valid for an invertible step map (docs/algorithm.md
+            §Stability). None keeps ε fixed (the paper and the authors' sampler); the S2AC
+            actor and the trainer default to 0.5.
+
+    Raises:
+        ValueError: a value out of range or not among the allowed choices, named as
+            ``name=value``.
+    """
+
+    steps: int = 3
+    step_size: float = 0.1
+    bandwidth: BandwidthRule | float = "mean_half"
+    include_diagonal: bool = False
+    entropy_norm: EntropyNorm = "m"
+    self_term: SelfTerm = "none"
+    max_step_norm: float | None = None
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("entropy_norm", ENTROPY_NORMS), ("self_term", SELF_TERMS)):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"{name}={value!r} is not allowed; allowed: {allowed}")
+        if isinstance(self.bandwidth, str) and self.bandwidth not in BANDWIDTH_RULES:
+            raise ValueError(
+                f"bandwidth={self.bandwidth!r} is not allowed; allowed: {BANDWIDTH_RULES} or a "
+                "kernel variance > 0"
+            )
+        for name, value in (
+            ("bandwidth", self.bandwidth),
+            ("step_size", self.step_size),
+            ("max_step_norm", self.max_step_norm),
+        ):
+            if not isinstance(value, str) and value is not None and value <= 0:
+                raise ValueError(f"{name}={value!r} must be > 0")
+        if self.steps < 0:
+            raise ValueError(f"steps={self.steps!r} must be >= 0")
+
+
+class SVGDResult(NamedTuple):
     """Everything one sampler run produces.
 
     Attributes:
@@ -226,14 +289,7 @@ def _per_group(step: Tensor | float, trailing: int) -> Tensor | float:
 
 
 def _check_inputs(
-    x0: Tensor,
-    log_q0: Tensor,
-    steps: int,
-    step_size: float,
-    entropy_norm: str,
-    self_term: str,
-    logdet: str,
-    differentiable: bool,
+    x0: Tensor, log_q0: Tensor, options: SVGDOptions, logdet: str, differentiable: bool
 ) -> None:
     if x0.dim() < 2:
         raise RuntimeError(f"particles must be [..., M, D], got shape {tuple(x0.shape)}")
@@ -242,23 +298,20 @@ def _check_inputs(
             f"log_q0 must have shape {tuple(x0.shape[:-1])} for particles {tuple(x0.shape)}, "
             f"got {tuple(log_q0.shape)}"
         )
-    if steps < 0:
-        raise ValueError(f"steps must be >= 0, got {steps}")
-    if step_size <= 0:
-        raise ValueError(f"step_size must be > 0, got {step_size}")
-    for name, value, allowed in (
-        ("entropy_norm", entropy_norm, _ENTROPY_NORMS),
-        ("self_term", self_term, _SELF_TERMS),
-        ("logdet", logdet, _LOGDET_MODES),
-    ):
-        if value not in allowed:
-            raise ValueError(f"unknown {name} {value!r}; allowed: {allowed}")
-    if entropy_norm == "m-1" and x0.shape[-2] < 2:
+    if logdet not in LOGDET_MODES:
+        raise ValueError(f"logdet={logdet!r} is not allowed; allowed: {LOGDET_MODES}")
+    if options.entropy_norm == "m-1" and x0.shape[-2] < 2:
         raise ValueError("entropy_norm 'm-1' needs at least 2 particles")
-    if logdet == "exact" and (differentiable or self_term != "none" or entropy_norm != "m"):
+    if logdet == "exact" and (
+        differentiable
+        or options.self_term != "none"
+        or options.entropy_norm != "m"
+        or options.max_step_norm is not None
+    ):
         raise ValueError(
             "logdet='exact' is a validation mode: it needs differentiable=False, "
-            "self_term='none' and entropy_norm='m' (it computes the whole log-det itself)"
+            "self_term='none', entropy_norm='m' and max_step_norm=None (it computes the whole "
+            f"log-det itself at the configured step size), got {options}"
         )
 
 
@@ -266,134 +319,16 @@ def svgd_run(
     log_prob: LogProb,
     x0: Tensor,
     log_q0: Tensor,
+    options: SVGDOptions,
     *,
-    steps: int,
-    step_size: float,
-    bandwidth: BandwidthRule | float = "mean_half",
-    include_diagonal: bool = False,
-    entropy_norm: EntropyNorm = "m",
-    self_term: SelfTerm = "none",
-    logdet: LogDetMode = "closed_form",
     differentiable: bool = False,
-    bounds: tuple[Tensor | float, Tensor | float] | None = None,
+    box: Box | None = None,
+    logdet: LogDetMode = "closed_form",
     generator: torch.Generator | None = None,
     score_fn: ScoreFn | None = None,
     diagnostics: bool = False,
-    max_step_norm: float | None = None,
-) -> SVGDTrace:
-    """Run L SVGD steps and track each particle's log-density; see :func:`svgd_sample`.
-
-    Args:
-        max_step_norm: if set, each group's step size is shrunk (per step, detached) so that
-            the invertibility bound ε‖∂φ/∂x‖ stays at or below this value; the closed-form
-            log-density is only valid for an invertible step map (docs/algorithm.md
-            §Stability). None keeps ε fixed (the authors' sampler).
-        diagnostics: also return the invertibility bound at the configured ε, per step.
-
-    Returns:
-        An :class:`SVGDTrace` (particles, log-densities, per-step σ², optional diagnostics).
-    """
-    _check_inputs(x0, log_q0, steps, step_size, entropy_norm, self_term, logdet, differentiable)
-    if max_step_norm is not None and (max_step_norm <= 0 or logdet == "exact"):
-        raise ValueError(
-            f"max_step_norm must be None or > 0 and needs logdet='closed_form', got "
-            f"{max_step_norm} with logdet={logdet!r}"
-        )
-    m = x0.shape[-2]
-    x, log_q = (x0, log_q0) if differentiable else (x0.detach(), log_q0.detach())
-    graph = nullcontext() if differentiable else torch.no_grad()
-    sigma2s, bounds_per_step = [], []
-    for _ in range(steps):
-        score, laplacian = _score_and_laplacian(
-            log_prob,
-            x,
-            create_graph=differentiable,
-            self_term=self_term,
-            generator=generator,
-            score_fn=score_fn,
-        )
-        with graph:
-            sq_dists = pairwise_sq_dists(x)
-            sigma2 = kernels.bandwidth(sq_dists, bandwidth, include_diagonal=include_diagonal)
-            kernel = rbf_kernel(sq_dists, sigma2)
-            step: Tensor | float = step_size
-            if diagnostics or max_step_norm is not None:
-                with torch.no_grad():
-                    norm_bound = _step_norm_bound(
-                        score.detach(), kernel.detach(), sq_dists.detach(), sigma2, step_size
-                    )
-                bounds_per_step.append(norm_bound)
-                if max_step_norm is not None:
-                    # The bound is linear in ε: scaling ε per group keeps the step map
-                    # invertible where the first-order log-det would otherwise be meaningless
-                    # (and exploitable by an actor trained through it).
-                    step = step_size * (max_step_norm / norm_bound).clamp(max=1.0)
-            if logdet == "exact":
-                log_det = exact_step_log_det(log_prob, x, sigma2, step_size)
-            else:
-                trace = stein_trace(x, score, kernel, sq_dists, sigma2, entropy_norm=entropy_norm)
-                if laplacian is not None:
-                    trace = trace + laplacian / m
-                log_det = _per_group(step, 1) * trace
-            log_q = log_q - log_det
-            x = x + _per_group(step, 2) * svgd_direction(x, score, kernel, sigma2)
-            if bounds is not None:
-                x = torch.clamp(x, min=bounds[0], max=bounds[1])
-        sigma2s.append(sigma2)
-    empty = x.new_zeros((*x.shape[:-2], 0))
-    return SVGDTrace(
-        particles=x,
-        log_q=log_q,
-        sigma2=torch.stack(sigma2s, -1) if sigma2s else empty,
-        step_norm_bound=(torch.stack(bounds_per_step, -1) if bounds_per_step else empty)
-        if diagnostics
-        else None,
-    )
-
-
-def svgd_direction_at(
-    log_prob: LogProb,
-    x: Tensor,
-    *,
-    bandwidth: BandwidthRule | float = "mean_half",
-    include_diagonal: bool = False,
-    score_fn: ScoreFn | None = None,
-) -> Tensor:
-    """The SVGD direction φ at particles ``x`` for target exp(log_prob), detached.
-
-    Amortised SVGD (Soft Q-Learning, docs/algorithm.md §Amortised sampler) trains a sampler
-    network by pushing its outputs along this direction.
-
-    Shapes:
-        x: ``[..., M, D]`` → ``[..., M, D]``.
-    """
-    x = x.detach()
-    score, _ = _score_and_laplacian(
-        log_prob, x, create_graph=False, self_term="none", generator=None, score_fn=score_fn
-    )
-    sq_dists = pairwise_sq_dists(x)
-    sigma2 = kernels.bandwidth(sq_dists, bandwidth, include_diagonal=include_diagonal)
-    return svgd_direction(x, score, rbf_kernel(sq_dists, sigma2), sigma2)
-
-
-def svgd_sample(
-    log_prob: LogProb,
-    x0: Tensor,
-    log_q0: Tensor,
-    *,
-    steps: int,
-    step_size: float,
-    bandwidth: BandwidthRule | float = "mean_half",
-    include_diagonal: bool = False,
-    entropy_norm: EntropyNorm = "m",
-    self_term: SelfTerm = "none",
-    logdet: LogDetMode = "closed_form",
-    differentiable: bool = False,
-    bounds: tuple[Tensor | float, Tensor | float] | None = None,
-    generator: torch.Generator | None = None,
-    score_fn: ScoreFn | None = None,
-) -> tuple[Tensor, Tensor]:
-    """Move particles with L SVGD steps towards exp(log_prob) and return their log-densities.
+) -> SVGDResult:
+    """Move particles with L SVGD steps towards exp(log_prob) and track their log-densities.
 
     Every leading dimension is an independent group: particles interact only within a group,
     and all groups run in one batched computation (no Python loop over groups or particles,
@@ -404,58 +339,130 @@ def svgd_sample(
             called once per step, on all particles at once.
         x0: initial particles.
         log_q0: their log-density under the initial distribution.
-        steps: number of SVGD steps L.
-        step_size: ε.
-        bandwidth: ``"median"``, ``"mean_half"`` (authors' default) or a fixed kernel
-            variance σ². Adaptive rules are recomputed per group and per step, detached.
-        include_diagonal: adaptive rules take their statistic over all M² distances, zeros
-            included (authors' code), instead of the M(M-1) off-diagonal ones.
-        entropy_norm: normalise the log-det sum by ``"m"`` (default, consistent with the
-            update) or ``"m-1"`` (authors' code).
-        self_term: add the j = i term ε·Δf(x_i)/M that the closed form leaves out:
-            ``"none"`` (default, the paper), ``"exact"`` (D extra backward passes) or
-            ``"hutchinson"`` (one Rademacher probe, uses ``generator``).
-        logdet: ``"closed_form"`` (the paper's first-order estimate) or ``"exact"`` (log|det|
-            of the per-particle step Jacobian by autograd; small D, validation only).
+        options: the sampler's settings (L, ε, bandwidth, ...), see :class:`SVGDOptions`.
         differentiable: keep the graph through every step, including ∇f (second order), so
             that losses on the outputs reach the parameters behind ``x0``, ``log_q0`` and
             ``log_prob``. When False, outputs are detached and no higher-order graph is built.
-        bounds: ``(low, high)`` tensors or floats broadcastable to ``x0``; every iterate is
-            clamped to them (the paper's ``μ ± tσ`` box). Clamping is not invertible at the
-            box edge, so log q ignores it.
+        box: ``(low, high)``; every iterate is clamped to it (the paper's ``μ ± tσ``
+            constraint). Clamping is not invertible at the box edge, so log q ignores it.
+        logdet: ``"closed_form"`` (the paper's first-order estimate) or ``"exact"`` (log|det|
+            of the per-particle step Jacobian by autograd; small D, validation only: it needs
+            ``differentiable=False`` and the options' defaults for the log-density terms).
         generator: random source for the Hutchinson probe.
         score_fn: ∇f, if known in closed form (e.g. an MLP's explicit input gradient). Then
             no autograd runs for the score, which is much cheaper when not differentiating.
             It must agree with ``log_prob``, which the exact log-det mode still uses.
+        diagnostics: also return the invertibility bound at the configured ε, per step.
 
     Returns:
-        ``(particles, log_q)``: ``[..., M, D]`` and ``[..., M]``.
+        An :class:`SVGDResult` (particles, log-densities, per-step σ², optional diagnostics).
 
     Shapes:
         x0: ``[..., M, D]``; log_q0: ``[..., M]``.
+    """
+    _check_inputs(x0, log_q0, options, logdet, differentiable)
+    step_size, max_step_norm = options.step_size, options.max_step_norm
+    m = x0.shape[-2]
+    x, log_q = (x0, log_q0) if differentiable else (x0.detach(), log_q0.detach())
+    graph = nullcontext() if differentiable else torch.no_grad()
+    sigma2s, norm_bounds = [], []
+    for _ in range(options.steps):
+        score, laplacian = _score_and_laplacian(
+            log_prob,
+            x,
+            create_graph=differentiable,
+            self_term=options.self_term,
+            generator=generator,
+            score_fn=score_fn,
+        )
+        with graph:
+            sq_dists = pairwise_sq_dists(x)
+            sigma2 = kernels.bandwidth(
+                sq_dists, options.bandwidth, include_diagonal=options.include_diagonal
+            )
+            kernel = rbf_kernel(sq_dists, sigma2)
+            step: Tensor | float = step_size
+            if diagnostics or max_step_norm is not None:
+                with torch.no_grad():
+                    norm_bound = _step_norm_bound(
+                        score.detach(), kernel.detach(), sq_dists.detach(), sigma2, step_size
+                    )
+                norm_bounds.append(norm_bound)
+                if max_step_norm is not None:
+                    # The bound is linear in ε: scaling ε per group keeps the step map
+                    # invertible where the first-order log-det would otherwise be meaningless
+                    # (and exploitable by an actor trained through it).
+                    step = step_size * (max_step_norm / norm_bound).clamp(max=1.0)
+            if logdet == "exact":
+                log_det = exact_step_log_det(log_prob, x, sigma2, step_size)
+            else:
+                trace = stein_trace(
+                    x, score, kernel, sq_dists, sigma2, entropy_norm=options.entropy_norm
+                )
+                if laplacian is not None:
+                    trace = trace + laplacian / m
+                log_det = _per_group(step, 1) * trace
+            log_q = log_q - log_det
+            x = x + _per_group(step, 2) * svgd_direction(x, score, kernel, sigma2)
+            if box is not None:
+                x = torch.clamp(x, min=box[0], max=box[1])
+        sigma2s.append(sigma2)
+    empty = x.new_zeros((*x.shape[:-2], 0))
+    return SVGDResult(
+        particles=x,
+        log_q=log_q,
+        sigma2=torch.stack(sigma2s, -1) if sigma2s else empty,
+        step_norm_bound=(torch.stack(norm_bounds, -1) if norm_bounds else empty)
+        if diagnostics
+        else None,
+    )
+
+
+def svgd_direction_at(
+    log_prob: LogProb,
+    x: Tensor,
+    options: SVGDOptions,
+    *,
+    score_fn: ScoreFn | None = None,
+) -> Tensor:
+    """The SVGD direction φ at particles ``x`` for target exp(log_prob), detached.
+
+    Amortised SVGD (Soft Q-Learning, docs/algorithm.md §Amortised sampler) trains a sampler
+    network by pushing its outputs along this direction. Of ``options`` only the kernel's
+    (``bandwidth``, ``include_diagonal``) are used.
+
+    Shapes:
+        x: ``[..., M, D]`` → ``[..., M, D]``.
+    """
+    x = x.detach()
+    score, _ = _score_and_laplacian(
+        log_prob, x, create_graph=False, self_term="none", generator=None, score_fn=score_fn
+    )
+    sq_dists = pairwise_sq_dists(x)
+    sigma2 = kernels.bandwidth(
+        sq_dists, options.bandwidth, include_diagonal=options.include_diagonal
+    )
+    return svgd_direction(x, score, rbf_kernel(sq_dists, sigma2), sigma2)
+
+
+def svgd_sample(
+    log_prob: LogProb, x0: Tensor, log_q0: Tensor, options: SVGDOptions, **run: Any
+) -> tuple[Tensor, Tensor]:
+    """Particles after L SVGD steps and their log-densities: :func:`svgd_run` without extras.
+
+    Keyword arguments (``differentiable``, ``box``, ``logdet``, ``generator``, ``score_fn``)
+    are those of :func:`svgd_run`.
+
+    Returns:
+        ``(particles, log_q)``: ``[..., M, D]`` and ``[..., M]``.
 
     Examples:
         >>> x0 = torch.randn(4, 16, 2)
         >>> log_q0 = torch.distributions.Normal(0.0, 1.0).log_prob(x0).sum(-1)
         >>> x, log_q = svgd_sample(lambda x: -0.5 * x.pow(2).sum(-1), x0, log_q0,
-        ...                        steps=3, step_size=0.1)
+        ...                        SVGDOptions(steps=3, step_size=0.1))
         >>> x.shape, log_q.shape
         (torch.Size([4, 16, 2]), torch.Size([4, 16]))
     """
-    trace = svgd_run(
-        log_prob,
-        x0,
-        log_q0,
-        steps=steps,
-        step_size=step_size,
-        bandwidth=bandwidth,
-        include_diagonal=include_diagonal,
-        entropy_norm=entropy_norm,
-        self_term=self_term,
-        logdet=logdet,
-        differentiable=differentiable,
-        bounds=bounds,
-        generator=generator,
-        score_fn=score_fn,
-    )
-    return trace.particles, trace.log_q
+    result = svgd_run(log_prob, x0, log_q0, options, **run)
+    return result.particles, result.log_q

@@ -20,6 +20,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
@@ -29,7 +30,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import nn
 
-from s2ac_lit.actor import SVGDActor
+from s2ac_lit.actor import DEFAULT_SVGD, SVGDActor
 from s2ac_lit.config import Config
 from s2ac_lit.module import RLModule
 from s2ac_lit.networks import QEnsemble
@@ -88,10 +89,18 @@ def mock_replay_batch(
 
 
 def mock_sampler_loss(
-    loss_class: type[LossT], obs_dim: int, action_dim: int, **actor_options: Any
+    loss_class: type[LossT],
+    obs_dim: int,
+    action_dim: int,
+    *,
+    steps: int | None = None,
+    **actor_options: Any,
 ) -> LossT:
     """A tiny ``S2ACLoss`` or ``SQLLoss`` with its defaults: an ``SVGDActor`` on [-1, 1]^action_dim
-    built with ``actor_options``, then a twin critic with one hidden layer of 8."""
+    built with ``actor_options`` (``steps``: the actor's default sampler with that many SVGD
+    steps), then a twin critic with one hidden layer of 8."""
+    if steps is not None:
+        actor_options["svgd"] = replace(DEFAULT_SVGD, steps=steps)
     actor = SVGDActor(obs_dim, [-1.0] * action_dim, [1.0] * action_dim, **actor_options)
     return loss_class(actor, QEnsemble(obs_dim, action_dim, hidden_sizes=(8,)))
 

@@ -5,12 +5,14 @@ generator seed)."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 from torch import distributions as D
 
 from s2ac_lit.actor import (
+    DEFAULT_SVGD,
     SVGDActor,
     gather_particle,
     sampler_diagnostics,
@@ -20,10 +22,15 @@ from s2ac_lit.actor import (
     truncated_standard_normal_log_prob,
 )
 from s2ac_lit.networks import QEnsemble
-from s2ac_lit.svgd import svgd_run
+from s2ac_lit.svgd import SVGDOptions, svgd_run
 
 F64 = torch.float64
 LOW, HIGH = [-2.0, 0.0], [2.0, 1.0]
+
+
+def make_actor(init: str, steps: int, **kwargs) -> SVGDActor:
+    """An actor on the (LOW, HIGH) box with 3-D observations and the default sampler but L."""
+    return SVGDActor(3, LOW, HIGH, init=init, svgd=replace(DEFAULT_SVGD, steps=steps), **kwargs)
 
 
 def test_tanh_log_abs_det_matches_autograd_jacobian() -> None:
@@ -36,7 +43,7 @@ def test_tanh_log_abs_det_matches_autograd_jacobian() -> None:
 
 def test_fixed_init_zero_steps_log_prob_is_the_squashed_gaussian() -> None:
     """With L = 0 the policy is the squashed N(0, σ₀²I): compare with torch.distributions."""
-    actor = SVGDActor(3, LOW, HIGH, init="fixed", num_particles=64, steps=0, init_std=0.5)
+    actor = make_actor("fixed", 0, num_particles=64, init_std=0.5)
     actor.double()
     obs = torch.randn(5, 3, dtype=F64)
     critic = QEnsemble(3, 2, hidden_sizes=(8,)).double()
@@ -76,9 +83,7 @@ def test_truncated_normal_samples_and_density() -> None:
 
 def test_learned_init_zero_steps_log_prob() -> None:
     """L = 0: log q⁰ is the N(μθ, σθ²) density renormalised on μ ± tσ, per dimension."""
-    actor = SVGDActor(
-        3, LOW, HIGH, init="learned", num_particles=32, steps=0, hidden_sizes=(16,), truncation=2.0
-    ).double()
+    actor = make_actor("learned", 0, num_particles=32, hidden_sizes=(16,), truncation=2.0).double()
     obs = torch.randn(4, 3, dtype=F64)
     u0, log_q0, (box_low, box_high) = actor.initial_particles(obs)
     mean = (box_low + box_high) / 2
@@ -96,11 +101,10 @@ def test_bound_all_keeps_every_iterate_in_the_box() -> None:
         HIGH,
         init="learned",
         num_particles=16,
-        steps=5,
-        step_size=2.0,
-        max_step_norm=None,  # large fixed steps, so that unbounded iterates leave the box
         bound="all",
         hidden_sizes=(16,),
+        # large fixed steps, so that unbounded iterates leave the box
+        svgd=SVGDOptions(steps=5, step_size=2.0, max_step_norm=None),
     )
     obs = torch.randn(6, 3)
     critic = QEnsemble(3, 2, hidden_sizes=(16,))
@@ -122,12 +126,19 @@ def test_particles_move_towards_high_q() -> None:
         critic.layers[0].weight.zero_()
         critic.layers[0].bias.zero_()
         critic.layers[0].weight[:, 1, 0] = 5.0
-    actor = SVGDActor(1, [-1.0, -1.0], [1.0, 1.0], init="fixed", num_particles=32, steps=10)
+    actor = SVGDActor(
+        1,
+        [-1.0, -1.0],
+        [1.0, 1.0],
+        init="fixed",
+        num_particles=32,
+        svgd=replace(DEFAULT_SVGD, steps=10),
+    )
     obs = torch.zeros(8, 1)
     torch.manual_seed(3)
     moved = actor.sample(obs, critic, 1.0)
     torch.manual_seed(3)
-    actor.sampler_options["steps"] = 0
+    actor.svgd = replace(actor.svgd, steps=0)
     still = actor.sample(obs, critic, 1.0)
     assert moved.action[..., 0].mean() > still.action[..., 0].mean() + 0.1
     assert moved.action[..., 1].mean().abs() < 0.15  # no force along a₁
@@ -159,6 +170,8 @@ def test_bad_actor_options() -> None:
         SVGDActor(3, LOW, HIGH, init="gaussian")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown bound 'some'"):
         SVGDActor(3, LOW, HIGH, bound="some")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"unknown bound 'none'.*same computation as 'init'"):
+        SVGDActor(3, LOW, HIGH, bound="none")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="high > low"):
         SVGDActor(3, [1.0], [0.0])
 
@@ -178,7 +191,7 @@ def test_closed_form_energy_score_matches_autograd(squash_correction: bool) -> N
 
 def test_closed_form_score_gives_the_same_sample_and_gradients() -> None:
     """Sampling (and differentiating through it) with the explicit ∇ₐQ equals autograd's."""
-    actor = SVGDActor(3, LOW, HIGH, init="learned", num_particles=6, steps=3, hidden_sizes=(16,))
+    actor = make_actor("learned", 3, num_particles=6, hidden_sizes=(16,))
     actor.double()
     critic = QEnsemble(3, 2, hidden_sizes=(16, 16)).double()
     obs = torch.randn(4, 3, dtype=F64)
@@ -214,7 +227,14 @@ def test_compiled_critic_kernels_match_eager() -> None:
 
 # ------------------------------------------------- diagnostics that show a collapse coming
 def test_sampler_diagnostics_match_a_direct_computation() -> None:
-    actor = SVGDActor(3, [-2.0, -1.0], [2.0, 1.0], num_particles=6, steps=3, hidden_sizes=(16,))
+    actor = SVGDActor(
+        3,
+        [-2.0, -1.0],
+        [2.0, 1.0],
+        num_particles=6,
+        hidden_sizes=(16,),
+        svgd=replace(DEFAULT_SVGD, steps=3),
+    )
     critic = QEnsemble(3, 2, hidden_sizes=(16,))
     obs = torch.randn(7, 3)
     sample = actor.sample(
@@ -224,21 +244,19 @@ def test_sampler_diagnostics_match_a_direct_computation() -> None:
     mean, raw = actor.init_net(obs).unsqueeze(-2).chunk(2, -1)
     std = actor.std_min + (actor.std_max - actor.std_min) * torch.sigmoid(raw)
     energy = actor.energy(obs, critic, 0.5)
-    trace = svgd_run(
-        energy, u0, log_q0, score_fn=energy.score_fn, diagnostics=True, **actor.sampler_options
-    )
-    torch.testing.assert_close(sample.particles, trace.particles)
+    run = svgd_run(energy, u0, log_q0, actor.svgd, score_fn=energy.score_fn, diagnostics=True)
+    torch.testing.assert_close(sample.particles, run.particles)
     torch.testing.assert_close(
-        sample.log_prob, trace.log_q - tanh_log_abs_det(trace.particles, actor.action_scale)
+        sample.log_prob, run.log_q - tanh_log_abs_det(run.particles, actor.action_scale)
     )
     d = sample.diagnostics
     expected = {
-        "svgd/sigma2_first": trace.sigma2[..., 0].mean(),
-        "svgd/sigma2_last": trace.sigma2[..., -1].mean(),
-        "svgd/step_norm_bound": trace.step_norm_bound.max(),
+        "svgd/sigma2_first": run.sigma2[..., 0].mean(),
+        "svgd/sigma2_last": run.sigma2[..., -1].mean(),
+        "svgd/step_norm_bound": run.step_norm_bound.max(),
         "svgd/spread_init": u0.std(-2).mean(),
-        "svgd/spread_final": trace.particles.std(-2).mean(),
-        "actor/saturated": (trace.particles.tanh().abs() > 0.99).float().mean(),
+        "svgd/spread_final": run.particles.std(-2).mean(),
+        "actor/saturated": (run.particles.tanh().abs() > 0.99).float().mean(),
         "actor/std_mean": std.mean(),
         "actor/std_min": std.min(),
         "actor/mean_norm": mean.norm(dim=-1).mean(),
@@ -250,7 +268,9 @@ def test_sampler_diagnostics_match_a_direct_computation() -> None:
 
 
 def test_saturation_counts_coordinates_beyond_the_threshold() -> None:
-    actor = SVGDActor(1, [-1.0], [1.0], init="fixed", num_particles=4, steps=0)
+    actor = SVGDActor(
+        1, [-1.0], [1.0], init="fixed", num_particles=4, svgd=replace(DEFAULT_SVGD, steps=0)
+    )
     u = torch.tensor([[[0.0], [2.0], [2.7], [-3.0]]])  # tanh: 0, 0.964, 0.991, -0.995
     d = sampler_diagnostics(u, u, torch.zeros(1, 0), torch.zeros(1, 0))
     assert float(d["actor/saturated"]) == pytest.approx(0.5)
@@ -260,7 +280,15 @@ def test_saturation_counts_coordinates_beyond_the_threshold() -> None:
 
 @pytest.mark.parametrize(("init", "steps"), [("learned", 2), ("fixed", 2), ("learned", 0)])
 def test_diagnostic_keys_name_exactly_what_the_sampler_returns(init: str, steps: int) -> None:
-    actor = SVGDActor(3, [-1.0], [1.0], init=init, num_particles=4, steps=steps, hidden_sizes=(8,))
+    actor = SVGDActor(
+        3,
+        [-1.0],
+        [1.0],
+        init=init,
+        num_particles=4,
+        hidden_sizes=(8,),
+        svgd=replace(DEFAULT_SVGD, steps=steps),
+    )
     sample = actor.sample(
         torch.randn(5, 3), QEnsemble(3, 1, hidden_sizes=(8,)), 1.0, diagnostics=True
     )

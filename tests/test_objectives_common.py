@@ -9,6 +9,7 @@ reference (its TD(0) estimator, ``SACLoss``'s reductions) the losses are compare
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -19,10 +20,11 @@ from torchrl.envs import MultiStepTransform
 from torchrl.objectives import SoftUpdate
 from torchrl.objectives.value import TD0Estimator
 
-from s2ac_lit.actor import SVGDActor
+from s2ac_lit.actor import DEFAULT_SVGD, SVGDActor
 from s2ac_lit.networks import QEnsemble
 from s2ac_lit.objectives import S2ACLoss, SQLLoss
 from s2ac_lit.objectives.common import SamplerLoss
+from s2ac_lit.svgd import SVGDOptions
 
 OBS, ACT, GAMMA = 3, 2, 0.9
 LOSSES = ("s2ac", "s2ac_phi", "sql")
@@ -45,9 +47,9 @@ def make_loss(kind: str, **kwargs) -> SamplerLoss:
             [1.0] * ACT,
             init="learned" if kind == "s2ac" else "fixed",
             num_particles=4,
-            steps=2,
             hidden_sizes=(8,),
             amortized=kind == "s2ac",
+            svgd=replace(DEFAULT_SVGD, steps=2),
         )
         loss = S2ACLoss(actor, critic, learn_alpha=kind == "s2ac", amortized_particles=3, **kwargs)
     return loss.make_value_estimator(gamma=GAMMA)
@@ -311,7 +313,12 @@ def pendulum_loss() -> S2ACLoss:
     """S2AC(φ) for Pendulum-v1 with a linear critic (its only weights)."""
     # Fixed ε (no invertibility cap), so that two steps carry every particle to the bound.
     actor = SVGDActor(
-        OBS_PENDULUM, [-2.0], [2.0], init="fixed", num_particles=4, steps=2, max_step_norm=None
+        OBS_PENDULUM,
+        [-2.0],
+        [2.0],
+        init="fixed",
+        num_particles=4,
+        svgd=SVGDOptions(steps=2, max_step_norm=None),
     )
     critic = QEnsemble(OBS_PENDULUM, 1, hidden_sizes=())
     return S2ACLoss(actor, critic, alpha_init=1.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ from tensordict import TensorDict
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 from torchrl.objectives import SoftUpdate
 
-from s2ac_lit.actor import SVGDActor
+from s2ac_lit.actor import DEFAULT_SVGD, SVGDActor
 from s2ac_lit.networks import QEnsemble
 from s2ac_lit.objectives import S2ACLoss
 
@@ -41,9 +42,9 @@ def make_loss(init: str = "fixed", steps: int = 0, **kwargs) -> S2ACLoss:
         [1.0],
         init=init,
         num_particles=M,
-        steps=steps,
         init_std=0.5,
         hidden_sizes=(8,),
+        svgd=replace(DEFAULT_SVGD, steps=steps),
     )
     critic = linear_critic([[0.5, -1.0, 2.0], [1.0, 0.2, -0.5]], [0.1, -0.2])
     loss = S2ACLoss(actor, critic, alpha_init=ALPHA, **kwargs)
@@ -193,7 +194,14 @@ def test_policy_acts_in_a_collector_and_in_rollouts() -> None:
     env = GymEnv("Pendulum-v1")
     env.set_seed(0)
     obs_dim = env.observation_spec["observation"].shape[-1]
-    actor = SVGDActor(obs_dim, [-2.0], [2.0], num_particles=6, steps=2, hidden_sizes=(16,))
+    actor = SVGDActor(
+        obs_dim,
+        [-2.0],
+        [2.0],
+        num_particles=6,
+        hidden_sizes=(16,),
+        svgd=replace(DEFAULT_SVGD, steps=2),
+    )
     loss = S2ACLoss(actor, QEnsemble(obs_dim, 1, hidden_sizes=(16,)))
     policy = loss.policy(eval_selection="max")
     collector = Collector(env, policy, frames_per_batch=8, total_frames=-1)

@@ -155,7 +155,7 @@ def test_amortized_svgd_gradient_by_hand() -> None:
         q = critic(obs.unsqueeze(-2), actor.squash(x)).amin(0)
         return q / alpha + tanh_log_abs_det(x, actor.action_scale)
 
-    phi = svgd_direction_at(energy, u)
+    phi = svgd_direction_at(energy, u, actor.svgd)
     torch.testing.assert_close(grad_b, -phi.sum((0, 1)) / (BATCH * m))
     torch.testing.assert_close(grad_w, -torch.einsum("bia,bij->aj", phi, inputs) / (BATCH * m))
 
@@ -186,7 +186,7 @@ def test_policy_acts_in_bounds_and_selects_by_q() -> None:
     with set_exploration_type(ExplorationType.DETERMINISTIC):
         chosen = policy(TensorDict({"observation": obs}, [7]))["action"]
     torch.manual_seed(3)
-    candidates = loss.actor_network.squash(loss.actor_network.amortized_particles(obs, 4))
+    candidates = loss.actor_network.squash(loss.actor_network.sample_amortized(obs, 4))
     with torch.no_grad():
         q = loss.qvalue_network(obs.unsqueeze(-2), candidates).amin(0)
     best = candidates[torch.arange(7), q.argmax(-1)]

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from s2ac_lit.kernels import bandwidth, pairwise_sq_dists
-from s2ac_lit.svgd import svgd_run, svgd_sample
+from s2ac_lit.svgd import SVGDOptions, svgd_run, svgd_sample
 
 F64 = torch.float64
 
@@ -77,13 +77,13 @@ def test_closed_form_is_autograd_trace_minus_self_term(m: int, d: int, bw) -> No
     autograd_trace = (blocks - eye).diagonal(dim1=-2, dim2=-1).sum(-1) / eps
     log_q0 = torch.zeros(m, dtype=F64)
 
-    _, log_q = svgd_sample(log_prob, x, log_q0, steps=1, step_size=eps, bandwidth=bw)
+    _, log_q = svgd_sample(log_prob, x, log_q0, SVGDOptions(steps=1, step_size=eps, bandwidth=bw))
     closed_form_trace = -log_q / eps
     self_term = laplacian(log_prob, x) / m
     torch.testing.assert_close(closed_form_trace, autograd_trace - self_term, rtol=1e-9, atol=1e-9)
 
     _, log_q_self = svgd_sample(
-        log_prob, x, log_q0, steps=1, step_size=eps, bandwidth=bw, self_term="exact"
+        log_prob, x, log_q0, SVGDOptions(steps=1, step_size=eps, bandwidth=bw, self_term="exact")
     )
     torch.testing.assert_close(-log_q_self / eps, autograd_trace, rtol=1e-9, atol=1e-9)
 
@@ -98,11 +98,14 @@ def test_exact_logdet_equals_logdet_of_autograd_jacobian(m: int, d: int) -> None
     expected = torch.logdet(blocks)
     log_q0 = torch.zeros(m, dtype=F64)
     _, log_q = svgd_sample(
-        log_prob, x, log_q0, steps=1, step_size=eps, bandwidth="median", logdet="exact"
+        log_prob, x, log_q0, SVGDOptions(steps=1, step_size=eps, bandwidth="median"), logdet="exact"
     )
     torch.testing.assert_close(-log_q, expected, rtol=1e-9, atol=1e-9)
     _, log_q_first_order = svgd_sample(
-        log_prob, x, log_q0, steps=1, step_size=eps, bandwidth="median", self_term="exact"
+        log_prob,
+        x,
+        log_q0,
+        SVGDOptions(steps=1, step_size=eps, bandwidth="median", self_term="exact"),
     )
     assert (log_q - log_q_first_order).abs().max() > 1e-4  # the two modes really differ
 
@@ -114,7 +117,9 @@ def test_particles_follow_reference_update_over_several_steps() -> None:
     for _ in range(4):
         sigma2 = bandwidth(pairwise_sq_dists(expected), "mean_half").item()
         expected = reference_step(log_prob, expected.requires_grad_(True), sigma2, 0.1).detach()
-    out, _ = svgd_sample(log_prob, x, torch.zeros(6, dtype=F64), steps=4, step_size=0.1)
+    out, _ = svgd_sample(
+        log_prob, x, torch.zeros(6, dtype=F64), SVGDOptions(steps=4, step_size=0.1)
+    )
     torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
 
 
@@ -127,24 +132,12 @@ def test_repulsion_lowers_log_density() -> None:
     """
     x = 0.1 * torch.randn(10, 2, dtype=F64)
     log_q0 = torch.zeros(10, dtype=F64)
-    out, log_q = svgd_sample(
-        lambda y: torch.zeros(y.shape[:-1], dtype=F64),
-        x,
-        log_q0,
-        steps=1,
-        step_size=0.1,
-        bandwidth=1.0,
-    )
+    options = SVGDOptions(steps=1, step_size=0.1, bandwidth=1.0)
+    out, log_q = svgd_sample(lambda y: torch.zeros(y.shape[:-1], dtype=F64), x, log_q0, options)
     assert pairwise_sq_dists(out).sum() > pairwise_sq_dists(x).sum()
     assert torch.all(log_q < -0.15)
     _, log_q_exact = svgd_sample(
-        lambda y: torch.zeros(y.shape[:-1], dtype=F64),
-        x,
-        log_q0,
-        steps=1,
-        step_size=0.1,
-        bandwidth=1.0,
-        logdet="exact",
+        lambda y: torch.zeros(y.shape[:-1], dtype=F64), x, log_q0, options, logdet="exact"
     )
     torch.testing.assert_close(log_q, log_q_exact, rtol=0.0, atol=2e-2)
 
@@ -165,7 +158,10 @@ def entropy_estimate(bw, seeds: int, m: int = 200, steps: int = 200) -> float:
     g = torch.Generator().manual_seed(1234)
     x0 = math.sqrt(6.0) * torch.randn(seeds, m, 2, generator=g, dtype=F64)
     _, log_q = svgd_sample(
-        paper_target, x0, gaussian_log_q0(x0, 6.0), steps=steps, step_size=0.5, bandwidth=bw
+        paper_target,
+        x0,
+        gaussian_log_q0(x0, 6.0),
+        SVGDOptions(steps=steps, step_size=0.5, bandwidth=bw),
     )
     return -log_q.mean().item()
 
@@ -195,9 +191,11 @@ def test_groups_are_independent() -> None:
     x = torch.randn(2, 8, 2, dtype=F64)
     x[1] += 3.0  # different spread and location: a shared bandwidth would show
     log_q0 = gaussian_log_q0(x, 1.0)
-    both = svgd_sample(log_prob, x, log_q0, steps=5, step_size=0.1, bandwidth="median")
+    both = svgd_sample(log_prob, x, log_q0, SVGDOptions(steps=5, step_size=0.1, bandwidth="median"))
     for k in range(2):
-        alone = svgd_sample(log_prob, x[k], log_q0[k], steps=5, step_size=0.1, bandwidth="median")
+        alone = svgd_sample(
+            log_prob, x[k], log_q0[k], SVGDOptions(steps=5, step_size=0.1, bandwidth="median")
+        )
         torch.testing.assert_close(both[0][k], alone[0], rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(both[1][k], alone[1], rtol=1e-12, atol=1e-12)
 
@@ -217,9 +215,7 @@ def test_gradients_reach_initial_and_target_parameters() -> None:
             lambda y: -scale * (y - 0.3).pow(2).sum(-1) + torch.sin(y).sum(-1),
             x0,
             log_q0,
-            steps=3,
-            step_size=0.2,
-            bandwidth=0.8,
+            SVGDOptions(steps=3, step_size=0.2, bandwidth=0.8),
             differentiable=True,
         )
 
@@ -237,7 +233,7 @@ def test_non_differentiable_mode_is_detached_and_works_under_no_grad() -> None:
     x0 = mu + torch.randn(4, 6, 3)
     with torch.no_grad():
         x, log_q = svgd_sample(
-            lambda y: -y.pow(2).sum(-1), x0, torch.zeros(4, 6), steps=2, step_size=0.1
+            lambda y: -y.pow(2).sum(-1), x0, torch.zeros(4, 6), SVGDOptions(steps=2, step_size=0.1)
         )
     assert not x.requires_grad and not log_q.requires_grad
     assert torch.isfinite(log_q).all()
@@ -247,8 +243,10 @@ def test_entropy_norm_m_minus_1_rescales_the_change() -> None:
     log_prob = make_target(2)
     x = torch.randn(5, 2, dtype=F64)
     log_q0 = torch.zeros(5, dtype=F64)
-    _, by_m = svgd_sample(log_prob, x, log_q0, steps=1, step_size=0.1)
-    _, by_m1 = svgd_sample(log_prob, x, log_q0, steps=1, step_size=0.1, entropy_norm="m-1")
+    _, by_m = svgd_sample(log_prob, x, log_q0, SVGDOptions(steps=1, step_size=0.1))
+    _, by_m1 = svgd_sample(
+        log_prob, x, log_q0, SVGDOptions(steps=1, step_size=0.1, entropy_norm="m-1")
+    )
     torch.testing.assert_close(by_m1, by_m * 5 / 4, rtol=1e-12, atol=1e-12)
 
 
@@ -260,9 +258,15 @@ def test_hutchinson_self_term_is_unbiased() -> None:
     xs = x.expand(reps, 4, 3)
     log_q0 = torch.zeros(reps, 4, dtype=F64)
     g = torch.Generator().manual_seed(0)
-    _, exact = svgd_sample(log_prob, x, log_q0[0], steps=1, step_size=0.1, self_term="exact")
+    _, exact = svgd_sample(
+        log_prob, x, log_q0[0], SVGDOptions(steps=1, step_size=0.1, self_term="exact")
+    )
     _, probe = svgd_sample(
-        log_prob, xs, log_q0, steps=1, step_size=0.1, self_term="hutchinson", generator=g
+        log_prob,
+        xs,
+        log_q0,
+        SVGDOptions(steps=1, step_size=0.1, self_term="hutchinson"),
+        generator=g,
     )
     standard_error = probe.std(0) / math.sqrt(reps)
     assert torch.all((probe.mean(0) - exact).abs() < 4 * standard_error + 1e-12)
@@ -275,9 +279,8 @@ def test_bounds_clamp_every_iterate() -> None:
         lambda y: -0.01 * (y - 10.0).pow(2).sum(-1),
         x,
         torch.zeros(3, 8),
-        steps=5,
-        step_size=1.0,
-        bounds=(-0.5, 0.5),
+        SVGDOptions(steps=5, step_size=1.0),
+        box=(-0.5, 0.5),
     )
     assert out.max() <= 0.5 and out.min() >= -0.5
 
@@ -287,41 +290,36 @@ def test_diagnostics_bound_the_step_jacobian() -> None:
     log_prob = make_target(2, seed=4)
     x = torch.randn(6, 2, dtype=F64)
     eps = 0.2
-    trace = svgd_run(
+    run = svgd_run(
         log_prob,
         x,
         torch.zeros(6, dtype=F64),
-        steps=1,
-        step_size=eps,
-        bandwidth=0.5,
+        SVGDOptions(steps=1, step_size=eps, bandwidth=0.5),
         diagnostics=True,
     )
     blocks = diagonal_blocks(log_prob, x, 0.5, eps)
     hess = torch.func.vmap(torch.func.hessian(log_prob))(x)
     j_without_self = blocks - torch.eye(2, dtype=F64) - eps * hess / 6
     true_norm = torch.linalg.matrix_norm(j_without_self, ord=2).max()
-    assert trace.step_norm_bound.shape == (1,)
-    assert true_norm <= trace.step_norm_bound[0] + 1e-12
-    assert trace.sigma2.shape == (1,) and trace.sigma2[0].item() == 0.5
+    assert run.step_norm_bound.shape == (1,)
+    assert true_norm <= run.step_norm_bound[0] + 1e-12
+    assert run.sigma2.shape == (1,) and run.sigma2[0].item() == 0.5
 
 
 def test_bad_inputs_name_the_problem() -> None:
     x = torch.randn(4, 3)
     with pytest.raises(RuntimeError, match=r"log_q0 must have shape \(4,\)"):
-        svgd_sample(lambda y: y.sum(-1), x, torch.zeros(3), steps=1, step_size=0.1)
+        svgd_sample(lambda y: y.sum(-1), x, torch.zeros(3), SVGDOptions(steps=1, step_size=0.1))
     with pytest.raises(RuntimeError, match=r"log_prob must map particles \(4, 3\) to \(4,\)"):
-        svgd_sample(lambda y: y, x, torch.zeros(4), steps=1, step_size=0.1)
-    with pytest.raises(ValueError, match="unknown entropy_norm 'n'"):
-        svgd_sample(
-            lambda y: y.sum(-1), x, torch.zeros(4), steps=1, step_size=0.1, entropy_norm="n"
-        )  # type: ignore[arg-type]
+        svgd_sample(lambda y: y, x, torch.zeros(4), SVGDOptions(steps=1, step_size=0.1))
+    with pytest.raises(ValueError, match="entropy_norm='n' is not allowed"):
+        SVGDOptions(entropy_norm="n")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="validation mode"):
         svgd_sample(
             lambda y: y.sum(-1),
             x,
             torch.zeros(4),
-            steps=1,
-            step_size=0.1,
+            SVGDOptions(steps=1, step_size=0.1),
             logdet="exact",
             differentiable=True,
         )
@@ -338,19 +336,35 @@ def test_step_cap_shrinks_only_the_groups_whose_step_may_not_be_invertible() -> 
     x0 = torch.cat([tight, wide])
     log_q0 = torch.zeros(2, 6, dtype=F64)
     eps, cap = 0.1, 1.0
-    fixed = svgd_run(log_prob, x0, log_q0, steps=1, step_size=eps, diagnostics=True)
+    fixed = svgd_run(log_prob, x0, log_q0, SVGDOptions(steps=1, step_size=eps), diagnostics=True)
     bound = fixed.step_norm_bound[:, 0]
     assert bound[0] > 10 * cap and bound[1] < cap
-    capped = svgd_run(log_prob, x0, log_q0, steps=1, step_size=eps, max_step_norm=cap)
+    capped = svgd_run(log_prob, x0, log_q0, SVGDOptions(steps=1, step_size=eps, max_step_norm=cap))
     torch.testing.assert_close(capped.particles[1], fixed.particles[1])
     torch.testing.assert_close(capped.log_q[1], fixed.log_q[1])
     eps_tight = eps * cap / bound[0].item()
     reference = svgd_run(
-        log_prob, tight, log_q0[:1], steps=1, step_size=eps_tight, diagnostics=True
+        log_prob, tight, log_q0[:1], SVGDOptions(steps=1, step_size=eps_tight), diagnostics=True
     )
     torch.testing.assert_close(capped.particles[:1], reference.particles)
     torch.testing.assert_close(capped.log_q[:1], reference.log_q)
     assert reference.step_norm_bound[0, 0] <= cap * (1 + 1e-9)
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"steps": -1}, r"steps=-1 must be >= 0"),
+        ({"step_size": 0.0}, r"step_size=0.0 must be > 0"),
+        ({"bandwidth": "medain"}, r"bandwidth='medain' is not allowed; allowed: \('median'"),
+        ({"bandwidth": -1.0}, r"bandwidth=-1.0 must be > 0"),
+        ({"self_term": "hessian"}, r"self_term='hessian' is not allowed"),
+        ({"max_step_norm": 0.0}, r"max_step_norm=0.0 must be > 0"),
+    ],
+)
+def test_options_name_the_bad_value(bad: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SVGDOptions(**bad)
 
 
 def test_step_cap_refuses_the_exact_log_det_mode() -> None:
@@ -360,8 +374,6 @@ def test_step_cap_refuses_the_exact_log_det_mode() -> None:
             lambda y: -y.pow(2).sum(-1),
             x,
             torch.zeros(4),
-            steps=1,
-            step_size=0.1,
+            SVGDOptions(steps=1, step_size=0.1, max_step_norm=1.0),
             logdet="exact",
-            max_step_norm=1.0,
         )

@@ -31,6 +31,7 @@ import statistics
 import sys
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import NamedTuple, get_args
 
 import torch
@@ -42,7 +43,7 @@ from torchrl.envs import EnvBase
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 from torchrl.objectives import LossModule, SoftUpdate
 
-from s2ac_lit.actor import SELECTIONS, SVGDActor
+from s2ac_lit.actor import DEFAULT_SVGD, SELECTIONS, SVGDActor
 from s2ac_lit.envs import EnvDims, EnvError, check_env_spaces, env_dims, make_env
 from s2ac_lit.errors import cli, non_negative_int, positive_float, positive_int
 from s2ac_lit.networks import Activation, QEnsemble
@@ -170,8 +171,7 @@ def build_agent(args: argparse.Namespace, algo: str, dims: EnvDims) -> Agent:
         dims.action_high,
         init="learned" if algo == "s2ac" else "fixed",
         num_particles=args.particles,
-        steps=args.steps,
-        step_size=args.step_size,
+        svgd=replace(DEFAULT_SVGD, steps=args.steps, step_size=args.step_size),
         hidden_sizes=hidden,
         activation=args.activation,
         # SQL's sampler must target exp(Q(a)/α) on the action box (see SQLLoss).

@@ -17,7 +17,7 @@ from s2ac_lit.entropy.evaluation import (
     initial_particles,
     mean_ci,
 )
-from s2ac_lit.entropy.samplers import ChainTrace, hmc_run, langevin_run, score_and_hessian
+from s2ac_lit.entropy.samplers import ChainResult, hmc_run, langevin_run, score_and_hessian
 from s2ac_lit.entropy.targets import (
     PAPER_COV,
     PAPER_MEAN,
@@ -34,7 +34,7 @@ from s2ac_lit.entropy.targets import (
 __all__ = [
     "PAPER_COV",
     "PAPER_MEAN",
-    "ChainTrace",
+    "ChainResult",
     "EntropyRecord",
     "SamplerConfig",
     "Target",

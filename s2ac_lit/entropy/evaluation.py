@@ -20,7 +20,8 @@ from torch import Tensor
 
 from s2ac_lit.entropy.samplers import HMCEstimate, hmc_run, langevin_run
 from s2ac_lit.entropy.targets import Target
-from s2ac_lit.svgd import EntropyNorm, LogDetMode, SelfTerm, svgd_run
+from s2ac_lit.kernels import BandwidthRule
+from s2ac_lit.svgd import EntropyNorm, LogDetMode, SelfTerm, SVGDOptions, svgd_run
 
 SamplerName = Literal["svgd", "langevin", "hmc"]
 
@@ -50,7 +51,7 @@ class SamplerConfig:
     particles: int = 200
     steps: int = 200
     step_size: float = 0.5
-    bandwidth: str | float = 5.0
+    bandwidth: BandwidthRule | float = 5.0
     entropy_norm: EntropyNorm = "m"
     self_term: SelfTerm = "none"
     logdet: LogDetMode = "closed_form"
@@ -115,18 +116,23 @@ def initial_particles(
 def _run_svgd(
     target: Target, config: SamplerConfig, x0: Tensor, log_q0: Tensor, generator: torch.Generator
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    kwargs = dict(
+    options = SVGDOptions(
+        steps=config.steps,
         step_size=config.step_size,
+        bandwidth=config.bandwidth,
         entropy_norm=config.entropy_norm,
         self_term=config.self_term,
+    )
+    run = svgd_run(
+        target.log_prob,
+        x0,
+        log_q0,
+        options,
         logdet=config.logdet,
         generator=generator,
         diagnostics=True,
     )
-    tr = svgd_run(
-        target.log_prob, x0, log_q0, steps=config.steps, bandwidth=config.bandwidth, **kwargs
-    )
-    return tr.particles, tr.log_q, tr.step_norm_bound, tr.sigma2
+    return run.particles, run.log_q, run.step_norm_bound, run.sigma2
 
 
 def evaluate(

@@ -29,7 +29,7 @@ from s2ac_lit.entropy.targets import LogProb
 HMCEstimate = Literal["position", "joint"]
 
 
-class ChainTrace(NamedTuple):
+class ChainResult(NamedTuple):
     """Output of :func:`langevin_run` and :func:`hmc_run`.
 
     Attributes:
@@ -83,7 +83,7 @@ def langevin_run(
     steps: int,
     step_size: float,
     generator: torch.Generator | None = None,
-) -> ChainTrace:
+) -> ChainResult:
     """Unadjusted Langevin with the change-of-variables estimate the paper shows to fail.
 
     x' = x + ε∇f(x) + √(2ε)ξ, ξ ~ N(0, I). Given ξ the step is a deterministic map with
@@ -107,14 +107,14 @@ def langevin_run(
         raise RuntimeError(f"log_q0 {tuple(log_q0.shape)} does not match x0 {tuple(x0.shape)}")
     x, log_q = x0.detach(), log_q0.detach()
     eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
-    bounds = []
+    norm_bounds = []
     for _ in range(steps):
         _, score, hess = score_and_hessian(log_prob, x)
         log_q = log_q - torch.linalg.slogdet(eye + step_size * hess).logabsdet
-        bounds.append(step_size * torch.linalg.matrix_norm(hess, ord=2).amax(-1))
+        norm_bounds.append(step_size * torch.linalg.matrix_norm(hess, ord=2).amax(-1))
         noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
         x = x + step_size * score + math.sqrt(2.0 * step_size) * noise
-    return _trace(x, log_q, bounds, [torch.ones_like(log_q.mean(-1))] * steps)
+    return _chain_result(x, log_q, norm_bounds, [torch.ones_like(log_q.mean(-1))] * steps)
 
 
 def hmc_run(
@@ -128,7 +128,7 @@ def hmc_run(
     metropolis: bool = True,
     estimate: HMCEstimate = "position",
     generator: torch.Generator | None = None,
-) -> ChainTrace:
+) -> ChainResult:
     """HMC (momentum refresh, leapfrog, Metropolis) with a change-of-variables estimate.
 
     Each step draws p ~ N(0, I), runs ``leapfrog_steps`` leapfrog steps of size ε on
@@ -167,7 +167,7 @@ def hmc_run(
     x, log_q = x0.detach(), log_q0.detach()
     d = x.shape[-1]
     eye = torch.eye(d, dtype=x.dtype, device=x.device).expand((*x.shape, d))
-    bounds, accepts = [], []
+    norm_bounds, accepts = [], []
     f, score, hess = score_and_hessian(log_prob, x)
     for _ in range(steps):
         p0 = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
@@ -200,16 +200,18 @@ def hmc_run(
         f = torch.where(accept, f_new, f)
         score = torch.where(keep, score_new, score)
         hess = torch.where(keep.unsqueeze(-1), hess_new, hess)
-        bounds.append(step_size * norm.amax(-1))
+        norm_bounds.append(step_size * norm.amax(-1))
         accepts.append(accept.to(x.dtype).mean(-1))
-    return _trace(x, log_q, bounds, accepts)
+    return _chain_result(x, log_q, norm_bounds, accepts)
 
 
-def _trace(x: Tensor, log_q: Tensor, bounds: list[Tensor], accepts: list[Tensor]) -> ChainTrace:
+def _chain_result(
+    x: Tensor, log_q: Tensor, norm_bounds: list[Tensor], accepts: list[Tensor]
+) -> ChainResult:
     empty = x.new_zeros((*x.shape[:-2], 0))
-    return ChainTrace(
+    return ChainResult(
         particles=x,
         log_q=log_q,
-        step_norm_bound=torch.stack(bounds, -1) if bounds else empty,
+        step_norm_bound=torch.stack(norm_bounds, -1) if norm_bounds else empty,
         accept_rate=torch.stack(accepts, -1) if accepts else empty,
     )

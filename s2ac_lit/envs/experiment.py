@@ -158,7 +158,7 @@ def sql_samples(loss: SQLLoss, observations: Tensor, *, num_samples: int = 1000)
     _check_observations(observations)
     actor = loss.actor_network
     with torch.no_grad(), loss.bind():
-        actions = actor.squash(actor.amortized_particles(observations, num_samples))
+        actions = actor.squash(actor.sample_amortized(observations, num_samples))
     nan = torch.full(observations.shape[:1], math.nan, dtype=actions.dtype)
     return EntropyEstimate(nan, actions)
 

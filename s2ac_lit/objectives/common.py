@@ -47,7 +47,7 @@ def amortized_svgd_loss(u: Tensor, phi: Tensor) -> Tensor:
 
 
 @contextmanager
-def bound_networks(
+def using_params(
     actor: nn.Module,
     actor_params: TensorDictBase,
     critic: nn.Module,
@@ -162,7 +162,7 @@ class SamplerLoss(LossModule):
         ``critic_params`` picks online (default), detached or target critic parameters.
         """
         critic_params = self.qvalue_network_params if critic_params is None else critic_params
-        with bound_networks(
+        with using_params(
             self.actor_network, self.actor_network_params, self.qvalue_network, critic_params
         ):
             yield

@@ -32,7 +32,7 @@ from s2ac_lit.objectives.common import (
     Reduction,
     SamplerLoss,
     amortized_svgd_loss,
-    bound_networks,
+    using_params,
 )
 
 
@@ -179,7 +179,7 @@ class S2ACLoss(SamplerLoss):
         """
         obs = tensordict[self.tensor_keys.observation]
         with self.bind(self.qvalue_network_params.detach()):
-            u = self.actor_network.amortized_particles(obs, self.amortized_particles)
+            u = self.actor_network.sample_amortized(obs, self.amortized_particles)
             phi = self.actor_network.amortized_direction(
                 obs, u, self.qvalue_network, self.sampler_temperature()
             )
@@ -275,9 +275,9 @@ class S2ACPolicy(TensorDictModuleBase):
     def act(self, observation: Tensor, mode: Selection) -> Tensor:
         """One action per state. ``[..., O]`` → ``[..., A]``."""
         actor, critic = self.actor_network, self.qvalue_network
-        with bound_networks(actor, self.actor_params, critic, self.qvalue_params.detach()):
+        with using_params(actor, self.actor_params, critic, self.qvalue_params.detach()):
             if mode == "amortized":
-                u = actor.amortized_particles(observation, 1).squeeze(-2)
+                u = actor.sample_amortized(observation, 1).squeeze(-2)
                 return actor.squash(u).detach()
             sample = actor.sample(observation, critic, self.sampler_temperature())
             if mode == "random":

@@ -49,7 +49,7 @@ from s2ac_lit.objectives.common import (
     Reduction,
     SamplerLoss,
     amortized_svgd_loss,
-    bound_networks,
+    using_params,
 )
 
 
@@ -178,7 +178,7 @@ class SQLLoss(SamplerLoss):
         obs = tensordict[self.tensor_keys.observation]
         actor = self.actor_network
         with self.bind(self.qvalue_network_params.detach()):
-            u = actor.amortized_particles(obs, self.amortized_particles)
+            u = actor.sample_amortized(obs, self.amortized_particles)
             phi = actor.amortized_direction(obs, u, self.qvalue_network, self.alpha)
         loss = self._reduce_loss(amortized_svgd_loss(u, phi), tensordict)
         return loss, {"amortized_direction_norm": phi.norm(dim=-1).mean()}
@@ -259,10 +259,10 @@ class SQLPolicy(TensorDictModuleBase):
     def act(self, observation: Tensor, mode: Literal["single", "softmax", "max"]) -> Tensor:
         """One action per state. ``[..., O]`` → ``[..., A]``."""
         actor, critic = self.actor_network, self.qvalue_network
-        with bound_networks(actor, self.actor_params, critic, self.qvalue_params.detach()):
+        with using_params(actor, self.actor_params, critic, self.qvalue_params.detach()):
             if mode == "single":
-                return actor.squash(actor.amortized_particles(observation, 1).squeeze(-2))
-            action = actor.squash(actor.amortized_particles(observation, self.eval_particles))
+                return actor.squash(actor.sample_amortized(observation, 1).squeeze(-2))
+            action = actor.squash(actor.sample_amortized(observation, self.eval_particles))
             values = critic(observation.unsqueeze(-2), action).amin(0)
         return gather_particle(action, select_particle(values, mode))
 
