@@ -200,8 +200,9 @@ class TrainerConfig:
     """Log training metrics every this many updates."""
     checkpoint_every_updates: int = 5_000
     """Write a checkpoint every this many updates (and at the end)."""
-    threads: int = 1
-    """torch CPU threads per process (1 avoids spin-waiting on small CPUs)."""
+    threads: int | str = 1
+    """torch CPU threads per process, or 'auto': the CPUs this process may use divided among
+    the local processes (CPU DDP ranks on this node), at least 1 (``train.cpu_threads``)."""
     compile: bool = False
     """torch.compile the critic ensemble's kernels (S2AC and SQL; tens of seconds to build)."""
     progress_bar: bool = True
@@ -268,7 +269,6 @@ _POSITIVE: tuple[str, ...] = (
     "trainer.num_nodes",
     "trainer.log_every_updates",
     "trainer.checkpoint_every_updates",
-    "trainer.threads",
     "eval.episodes",
 )
 _NON_NEGATIVE: tuple[str, ...] = (
@@ -323,6 +323,7 @@ def validate(cfg: Config) -> Config:
         cfg.svgd.options()
     except ValueError as error:
         raise ConfigError(f"svgd.{error}") from None
+    _check_union("trainer.threads", cfg.trainer.threads, ("auto",), "an int > 0")
     _check_union("loss.temperature", cfg.loss.temperature, ("alpha",), "a float > 0")
     if isinstance(cfg.loss.target_entropy, str) and cfg.loss.target_entropy != "auto":
         raise ConfigError(

@@ -122,13 +122,29 @@ def build_trainer(
     )
 
 
+def cpu_threads(trainer: TrainerConfig) -> int:
+    """torch CPU threads per process for ``trainer.threads`` (an int, or 'auto').
+
+    'auto' divides the CPUs this process may run on (``os.sched_getaffinity``, which honours
+    taskset, cgroups' cpusets and Ray's CPU pinning) among this node's processes: one per
+    device for DDP on CPU, otherwise one. At least 1.
+    """
+    if trainer.threads != "auto":
+        return int(trainer.threads)
+    on_cpu = trainer.accelerator == "cpu" or (
+        trainer.accelerator == "auto" and not torch.cuda.is_available()
+    )
+    local = int(trainer.devices) if on_cpu and str(trainer.devices).isdigit() else 1
+    return max(1, len(os.sched_getaffinity(0)) // max(local, 1))
+
+
 def train(cfg: Config, *, resume_from: Path | None = None) -> dict[str, Any]:
     """Fit ``cfg`` (or continue the run of checkpoint ``resume_from``); returns the summary.
 
     The run folder is locked while training (:class:`s2ac_lit.runfolder.RunLock`). Raises
     :class:`RunInterrupted` after checkpointing when SIGINT or SIGTERM arrives.
     """
-    torch.set_num_threads(cfg.trainer.threads)
+    torch.set_num_threads(cpu_threads(cfg.trainer))
     quiet_third_party()
     if RUN_FOLDER_ENV in os.environ:  # a DDP rank started by rank 0, which holds the lock
         return _train(cfg, Path(os.environ[RUN_FOLDER_ENV]), resume_from)

@@ -206,6 +206,7 @@ def test_seeds_are_a_count_or_a_list_that_adds_seeds() -> None:
         ({}, ["--algos", "s2ac,sacc"], "unknown algorithm 'sacc' (did you mean 'sac'?)"),
         ({}, ["--tasks", "multigoals"], "unknown task 'multigoals' (did you mean 'multigoal'?)"),
         ({}, ["--set", "svgd.stepz=3"], "unknown config key 'svgd.stepz'"),
+        ({}, ["--set", "trainer.threads=auto"], "trainer.threads='auto' cannot be scheduled"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(

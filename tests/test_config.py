@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, fields
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from conftest import ROOT
 
 from s2ac_lit import actor, kernels, networks
 from s2ac_lit.config import Config, ConfigError, SVGDConfig, load_config
-from s2ac_lit.train import main
+from s2ac_lit.train import cpu_threads, main
 
 CONF = ROOT / "conf"
 # conf/suites/ holds benchmark suites, not presets (tests/test_benchmark.py loads those).
@@ -87,6 +88,8 @@ def test_required_keys_and_overrides() -> None:
         ("optim.gamma=1.5", r"optim.gamma=1.5 must lie in \[0, 1\]"),
         ("actor.eval_selection=amortized", r"needs actor.amortized=true"),
         ("seed", r"overrides must look like key=value"),
+        ("trainer.threads=all", r"trainer.threads='all' is not allowed; allowed: \('auto',\)"),
+        ("trainer.threads=0", r"trainer.threads=0 must be > 0"),
     ],
 )
 def test_bad_values_name_the_key(override: str, message: str) -> None:
@@ -122,3 +125,15 @@ def test_cli_prints_config_and_reports_errors(capsys) -> None:
     assert "unknown config key 'nope'" in capsys.readouterr().err
     assert main(["--print-config", "env.id=Walker2d-v9"]) == 2
     assert "unknown environment id 'Walker2d-v9'" in capsys.readouterr().err
+
+
+def test_auto_threads_split_this_process_cpus_among_local_ranks(monkeypatch) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4})
+    trainer = load_config(CONF / "walker.yaml", ["trainer.threads=auto"]).trainer
+    assert cpu_threads(trainer) == 5
+    trainer.accelerator, trainer.devices = "cpu", 2
+    assert cpu_threads(trainer) == 2  # 5 CPUs, 2 DDP ranks on this node
+    trainer.devices = 8
+    assert cpu_threads(trainer) == 1
+    trainer.threads = 3
+    assert cpu_threads(trainer) == 3

@@ -83,19 +83,32 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def time_ms_interleaved(
+    fns: dict[str, Callable[[], object]], device: torch.device, iters: int, repeats: int
+) -> dict[str, float]:
+    """Per function, the median over ``repeats`` of the mean ms per call over ``iters`` calls.
+
+    After warm-up, each repeat times every function in turn, so a change in the machine's
+    load during the run hits all of them alike and their ratios stay fair.
+    """
+    for fn in fns.values():
+        for _ in range(3):
+            fn()
+    synchronize(device)
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for _ in range(iters):
+                fn()
+            synchronize(device)
+            samples[name].append((time.perf_counter() - start) * 1000 / iters)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
 def time_ms(fn: Callable[[], object], device: torch.device, iters: int, repeats: int) -> float:
     """Median over ``repeats`` of the mean ms per call over ``iters`` calls, after warm-up."""
-    for _ in range(3):
-        fn()
-    synchronize(device)
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(iters):
-            fn()
-        synchronize(device)
-        samples.append((time.perf_counter() - start) * 1000 / iters)
-    return statistics.median(samples)
+    return time_ms_interleaved({"fn": fn}, device, iters, repeats)["fn"]
 
 
 def random_batch(args: argparse.Namespace, device: torch.device) -> TensorDict:
@@ -203,6 +216,30 @@ def naive_s2ac() -> Iterator[None]:
         yield
 
 
+def matmul_probes(
+    args: argparse.Namespace, device: torch.device
+) -> dict[str, tuple[Callable[[], object], int]]:
+    """Matmuls that measure the machine's peak GFLOP/s at the run's threads and precision.
+
+    The update's own shape ([B·M, H] @ [H, H], plain and batched over the K = 2 critics) and
+    a large square one; the fastest sets a floor that no update made of matmuls can beat.
+    Returns name → (call, FLOPs per call).
+    """
+    dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+    rows, h = args.batch * args.particles, args.hidden
+    shapes = {
+        "matmul_rows": ((rows, h), (h, h)),
+        "matmul_batched": ((2, rows, h), (2, h, h)),
+        "matmul_square": ((1024, 1024), (1024, 1024)),
+    }
+    probes = {}
+    for name, (a_shape, b_shape) in shapes.items():
+        a = torch.randn(a_shape, device=device, dtype=dtype)
+        b = torch.randn(b_shape, device=device, dtype=dtype)
+        probes[name] = (lambda a=a, b=b: a @ b, 2 * a.numel() * b_shape[-1])
+    return probes
+
+
 def count_flops(fn: Callable[[], object]) -> int:
     with FlopCounter() as counter:
         fn()
@@ -260,8 +297,17 @@ def main(argv: list[str] | None = None) -> int:
     }
     _, s2ac_policy, s2ac_update = make_update("s2ac", args, device)
     _, sac_policy, sac_update = make_update("sac", args, device)
-    results["s2ac_update_ms"] = time_ms(s2ac_update, device, args.iters, args.repeats)
-    results["sac_update_ms"] = time_ms(sac_update, device, args.iters, args.repeats)
+    probes = matmul_probes(args, device)
+    # Updates and matmul probes interleaved: the floor is measured under the same load.
+    timed = time_ms_interleaved(
+        {"s2ac": s2ac_update, "sac": sac_update}
+        | {name: call for name, (call, _) in probes.items()},
+        device,
+        args.iters,
+        args.repeats,
+    )
+    results["s2ac_update_ms"] = timed["s2ac"]
+    results["sac_update_ms"] = timed["sac"]
     results["update_ratio"] = results["s2ac_update_ms"] / results["sac_update_ms"]
     if args.baseline:
         with naive_s2ac():
@@ -271,6 +317,11 @@ def main(argv: list[str] | None = None) -> int:
     flops = count_flops(s2ac_update)
     results["s2ac_update_gflop"] = flops / 1e9
     results["s2ac_update_gflops_per_s"] = flops / 1e6 / results["s2ac_update_ms"]
+    results["peak_gflops_per_s"] = max(
+        flop / 1e6 / timed[name] for name, (_, flop) in probes.items()
+    )
+    results["floor_ms"] = flops / 1e6 / results["peak_gflops_per_s"]
+    results["s2ac_update_over_floor"] = results["s2ac_update_ms"] / results["floor_ms"]
     results["sac_update_gflop"] = count_flops(sac_update) / 1e9
     random_mode = ExplorationType.RANDOM
     results["s2ac_act_ms"] = acting_ms(s2ac_policy, args, device, random_mode)

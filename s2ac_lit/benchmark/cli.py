@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         seeds = args.seeds or suite.seeds
         tasks = args.tasks.split(",") if args.tasks else None
         specs = plan(suite, algos=algos, seeds=seeds, extra=args.overrides, tasks=tasks)
+        threads = max(1, max(_threads(s.config_yaml) for s in specs))
     except SuiteError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -95,7 +96,6 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     if not args.report_only:
-        threads = max(1, max(_threads(s.config_yaml) for s in specs))
         # SIGTERM (a scheduler's stop, kill) unwinds like Ctrl-C, so Ray is shut down and every
         # run process with it; a rerun of the same command resumes them.
         previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
@@ -133,7 +133,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _threads(config_yaml: str) -> int:
-    """``trainer.threads`` of a resolved config (the CPUs a run asks Ray for)."""
+    """``trainer.threads`` of a resolved config: the CPUs a run asks Ray for, so it must be a
+    number (``auto`` would take every CPU of whichever machine the run lands on)."""
     from omegaconf import OmegaConf
 
-    return int(OmegaConf.create(config_yaml).trainer.threads)
+    threads = OmegaConf.create(config_yaml).trainer.threads
+    if threads == "auto":
+        raise SuiteError(
+            "trainer.threads='auto' cannot be scheduled: each run reserves trainer.threads CPUs "
+            "on Ray; give a number in the suite or with --set trainer.threads=N"
+        )
+    return int(threads)
