@@ -50,7 +50,6 @@ class Algorithm(NamedTuple):
 
 
 Builder = Callable[[Config, int, Sequence[float], Sequence[float]], Algorithm]
-Selector = Callable[[Any, str], Policy]
 EntropyProbe = Callable[[Any, Policy, Tensor, int], EntropyEstimate]
 
 
@@ -61,9 +60,9 @@ class AlgorithmSpec:
     Attributes:
         build: ``(cfg, observation_dim, action_low, action_high)`` → :class:`Algorithm`
             (before its value estimator; use :func:`build_algorithm`).
-        selections: deterministic selections its policy offers, the default first; empty
-            when the policy has only its own deterministic mode (SAC: the squashed mean).
-        select: ``(loss, selection)`` → the policy acting with that selection.
+        selections: deterministic selections its loss's ``policy(eval_selection=...)``
+            offers, the default first; empty when the policy has only its own deterministic
+            mode (SAC: the squashed mean).
         probe_entropy: ``(loss, policy, observations [P, O], num_samples)`` → the entropy of
             π(·|s) at probe states and the sampled actions.
         reads: the keys of :data:`ALGORITHM_KEYS` (dotted, or whole sections) it reads.
@@ -71,7 +70,6 @@ class AlgorithmSpec:
 
     build: Builder
     selections: tuple[str, ...]
-    select: Selector | None
     probe_entropy: EntropyProbe
     reads: tuple[str, ...]
 
@@ -139,6 +137,10 @@ def make_actor(
     )
 
 
+_LOSS_COMMON = ("critic", "loss.alpha_init")
+_LEARNED_ALPHA = ("loss.learn_alpha", "loss.target_entropy", "optim.alpha_lr")
+
+
 def _select(loss: S2ACLoss | SQLLoss, selection: str) -> Policy:
     return loss.policy(eval_selection=selection)  # type: ignore[arg-type]
 
@@ -158,6 +160,17 @@ def _build_s2ac(
         amortized_particles=lc.amortized_particles,
     )
     return Algorithm(loss, _select(loss, ALGORITHMS["s2ac"].default_selection(cfg) or ""))
+
+
+_S2AC_READS = (
+    "svgd",
+    "actor",
+    *_LOSS_COMMON,
+    *_LEARNED_ALPHA,
+    "loss.temperature",
+    "loss.amortized_particles",
+    "trainer.compile",
+)
 
 
 def _build_sql(
@@ -186,6 +199,21 @@ def _build_sql(
     return Algorithm(loss, _select(loss, ALGORITHMS["sql"].default_selection(cfg) or ""))
 
 
+# SQL's sampler is the amortised one alone: of the SVGD settings only the kernel's act,
+# through the amortised direction; its actor is always fixed-init, amortised, squash-corrected.
+_SQL_READS = (
+    "svgd.bandwidth",
+    "svgd.include_diagonal",
+    "actor.hidden_sizes",
+    "actor.activation",
+    "actor.eval_selection",
+    *_LOSS_COMMON,
+    "loss.amortized_particles",
+    "loss.value_particles",
+    "trainer.compile",
+)
+
+
 def _build_sac(
     cfg: Config, observation_dim: int, action_low: Sequence[float], action_high: Sequence[float]
 ) -> Algorithm:
@@ -205,6 +233,10 @@ def _build_sac(
     return Algorithm(loss, policy)
 
 
+# SAC's actor has the critic's widths and activation (as in TorchRL's SAC example).
+_SAC_READS = (*_LOSS_COMMON, *_LEARNED_ALPHA)
+
+
 def _s2ac_entropy(loss: S2ACLoss, policy: Policy, observations: Tensor, n: int) -> EntropyEstimate:
     return s2ac_entropy(loss, observations, num_samples=n)
 
@@ -217,51 +249,13 @@ def _sql_entropy(loss: SQLLoss, policy: Policy, observations: Tensor, n: int) ->
     return sql_samples(loss, observations, num_samples=n)
 
 
-_LOSS_COMMON = ("critic", "loss.alpha_init")
-_LEARNED_ALPHA = ("loss.learn_alpha", "loss.target_entropy", "optim.alpha_lr")
-
 ALGORITHMS: dict[str, AlgorithmSpec] = {
     "s2ac": AlgorithmSpec(
-        build=_build_s2ac,
-        selections=("softmax", "max", "amortized", "random"),
-        select=_select,
-        probe_entropy=_s2ac_entropy,
-        reads=(
-            "svgd",
-            "actor",
-            *_LOSS_COMMON,
-            *_LEARNED_ALPHA,
-            "loss.temperature",
-            "loss.amortized_particles",
-            "trainer.compile",
-        ),
+        _build_s2ac, ("softmax", "max", "amortized", "random"), _s2ac_entropy, _S2AC_READS
     ),
-    # SAC's actor has the critic's widths and activation (TorchRL's SAC example does the same).
-    "sac": AlgorithmSpec(
-        build=_build_sac,
-        selections=(),
-        select=None,
-        probe_entropy=_sac_entropy,
-        reads=(*_LOSS_COMMON, *_LEARNED_ALPHA),
-    ),
-    # SQL's sampler is the amortised one alone: of the SVGD settings only the kernel's act,
-    # through the amortised direction; its actor is always fixed-init, amortised, squash-corrected.
+    "sac": AlgorithmSpec(_build_sac, (), _sac_entropy, _SAC_READS),
     "sql": AlgorithmSpec(
-        build=_build_sql,
-        selections=("amortized", "softmax", "max", "random"),
-        select=_select,
-        probe_entropy=_sql_entropy,
-        reads=(
-            "svgd.bandwidth",
-            "svgd.include_diagonal",
-            "actor.hidden_sizes",
-            "actor.activation",
-            "actor.eval_selection",
-            *_LOSS_COMMON,
-            "loss.amortized_particles",
-            "loss.value_particles",
-            "trainer.compile",
-        ),
+        _build_sql, ("amortized", "softmax", "max", "random"), _sql_entropy, _SQL_READS
     ),
 }
 
@@ -344,12 +338,12 @@ def policy_with_selection(algo: str, loss: LossModule, selection: str) -> Policy
         ConfigError: ``algo`` does not offer ``selection``.
     """
     spec = ALGORITHMS[algo]
-    if spec.select is None or selection not in spec.selections:
+    if selection not in spec.selections:
         raise ConfigError(
             f"selection {selection!r} does not apply to algo={algo!r}; allowed: "
             f"{spec.selections or 'none (it acts with its own deterministic mode)'}"
         )
-    return spec.select(loss, selection)
+    return _select(loss, selection)  # type: ignore[arg-type]
 
 
 def total_loss(out: TensorDictBase) -> Tensor:
