@@ -137,7 +137,9 @@ def make_actor(
     )
 
 
+# What the builders read, beside each builder.
 _LOSS_COMMON = ("critic", "loss.alpha_init")
+_SAMPLER_LOSS = (*_LOSS_COMMON, "loss.amortized_particles", "trainer.compile")  # S2AC and SQL
 _LEARNED_ALPHA = ("loss.learn_alpha", "loss.target_entropy", "optim.alpha_lr")
 
 
@@ -162,15 +164,7 @@ def _build_s2ac(
     return Algorithm(loss, _select(loss, ALGORITHMS["s2ac"].default_selection(cfg) or ""))
 
 
-_S2AC_READS = (
-    "svgd",
-    "actor",
-    *_LOSS_COMMON,
-    *_LEARNED_ALPHA,
-    "loss.temperature",
-    "loss.amortized_particles",
-    "trainer.compile",
-)
+_S2AC_READS = ("svgd", "actor", "loss.temperature", *_SAMPLER_LOSS, *_LEARNED_ALPHA)
 
 
 def _build_sql(
@@ -201,17 +195,9 @@ def _build_sql(
 
 # SQL's sampler is the amortised one alone: of the SVGD settings only the kernel's act,
 # through the amortised direction; its actor is always fixed-init, amortised, squash-corrected.
-_SQL_READS = (
-    "svgd.bandwidth",
-    "svgd.include_diagonal",
-    "actor.hidden_sizes",
-    "actor.activation",
-    "actor.eval_selection",
-    *_LOSS_COMMON,
-    "loss.amortized_particles",
-    "loss.value_particles",
-    "trainer.compile",
-)
+_AMORTIZED_SAMPLER = ("actor.hidden_sizes", "actor.activation", "svgd.bandwidth")
+_SQL_OWN = ("svgd.include_diagonal", "actor.eval_selection", "loss.value_particles")
+_SQL_READS = (*_SAMPLER_LOSS, *_AMORTIZED_SAMPLER, *_SQL_OWN)
 
 
 def _build_sac(
