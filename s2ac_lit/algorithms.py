@@ -1,35 +1,95 @@
-"""Algorithm registry: config → (loss module, exploration policy) for S2AC, SAC and SQL.
+"""Algorithm registry: everything that differs between S2AC, SAC and SQL, by ``cfg.algo``.
+
+One :class:`AlgorithmSpec` per name builds the loss module and the policy that acts with it,
+names the deterministic selections that policy offers, estimates the policy's entropy at probe
+states, and lists the config keys it reads. The Lightning trainer (:mod:`s2ac_lit.module`), the
+plain-TorchRL script (``tools/train_torchrl.py``), evaluation (``tools/evaluate.py``,
+``tools/multigoal.py``) and the benchmarks all go through :data:`ALGORITHMS`; nothing else
+dispatches on the algorithm.
 
 Every loss follows TorchRL's naming (``qvalue_network_params``, ``actor_network_params``,
-``log_alpha``), so one optimiser layout and one target updater serve all three.
+``log_alpha``), so one optimiser layout (:func:`parameter_groups`) and one target updater serve
+all three. A key of the algorithm-specific sections (:data:`ALGORITHM_KEYS`) that the chosen
+algorithm does not read must stay at its default: :func:`check_config` refuses it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+import torch
 from tensordict import TensorDictBase
-from torch import nn
+from torch import Tensor, nn
 from torchrl.objectives import LossModule
 
 from s2ac_lit.actor import SVGDActor
-from s2ac_lit.config import Config
+from s2ac_lit.config import Config, ConfigError, OptimConfig
+from s2ac_lit.envs.experiment import EntropyEstimate, s2ac_entropy, sac_entropy, sql_samples
 from s2ac_lit.networks import QEnsemble
 from s2ac_lit.objectives import S2ACLoss, SQLLoss, make_sac_loss
 
 Policy = Callable[[TensorDictBase], TensorDictBase]
+LOSS_PREFIX = "loss_"
+
+# Config keys (dotted) or whole sections whose meaning depends on the algorithm; every other
+# key is a run setting that the trainer reads for all of them.
+ALGORITHM_KEYS = ("svgd", "actor", "critic", "loss", "optim.alpha_lr", "trainer.compile")
 
 
 class Algorithm(NamedTuple):
-    """A loss module and the policy that explores (and, deterministically, evaluates) with it."""
+    """A loss module (with its TD(0) value estimator) and the policy that acts with it.
+
+    The policy samples under ``ExplorationType.RANDOM`` (collectors) and acts with the
+    configured deterministic selection otherwise (evaluation).
+    """
 
     loss: LossModule
     policy: Policy
 
 
+Builder = Callable[[Config, int, Sequence[float], Sequence[float]], Algorithm]
+EntropyProbe = Callable[[Any, Policy, Tensor, int], EntropyEstimate]
+
+
+@dataclasses.dataclass(frozen=True)
+class AlgorithmSpec:
+    """How to build, evaluate and probe one algorithm.
+
+    Attributes:
+        build: ``(cfg, observation_dim, action_low, action_high)`` → :class:`Algorithm`
+            (before its value estimator; use :func:`build_algorithm`).
+        selections: deterministic selections its loss's ``policy(eval_selection=...)``
+            offers, the default first; empty when the policy has only its own deterministic
+            mode (SAC: the squashed mean).
+        probe_entropy: ``(loss, policy, observations [P, O], num_samples)`` → the entropy of
+            π(·|s) at probe states and the sampled actions.
+        reads: the keys of :data:`ALGORITHM_KEYS` (dotted, or whole sections) it reads.
+    """
+
+    build: Builder
+    selections: tuple[str, ...]
+    probe_entropy: EntropyProbe
+    reads: tuple[str, ...]
+
+    def reads_key(self, key: str) -> bool:
+        """Whether ``key`` (dotted) is read: a run setting, or listed in :attr:`reads`."""
+        return not _covered(key, ALGORITHM_KEYS) or _covered(key, self.reads)
+
+    def default_selection(self, cfg: Config) -> str | None:
+        """``actor.eval_selection``, or this algorithm's own default when it is unset."""
+        if not self.selections:
+            return None
+        return cfg.actor.eval_selection or self.selections[0]
+
+
+def _covered(key: str, prefixes: Sequence[str]) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
 def make_critic(cfg: Config, observation_dim: int, action_dim: int) -> QEnsemble:
-    """The twin-critic ensemble of ``cfg.critic``."""
+    """The critic ensemble of ``cfg.critic``."""
     c = cfg.critic
     return QEnsemble(
         observation_dim,
@@ -71,56 +131,204 @@ def make_actor(
     )
 
 
+# What the builders read, beside each builder.
+_LOSS_COMMON = ("critic", "loss.alpha_init")
+_SAMPLER_LOSS = (*_LOSS_COMMON, "loss.amortized_particles", "trainer.compile")  # S2AC and SQL
+_LEARNED_ALPHA = ("loss.learn_alpha", "loss.target_entropy", "optim.alpha_lr")
+
+
+def _select(loss: S2ACLoss | SQLLoss, selection: str) -> Policy:
+    return loss.policy(eval_selection=selection)  # type: ignore[arg-type]
+
+
+def _build_s2ac(
+    cfg: Config, observation_dim: int, action_low: Sequence[float], action_high: Sequence[float]
+) -> Algorithm:
+    critic = make_critic(cfg, observation_dim, len(action_low))
+    lc = cfg.loss
+    loss = S2ACLoss(
+        make_actor(cfg, observation_dim, action_low, action_high),
+        critic,
+        alpha_init=lc.alpha_init,
+        learn_alpha=lc.learn_alpha,
+        target_entropy=lc.target_entropy,  # type: ignore[arg-type]
+        temperature=lc.temperature,  # type: ignore[arg-type]
+        amortized_particles=lc.amortized_particles,
+    )
+    return Algorithm(loss, _select(loss, ALGORITHMS["s2ac"].default_selection(cfg) or ""))
+
+
+_S2AC_READS = ("svgd", "actor", "loss.temperature", *_SAMPLER_LOSS, *_LEARNED_ALPHA)
+
+
+def _build_sql(
+    cfg: Config, observation_dim: int, action_low: Sequence[float], action_high: Sequence[float]
+) -> Algorithm:
+    critic = make_critic(cfg, observation_dim, len(action_low))
+    # SQL's sampler must target exp(Q(a)/α) on the action box, whose log-partition its
+    # soft value is: hence the squash correction (see SQLLoss).
+    actor = make_actor(
+        cfg,
+        observation_dim,
+        action_low,
+        action_high,
+        init="fixed",
+        amortized=True,
+        squash_correction=True,
+    )
+    lc = cfg.loss
+    loss = SQLLoss(
+        actor,
+        critic,
+        alpha=lc.alpha_init,
+        value_particles=lc.value_particles,
+        amortized_particles=lc.amortized_particles,
+    )
+    return Algorithm(loss, _select(loss, ALGORITHMS["sql"].default_selection(cfg) or ""))
+
+
+# SQL's sampler is the amortised one alone: of the SVGD settings only the kernel's act,
+# through the amortised direction; its actor is always fixed-init, amortised, squash-corrected.
+_AMORTIZED_SAMPLER = ("actor.hidden_sizes", "actor.activation", "svgd.bandwidth")
+_SQL_OWN = ("svgd.include_diagonal", "actor.eval_selection", "loss.value_particles")
+_SQL_READS = (*_SAMPLER_LOSS, *_AMORTIZED_SAMPLER, *_SQL_OWN)
+
+
+def _build_sac(
+    cfg: Config, observation_dim: int, action_low: Sequence[float], action_high: Sequence[float]
+) -> Algorithm:
+    c, lc = cfg.critic, cfg.loss
+    loss, policy = make_sac_loss(
+        observation_dim,
+        len(action_low),
+        action_low,
+        action_high,
+        num_critics=c.num_critics,
+        hidden_sizes=tuple(c.hidden_sizes),
+        activation=c.activation,  # type: ignore[arg-type]
+        alpha_init=lc.alpha_init,
+        learn_alpha=lc.learn_alpha,
+        target_entropy=lc.target_entropy,  # type: ignore[arg-type]
+    )
+    return Algorithm(loss, policy)
+
+
+# SAC's actor has the critic's widths and activation (as in TorchRL's SAC example).
+_SAC_READS = (*_LOSS_COMMON, *_LEARNED_ALPHA)
+
+
+def _s2ac_entropy(loss: S2ACLoss, policy: Policy, observations: Tensor, n: int) -> EntropyEstimate:
+    return s2ac_entropy(loss, observations, num_samples=n)
+
+
+def _sac_entropy(loss: LossModule, policy: Any, observations: Tensor, n: int) -> EntropyEstimate:
+    return sac_entropy(policy, observations, num_samples=n)
+
+
+def _sql_entropy(loss: SQLLoss, policy: Policy, observations: Tensor, n: int) -> EntropyEstimate:
+    return sql_samples(loss, observations, num_samples=n)
+
+
+ALGORITHMS: dict[str, AlgorithmSpec] = {
+    "s2ac": AlgorithmSpec(
+        _build_s2ac, ("softmax", "max", "amortized", "random"), _s2ac_entropy, _S2AC_READS
+    ),
+    "sac": AlgorithmSpec(_build_sac, (), _sac_entropy, _SAC_READS),
+    "sql": AlgorithmSpec(
+        _build_sql, ("amortized", "softmax", "max", "random"), _sql_entropy, _SQL_READS
+    ),
+}
+
+
+def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted key → value of every leaf of a (nested) config dataclass."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(node):
+        value, key = getattr(node, f.name), f"{prefix}{f.name}"
+        out.update(_leaves(value, key + ".") if dataclasses.is_dataclass(value) else {key: value})
+    return out
+
+
+def unread_keys(cfg: Config) -> list[str]:
+    """Keys set away from their defaults that ``cfg.algo`` does not read."""
+    spec, defaults = ALGORITHMS[cfg.algo], _leaves(Config())
+    return [
+        key
+        for key, value in _leaves(cfg).items()
+        if value != defaults[key] and not spec.reads_key(key)
+    ]
+
+
+def check_config(cfg: Config) -> Config:
+    """Refuse keys the algorithm would ignore; returns ``cfg``.
+
+    Raises:
+        ConfigError: naming the algorithm and the first such key.
+    """
+    unread = unread_keys(cfg)
+    if unread:
+        key = unread[0]
+        value = _leaves(cfg)[key]
+        default = _leaves(Config())[key]
+        raise ConfigError(
+            f"{key}={value!r} has no effect with algo={cfg.algo!r}; remove it (default "
+            f"{default!r}) or choose an algorithm that reads it"
+        )
+    return cfg
+
+
+def without_unread(cfg: Config) -> Config:
+    """``cfg`` with the keys ``cfg.algo`` does not read back at their defaults.
+
+    For configs written before :func:`check_config` existed (checkpoints, resumed runs) and
+    for benchmark suites, whose task presets hold settings of the algorithms that read them.
+    """
+    defaults = _leaves(Config())
+    for key in unread_keys(cfg):
+        *parents, leaf = key.split(".")
+        node = cfg
+        for part in parents:
+            node = getattr(node, part)
+        setattr(node, leaf, defaults[key])
+    return cfg
+
+
 def build_algorithm(
     cfg: Config,
     observation_dim: int,
     action_low: Sequence[float],
     action_high: Sequence[float],
 ) -> Algorithm:
-    """Loss (with its TD(0) value estimator) and policy for ``cfg.algo``."""
-    action_dim = len(action_low)
-    critic = make_critic(cfg, observation_dim, action_dim)
-    lc = cfg.loss
-    if cfg.algo == "s2ac":
-        loss = S2ACLoss(
-            make_actor(cfg, observation_dim, action_low, action_high),
-            critic,
-            alpha_init=lc.alpha_init,
-            learn_alpha=lc.learn_alpha,
-            target_entropy=lc.target_entropy,  # type: ignore[arg-type]
-            temperature=lc.temperature,  # type: ignore[arg-type]
+    """Loss (with its TD(0) value estimator) and policy for ``cfg.algo``.
+
+    Raises:
+        ConfigError: ``cfg`` sets a key the algorithm does not read (:func:`check_config`).
+    """
+    algorithm = ALGORITHMS[check_config(cfg).algo].build(
+        cfg, observation_dim, action_low, action_high
+    )
+    algorithm.loss.make_value_estimator(gamma=cfg.optim.gamma)
+    return algorithm
+
+
+def policy_with_selection(algo: str, loss: LossModule, selection: str) -> Policy:
+    """The policy of ``loss`` acting deterministically with ``selection``.
+
+    Raises:
+        ConfigError: ``algo`` does not offer ``selection``.
+    """
+    spec = ALGORITHMS[algo]
+    if selection not in spec.selections:
+        raise ConfigError(
+            f"selection {selection!r} does not apply to algo={algo!r}; allowed: "
+            f"{spec.selections or 'none (it acts with its own deterministic mode)'}"
         )
-        policy: Policy = loss.policy(eval_selection=cfg.actor.eval_selection)  # type: ignore[arg-type]
-    elif cfg.algo == "sql":
-        # SQL's sampler must target exp(Q(a)/α) on the action box, whose log-partition its
-        # soft value is: hence the squash correction (see SQLLoss).
-        actor = make_actor(
-            cfg,
-            observation_dim,
-            action_low,
-            action_high,
-            init="fixed",
-            amortized=True,
-            squash_correction=True,
-        )
-        loss = SQLLoss(actor, critic, alpha=lc.alpha_init)
-        policy = loss.policy()
-    elif cfg.algo == "sac":
-        loss, policy = make_sac_loss(
-            observation_dim,
-            action_dim,
-            action_low,
-            action_high,
-            hidden_sizes=tuple(cfg.critic.hidden_sizes),
-            activation=cfg.critic.activation,  # type: ignore[arg-type]
-            alpha_init=lc.alpha_init,
-            learn_alpha=lc.learn_alpha,
-            target_entropy=lc.target_entropy,  # type: ignore[arg-type]
-        )
-    else:
-        raise ValueError(f"unknown algo {cfg.algo!r}; allowed: ('s2ac', 'sac', 'sql')")
-    loss.make_value_estimator(gamma=cfg.optim.gamma)
-    return Algorithm(loss, policy)
+    return _select(loss, selection)  # type: ignore[arg-type]
+
+
+def total_loss(out: TensorDictBase) -> Tensor:
+    """Sum of the ``loss_*`` entries of a loss module's output (TorchRL's convention)."""
+    return sum(value for key, value in out.items() if key.startswith(LOSS_PREFIX))
 
 
 PARAMETER_GROUPS = {
@@ -130,15 +338,16 @@ PARAMETER_GROUPS = {
 }
 
 
-def parameter_groups(loss: nn.Module, lrs: dict[str, float]) -> list[dict]:
+def parameter_groups(loss: nn.Module, optim: OptimConfig) -> list[dict]:
     """Optimiser parameter groups (critic, actor, alpha) from the loss's parameter names.
 
-    Args:
-        lrs: learning rate per group name (``critic``, ``actor``, ``alpha``).
+    Each ``loss_*`` term reaches only its own group (the actor and sampler losses see detached
+    critic parameters), so one backward of their sum and one optimiser step are exact.
 
     Raises:
         RuntimeError: a trainable parameter belongs to no known group.
     """
+    lrs = {"critic": optim.critic_lr, "actor": optim.actor_lr, "alpha": optim.alpha_lr}
     groups: dict[str, list[nn.Parameter]] = {name: [] for name in lrs}
     for name, param in loss.named_parameters():
         prefix = name.split(".")[0]
@@ -150,3 +359,8 @@ def parameter_groups(loss: nn.Module, lrs: dict[str, float]) -> list[dict]:
         for group, params in groups.items()
         if params
     ]
+
+
+def make_optimizer(loss: nn.Module, optim: OptimConfig) -> torch.optim.Optimizer:
+    """One Adam over :func:`parameter_groups` (absent groups, e.g. S2AC(φ)'s actor, left out)."""
+    return torch.optim.Adam(parameter_groups(loss, optim))

@@ -213,7 +213,7 @@ class PeriodicEvaluation(L.Callback):
                 device=pl_module.device,
                 max_episode_steps=self.cfg.env.max_episode_steps,
             )
-        result = evaluate_policy(self._env, pl_module.exploration_policy(), self.cfg.eval.episodes)
+        result = evaluate_policy(self._env, pl_module.policy(), self.cfg.eval.episodes)
         feeder = _feeder(trainer)
         record = {
             "frames": feeder.frames,

@@ -12,7 +12,9 @@ check ``Literal``), so one error path covers every choice. Each tuple is derived
 spelled once. The ``svgd`` section holds the keys of :class:`~s2ac_lit.svgd.SVGDOptions`, which
 validates them, plus ``num_particles``. Keys that only make sense together
 (``replay.batch_size`` and ``replay.capacity``, the frame budget and its schedules) are checked
-together, and the message names both.
+together, and the message names both. Which keys each algorithm reads is the registry's
+knowledge: :func:`s2ac_lit.algorithms.check_config` refuses the others when set away from their
+defaults, before anything is built.
 """
 
 from __future__ import annotations
@@ -139,13 +141,13 @@ by construction; ``options()`` returns them."""
 @dataclass
 class ActorConfig:
     init: str = "learned"
-    """'learned' is S2AC(φ,θ), 'fixed' is S2AC(φ) (ignored by sac and sql)."""
+    """'learned' is S2AC(φ,θ), 'fixed' is S2AC(φ) (s2ac only; SQL's sampler has no init)."""
     init_std: float = 0.5
     """σ₀ of the fixed initial distribution."""
     hidden_sizes: list[int] = field(default_factory=lambda: [256, 256, 256])
-    """Hidden widths of the init network (and of SAC's actor)."""
+    """Hidden widths of the init network and the amortised sampler (SAC: critic.hidden_sizes)."""
     activation: str = "elu"
-    """Activation: 'elu', 'relu', 'tanh' or 'silu'."""
+    """Activation: 'elu', 'relu', 'tanh' or 'silu' (SAC: critic.activation)."""
     std_min: float = 0.1
     """Lower bound of σθ(s)."""
     std_max: float = 1.0
@@ -158,8 +160,9 @@ class ActorConfig:
     """Add the tanh log-Jacobian to the SVGD energy."""
     amortized: bool = False
     """Also train an amortised sampler (one forward pass per action)."""
-    eval_selection: str = "softmax"
-    """Particle used when acting deterministically: 'softmax', 'max', 'amortized', 'random'."""
+    eval_selection: str | None = None
+    """Acting deterministically: 'softmax', 'max', 'amortized', 'random' (s2ac and sql);
+    None: the algorithm's own (s2ac: 'softmax', sql: 'amortized')."""
 
 
 @dataclass
@@ -167,9 +170,9 @@ class CriticConfig:
     num_critics: int = 2
     """Critics in the ensemble; targets use their minimum."""
     hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
-    """Hidden widths of each critic."""
+    """Hidden widths of each critic (and of SAC's actor)."""
     activation: str = "elu"
-    """Activation (smooth, since the actor loss differentiates through ∇ₐQ)."""
+    """Activation (smooth, since the actor loss differentiates through ∇ₐQ; also SAC's actor)."""
 
 
 @dataclass
@@ -177,11 +180,15 @@ class LossConfig:
     alpha_init: float = 0.2
     """Initial (or fixed) entropy temperature α."""
     learn_alpha: bool = False
-    """Learn α towards target_entropy."""
+    """Learn α towards target_entropy (s2ac and sac; SQL's α is fixed)."""
     target_entropy: str | float = "auto"
     """Target entropy for learned α: 'auto' (minus the action dimension) or a float."""
     temperature: str | float = "alpha"
     """Sampler temperature T of exp(Q/T): 'alpha' (paper) or a float (authors' code: 1.0)."""
+    amortized_particles: int = 16
+    """Samples per state of the amortised-sampler loss (s2ac with actor.amortized, and sql)."""
+    value_particles: int = 16
+    """Uniform action proposals per state of SQL's soft value."""
 
 
 @dataclass
@@ -204,7 +211,7 @@ class TrainerConfig:
     """torch CPU threads per process, or 'auto': the CPUs this process may use divided among
     the local processes (CPU DDP ranks on this node), at least 1 (``train.cpu_threads``)."""
     compile: bool = False
-    """torch.compile the critic ensemble's kernels (S2AC and SQL; tens of seconds to build)."""
+    """torch.compile the critic ensemble's kernels (s2ac and sql; tens of seconds to build)."""
     progress_bar: bool = True
     """Show Lightning's progress bar."""
 
@@ -266,6 +273,7 @@ _POSITIVE: tuple[str, ...] = (
     "actor.truncation",
     "critic.num_critics",
     "loss.alpha_init",
+    "loss.value_particles",
     "trainer.num_nodes",
     "trainer.log_every_updates",
     "trainer.checkpoint_every_updates",
@@ -299,6 +307,8 @@ _REMOVED: dict[str, dict[str, str]] = {"actor.bound": REMOVED_BOUNDS}
 def validate(cfg: Config) -> Config:
     """Check choices and ranges; returns ``cfg`` or raises :class:`ConfigError`."""
     for key, allowed in _CHOICES.items():
+        if _get(cfg, key) is None:  # an optional choice left to the algorithm
+            continue
         value = str(_get(cfg, key))
         if value in _REMOVED.get(key, {}):
             raise ConfigError(
@@ -346,7 +356,12 @@ def validate(cfg: Config) -> Config:
             "trainer.compile=true needs svgd.self_term='none' (the self term differentiates "
             "twice through the critic, which compiled kernels do not support)"
         )
-    if cfg.actor.eval_selection == "amortized" and not cfg.actor.amortized:
+    if cfg.loss.amortized_particles < 2:
+        raise ConfigError(
+            f"loss.amortized_particles={cfg.loss.amortized_particles} must be >= 2 (the SVGD "
+            "kernel needs pairs)"
+        )
+    if cfg.algo == "s2ac" and cfg.actor.eval_selection == "amortized" and not cfg.actor.amortized:
         raise ConfigError("actor.eval_selection='amortized' needs actor.amortized=true")
     _check_combinations(cfg)
     return cfg

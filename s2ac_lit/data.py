@@ -253,7 +253,7 @@ def make_replay_buffer(cfg: ReplayConfig, device: torch.device | str = "cpu") ->
 class ReplayDataModule(L.LightningDataModule):
     """One env, collector and replay buffer per rank; ``train_dataloader`` is the feeder.
 
-    The exploration policy comes from the LightningModule (``exploration_policy()``).
+    The acting policy comes from the LightningModule (``policy()``).
     Lightning checkpoints the feeder's ``state_dict`` itself (it is the train dataloader);
     the buffer is dumped beside the checkpoint by :class:`s2ac_lit.callbacks.ReplayCheckpoint`,
     since it can be hundreds of MB.
@@ -276,7 +276,7 @@ class ReplayDataModule(L.LightningDataModule):
         module = self.trainer.lightning_module
         self.feeder = ReplayFeeder(
             env,
-            module.exploration_policy,
+            module.policy,
             make_replay_buffer(self.cfg.replay, device=device),
             self.cfg.collector,
             policy_device=device,

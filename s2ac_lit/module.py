@@ -24,7 +24,14 @@ from omegaconf import OmegaConf
 from tensordict import TensorDictBase
 from torchrl.objectives import SoftUpdate
 
-from s2ac_lit.algorithms import Policy, build_algorithm, parameter_groups
+from s2ac_lit.algorithms import (
+    LOSS_PREFIX,
+    Policy,
+    build_algorithm,
+    make_optimizer,
+    total_loss,
+    without_unread,
+)
 from s2ac_lit.checkpoints import (
     CheckpointError,
     check_compatible,
@@ -32,19 +39,12 @@ from s2ac_lit.checkpoints import (
     read_checkpoint,
 )
 from s2ac_lit.config import Config, merge_config, to_config
-from s2ac_lit.objectives.common import SamplerLoss
 
-LOSS_PREFIX = "loss_"
 LOGGED = ("alpha", "entropy", "q_value", "target_value")
 
 
 class NonFiniteError(RuntimeError):
     """A loss, gradient or parameter became NaN or infinite; the run stopped before using it."""
-
-
-def total_loss(out: TensorDictBase) -> torch.Tensor:
-    """Sum of the ``loss_*`` entries of a loss module's output."""
-    return sum(value for key, value in out.items() if key.startswith(LOSS_PREFIX))
 
 
 def _logged(key: str) -> bool:
@@ -102,7 +102,7 @@ class RLModule(L.LightningModule):
         self.automatic_optimization = False
         algorithm = build_algorithm(cfg, observation_dim, action_low, action_high)
         self.loss_module = algorithm.loss
-        if cfg.trainer.compile and isinstance(self.loss_module, SamplerLoss):
+        if cfg.trainer.compile:  # refused for algorithms without a QEnsemble (SAC)
             self.loss_module.qvalue_network.compile_kernels()
         # Policy and updater stay outside the module tree: the policy only references the
         # loss's networks, and collectors may move or copy what they are given.
@@ -112,8 +112,12 @@ class RLModule(L.LightningModule):
 
     @classmethod
     def from_hparams(cls, hparams: dict[str, Any]) -> RLModule:
-        """Rebuild an untrained module from a checkpoint's ``hyper_parameters``."""
-        cfg = to_config(merge_config(base=OmegaConf.create(hparams["config"])))
+        """Rebuild an untrained module from a checkpoint's ``hyper_parameters``.
+
+        Keys its algorithm does not read go back to their defaults: runs from before the
+        registry refused them (a suite's shared preset) still load.
+        """
+        cfg = without_unread(to_config(merge_config(base=OmegaConf.create(hparams["config"]))))
         return cls(cfg, hparams["observation_dim"], hparams["action_low"], hparams["action_high"])
 
     @classmethod
@@ -125,15 +129,17 @@ class RLModule(L.LightningModule):
         module.load_state_dict(checkpoint["state_dict"])
         return module
 
-    def exploration_policy(self) -> Policy:
-        """The policy collectors act with (random particle / sample while exploring)."""
+    def policy(self) -> Policy:
+        """The policy acting with the trained networks, from the registry.
+
+        It samples under ``ExplorationType.RANDOM`` (collectors, MaxEnt rollouts) and acts
+        with ``actor.eval_selection`` (or the algorithm's own deterministic mode) otherwise.
+        """
         return self._policy
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """One Adam with groups ``critic``, ``actor`` (absent for S2AC(φ)) and ``alpha``."""
-        o = self.cfg.optim
-        lrs = {"critic": o.critic_lr, "actor": o.actor_lr, "alpha": o.alpha_lr}
-        return torch.optim.Adam(parameter_groups(self.loss_module, lrs))
+        return make_optimizer(self.loss_module, self.cfg.optim)
 
     def training_step(self, dataloader_iter: Iterator) -> None:
         """One update on one replay batch; the feeder ending (StopIteration) ends training."""

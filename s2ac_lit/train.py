@@ -25,6 +25,7 @@ from lightning.pytorch.strategies import StrategyRegistry
 from omegaconf import OmegaConf
 from torchrl.envs.utils import ExplorationType
 
+from s2ac_lit.algorithms import check_config, without_unread
 from s2ac_lit.callbacks import (
     GracefulStop,
     LogCheckpoint,
@@ -144,6 +145,7 @@ def train(cfg: Config, *, resume_from: Path | None = None) -> dict[str, Any]:
     The run folder is locked while training (:class:`s2ac_lit.runfolder.RunLock`). Raises
     :class:`RunInterrupted` after checkpointing when SIGINT or SIGTERM arrives.
     """
+    check_config(cfg)  # before a run folder exists
     torch.set_num_threads(cpu_threads(cfg.trainer))
     quiet_third_party()
     if RUN_FOLDER_ENV in os.environ:  # a DDP rank started by rank 0, which holds the lock
@@ -283,7 +285,9 @@ def _resolve(args: argparse.Namespace) -> tuple[Config, Path | None]:
     saved = run_folder_of(checkpoint) / "config.yaml"
     if not saved.is_file():
         raise CheckpointError(f"run folder of {str(checkpoint)!r} has no config.yaml")
-    base = OmegaConf.load(saved)
+    # Keys the algorithm does not read go back to their defaults, so that runs from before
+    # the registry refused them resume.
+    base = OmegaConf.structured(without_unread(to_config(merge_config(base=OmegaConf.load(saved)))))
     return to_config(merge_config(base=base, overrides=args.overrides)), checkpoint
 
 
@@ -323,7 +327,7 @@ def goal_map(run_folder: Path, env_id: str, episodes: int = GOAL_MAP_EPISODES) -
     ``episodes`` episodes of the stochastic (MaxEnt) policy.
     """
     module = RLModule.load(find_checkpoint(run_folder / "checkpoints" / "last.ckpt")).eval()
-    policy_fn = numpy_policy(module.exploration_policy(), exploration=ExplorationType.RANDOM)
+    policy_fn = numpy_policy(module.policy(), exploration=ExplorationType.RANDOM)
     torch.manual_seed(GOAL_MAP_SEED)
     metrics, rollout = evaluate_episodes(env_id, policy_fn, episodes, GOAL_MAP_SEED)
     rates = {int(k.split("/")[1]): v for k, v in metrics.items() if k.startswith("hit_rate/")}

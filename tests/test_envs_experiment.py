@@ -14,12 +14,12 @@ from torch import nn
 from torchrl.envs.utils import ExplorationType
 from torchrl.modules import ProbabilisticActor, TanhNormal
 
+from s2ac_lit.algorithms import ALGORITHMS
 from s2ac_lit.envs.experiment import (
     aggregate_over_seeds,
     evaluate_episodes,
     knn_entropy,
     numpy_policy,
-    probe_entropy,
     s2ac_entropy,
     sac_entropy,
     sql_samples,
@@ -142,13 +142,15 @@ def test_sql_has_samples_but_no_density() -> None:
     assert torch.isfinite(knn_entropy(estimate.actions)).all()
 
 
-def test_probe_entropy_dispatches_on_the_loss() -> None:
+def test_registry_picks_the_entropy_estimate_of_each_algorithm() -> None:
     loss, policy = make_sac_loss(2, 2, [-1.0, -1.0], [1.0, 1.0], hidden_sizes=(8,))
-    assert probe_entropy(loss, policy, PROBES, num_samples=16).actions.shape == (6, 16, 2)
+    estimate = ALGORITHMS["sac"].probe_entropy(loss, policy, PROBES, 16)
+    assert estimate.actions.shape == (6, 16, 2) and torch.isfinite(estimate.entropy).all()
     s2ac = mock_sampler_loss(S2ACLoss, 2, 2, init="fixed", steps=1)
-    assert probe_entropy(s2ac, s2ac.policy(), PROBES, num_samples=20).actions.shape[1] == 20
-    with pytest.raises(TypeError, match="no entropy estimate"):
-        probe_entropy(loss, lambda td: td, PROBES)
+    estimate = ALGORITHMS["s2ac"].probe_entropy(s2ac, s2ac.policy(), PROBES, 20)
+    assert estimate.actions.shape[1] == 20 and torch.isfinite(estimate.entropy).all()
+    sql = mock_sampler_loss(SQLLoss, 2, 2, init="fixed", amortized=True)
+    assert torch.isnan(ALGORITHMS["sql"].probe_entropy(sql, sql.policy(), PROBES, 8).entropy).all()
     with pytest.raises(RuntimeError, match=r"\[P, O\]"):
         sac_entropy(policy, PROBES[0])
 

@@ -216,8 +216,8 @@ def test_keyword_call_and_select_out_keys(kind: str) -> None:
     assert len(values) == len(loss.out_keys) == len(expected.keys())
     for key, value in zip(loss.out_keys, values, strict=True):
         torch.testing.assert_close(value, expected[key], msg=key)
-    loss.select_out_keys("loss_qvalue", "loss_actor")
-    assert set(loss(td.clone()).keys()) == {"loss_qvalue", "loss_actor"}
+    loss.select_out_keys("loss_qvalue", "loss_alpha")
+    assert set(loss(td.clone()).keys()) == {"loss_qvalue", "loss_alpha"}
 
 
 @pytest.mark.parametrize("kind", LOSSES)

@@ -105,7 +105,7 @@ def test_value_uses_min_over_critics() -> None:
 def test_forward_outputs() -> None:
     loss = make_loss(alpha=0.7)
     out = loss(make_batch(1))
-    assert {"loss_qvalue", "loss_actor", "loss_alpha", "alpha"} <= set(out.keys())
+    assert {"loss_qvalue", "loss_amortized", "loss_alpha", "alpha"} <= set(out.keys())
     assert out["loss_alpha"].item() == 0.0
     assert out["alpha"].item() == pytest.approx(0.7)
     assert all(torch.isfinite(v).all() for v in out.values())
@@ -127,7 +127,7 @@ def test_gradient_routing() -> None:
     assert all(g is None for g in _grads(sampler) + _grads(targets))
 
     loss.zero_grad(set_to_none=True)
-    loss(td)["loss_actor"].backward()
+    loss(td)["loss_amortized"].backward()
     assert all(g is not None and g.abs().sum() > 0 for g in _grads(sampler))
     assert all(g is None for g in _grads(critic) + _grads(targets))
 
@@ -142,7 +142,7 @@ def test_amortized_svgd_gradient_by_hand() -> None:
     td = make_batch(a_dim).set("observation", obs)
 
     torch.manual_seed(7)
-    sampler_loss, _ = loss.actor_loss(td)
+    sampler_loss, _ = loss.amortized_loss(td)
     grad_w, grad_b = torch.autograd.grad(sampler_loss, [linear.weight, linear.bias])
 
     torch.manual_seed(7)

@@ -25,16 +25,16 @@ from contextlib import contextmanager
 from unittest import mock
 
 import torch
-from tensordict import TensorDict
+from tensordict import TensorDict, TensorDictBase
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
+from torchrl.data import Bounded, Categorical, Composite, Unbounded
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 from torchrl.objectives import SoftUpdate
 
-from s2ac_lit.algorithms import build_algorithm, parameter_groups
+from s2ac_lit.algorithms import build_algorithm, make_optimizer, policy_with_selection, total_loss
 from s2ac_lit.config import load_config
 from s2ac_lit.errors import cli, positive_int
-from s2ac_lit.module import total_loss
 from s2ac_lit.networks import QEnsemble
 from s2ac_lit.objectives.common import SamplerLoss
 
@@ -111,48 +111,46 @@ def time_ms(fn: Callable[[], object], device: torch.device, iters: int, repeats:
     return time_ms_interleaved({"fn": fn}, device, iters, repeats)["fn"]
 
 
-def random_batch(args: argparse.Namespace, device: torch.device) -> TensorDict:
-    b, o, a = args.batch, args.obs_dim, args.act_dim
-    return TensorDict(
-        {
-            "observation": torch.randn(b, o),
-            "action": torch.rand(b, a) * 2 - 1,
-            "next": {
-                "observation": torch.randn(b, o),
-                "reward": torch.randn(b, 1),
-                "done": torch.zeros(b, 1, dtype=torch.bool),
-                "terminated": torch.zeros(b, 1, dtype=torch.bool),
-            },
-        },
-        [b],
-    ).to(device)
+def random_batch(args: argparse.Namespace, device: torch.device) -> TensorDictBase:
+    """Replay-batch-shaped random transitions, drawn from specs (timings ignore the values)."""
+    obs, act, one = (args.obs_dim,), (args.act_dim,), (1,)
+    flag = Categorical(2, one, dtype=torch.bool)
+    transition = Composite(
+        observation=Unbounded(obs),
+        action=Bounded(-1.0, 1.0, act),
+        next=Composite(
+            observation=Unbounded(obs), reward=Unbounded(one), done=flag, terminated=flag
+        ),
+    )
+    return transition.rand((args.batch,)).to(device)
 
 
 def make_update(
     algo: str, args: argparse.Namespace, device: torch.device, *, amortized: bool = False
 ):
-    """The loss, policy and a closure doing one full update (losses, backward, Adam, targets)."""
+    """The registry's loss and policy, and a closure doing one full update.
+
+    One update is what the trainer does: losses, one backward of their sum, Adam over the
+    parameter groups, target update. Both algorithms get ``--hidden``-wide critics (SAC's
+    actor has the critic's widths); S2AC's init network has three such layers.
+    """
     h = args.hidden
-    cfg = load_config(
-        overrides=[
-            f"algo={algo}",
+    overrides = [f"algo={algo}", f"critic.hidden_sizes=[{h},{h}]"]
+    if algo == "s2ac":
+        overrides += [
             f"svgd.num_particles={args.particles}",
             f"svgd.steps={args.steps}",
-            f"critic.hidden_sizes=[{h},{h}]",
-            f"actor.hidden_sizes=[{h},{h},{h}]"
-            if algo == "s2ac"
-            else f"actor.hidden_sizes=[{h},{h}]",
+            f"actor.hidden_sizes=[{h},{h},{h}]",
             f"actor.amortized={str(amortized).lower()}",
         ]
-    )
+    cfg = load_config(overrides=overrides)
     low, high = [-1.0] * args.act_dim, [1.0] * args.act_dim
     algorithm = build_algorithm(cfg, args.obs_dim, low, high)
     loss = algorithm.loss.to(device)
     if args.compile and algo == "s2ac":
         loss.qvalue_network.compile_kernels()
-    lrs = {"critic": 1e-3, "actor": 1e-3, "alpha": 3e-4}
-    optimizer = torch.optim.Adam(parameter_groups(loss, lrs))
-    updater = SoftUpdate(loss, tau=0.005)
+    optimizer = make_optimizer(loss, cfg.optim)
+    updater = SoftUpdate(loss, tau=cfg.optim.tau)
     batch = random_batch(args, device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
 
@@ -326,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     random_mode = ExplorationType.RANDOM
     results["s2ac_act_ms"] = acting_ms(s2ac_policy, args, device, random_mode)
     amortized_loss, _, _ = make_update("s2ac", args, device, amortized=True)
-    amortized = amortized_loss.policy(eval_selection="amortized")
+    amortized = policy_with_selection("s2ac", amortized_loss, "amortized")
     results["amortized_act_ms"] = acting_ms(amortized, args, device, ExplorationType.DETERMINISTIC)
     results["sac_act_ms"] = acting_ms(sac_policy, args, device, random_mode)
     results["amortized_act_ratio"] = results["amortized_act_ms"] / results["sac_act_ms"]

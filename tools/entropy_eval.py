@@ -93,25 +93,15 @@ def build_sweep(name: str, *, quick: bool, custom: Target | None = None) -> Swee
             for s in (*sigma2s, *rules)
             for m, n in sizes
         ]
-        return Sweep(
-            name,
-            runs,
-            lambda r: f"σ²={r.bandwidth}",
-            _size,
-            f"{target.name} (H = {target.entropy:.4f}): kernel variance × (M, L)",
-        )
+        title = f"{target.name} (H = {target.entropy:.4f}): kernel variance × (M, L)"
+        return Sweep(name, runs, lambda r: f"σ²={r.bandwidth}", _size, title)
     if name == "particles":
         ms, ls = (
             ((10, 20), (10, 20)) if quick else ((10, 20, 50, 100, 200, 400), (20, 50, 100, 200))
         )
         runs = [(gauss, replace(base, particles=m, steps=n)) for m in ms for n in ls]
-        return Sweep(
-            name,
-            runs,
-            lambda r: f"M={r.particles}",
-            lambda r: f"L={r.steps}",
-            f"{gauss.name}, σ² = 5: particles × steps",
-        )
+        title = f"{gauss.name}, σ² = 5: particles × steps"
+        return Sweep(name, runs, lambda r: f"M={r.particles}", lambda r: f"L={r.steps}", title)
     if name == "init":
         small = replace(base, particles=20, steps=20) if quick else base
         runs = [
@@ -119,13 +109,8 @@ def build_sweep(name: str, *, quick: bool, custom: Target | None = None) -> Swee
             for s in sigma2s
             for mu, var in ((0.0, 6.0), (4.0, 0.2))
         ]
-        return Sweep(
-            name,
-            runs,
-            lambda r: f"σ²={r.bandwidth}",
-            lambda r: r.init,
-            f"{gauss.name}, M = L = {small.particles}: kernel variance × initial dist.",
-        )
+        title = f"{gauss.name}, M = L = {small.particles}: kernel variance × initial dist."
+        return Sweep(name, runs, lambda r: f"σ²={r.bandwidth}", lambda r: r.init, title)
     if name == "dims":
         # One mode: in D > 2 every GMM is dominated by its D-2 Gaussian coordinates, and the
         # modes sweep covers K in 2-D.
@@ -138,25 +123,15 @@ def build_sweep(name: str, *, quick: bool, custom: Target | None = None) -> Swee
             for d in dims
             for b in rules
         ]
-        return Sweep(
-            name,
-            runs,
-            lambda r: f"K={r.modes},d={r.dim}",
-            lambda r: r.bandwidth,
-            f"GMM on a radius-4 circle, M = {cfg.particles}, L = {cfg.steps}: dimension",
-        )
+        title = f"GMM on a radius-4 circle, M = {cfg.particles}, L = {cfg.steps}: dimension"
+        return Sweep(name, runs, lambda r: f"K={r.modes},d={r.dim}", lambda r: r.bandwidth, title)
     if name == "modes":
         modes = (1, 2) if quick else (1, 2, 3, 4, 5, 6)
         cfg = replace(base, particles=20, steps=20) if quick else base
         rules = (1.0, 5.0) if quick else (1.0, 5.0, 10.0, *HEURISTICS[:4])
         runs = [(gmm_circle_target(k, 2), replace(cfg, bandwidth=b)) for k in modes for b in rules]
-        return Sweep(
-            name,
-            runs,
-            lambda r: f"K={r.modes}",
-            lambda r: r.bandwidth,
-            f"2-D GMM, M = {cfg.particles}, L = {cfg.steps}: number of modes",
-        )
+        title = f"2-D GMM, M = {cfg.particles}, L = {cfg.steps}: number of modes"
+        return Sweep(name, runs, lambda r: f"K={r.modes}", lambda r: r.bandwidth, title)
     if name == "samplers":
         cfg = replace(base, particles=20, steps=20) if quick else base
         hmc = replace(cfg, sampler="hmc", step_size=0.3, leapfrog_steps=5, steps=cfg.steps // 5)
@@ -171,14 +146,11 @@ def build_sweep(name: str, *, quick: bool, custom: Target | None = None) -> Swee
         ]
         targets = (gauss,) if quick else (gauss, gmm_circle_target(4, 2))
         runs = [(t, c) for t in targets for c in configs]
-        return Sweep(
-            name,
-            runs,
-            _sampler_label,
-            lambda r: r.target,
+        title = (
             f"samplers, M = {cfg.particles} particles/chains, {cfg.steps} gradient steps "
-            "(HMC: L/5 iterations × 5 leapfrog), SVGD σ² = 5",
+            "(HMC: L/5 iterations × 5 leapfrog), SVGD σ² = 5"
         )
+        return Sweep(name, runs, _sampler_label, lambda r: r.target, title)
     if name == "heuristics":
         ms = (10, 20) if quick else (10, 20, 50, 100, 200, 400)
         steps = 20 if quick else 200
@@ -189,12 +161,9 @@ def build_sweep(name: str, *, quick: bool, custom: Target | None = None) -> Swee
             for m in ms
             for b in HEURISTICS
         ]
+        title = f"bandwidth rules against M, L = {steps}"
         return Sweep(
-            name,
-            runs,
-            lambda r: f"{r.target} M={r.particles}",
-            lambda r: r.bandwidth,
-            f"bandwidth rules against M, L = {steps}",
+            name, runs, lambda r: f"{r.target} M={r.particles}", lambda r: r.bandwidth, title
         )
     raise ValueError(f"unknown sweep {name!r}; allowed: {SWEEPS}")
 

@@ -1,8 +1,9 @@
 """Evaluate a checkpoint: ``python tools/evaluate.py RUN_DIR_OR_CKPT --episodes 10``.
 
-Prints the mean ± std return over N episodes with the chosen action selection (S2AC:
-``softmax``, ``max``, ``random`` or ``amortized``; SAC and SQL act with their own deterministic
-mode). ``--json`` prints one JSON object instead.
+Prints the mean ± std return over N episodes with the chosen action selection (S2AC and SQL:
+``softmax``, ``max``, ``random`` or ``amortized``; without ``--selection``, the run's
+``actor.eval_selection`` or the algorithm's own deterministic mode, the only one SAC has).
+``--json`` prints one JSON object instead.
 """
 
 from __future__ import annotations
@@ -14,13 +15,12 @@ import sys
 import torch
 from torchrl.envs.utils import ExplorationType
 
-from s2ac_lit.actor import SELECTIONS
+from s2ac_lit.algorithms import ALGORITHMS, policy_with_selection
 from s2ac_lit.checkpoints import find_checkpoint
 from s2ac_lit.envs import check_env_spaces, env_dims, make_env
 from s2ac_lit.errors import UsageError, cli, positive_int
 from s2ac_lit.evaluation import evaluate_policy
 from s2ac_lit.module import RLModule
-from s2ac_lit.objectives import S2ACLoss
 
 
 @cli
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("target", help="a run folder (its last.ckpt) or a .ckpt file")
     parser.add_argument("--episodes", type=positive_int, default=10)
-    parser.add_argument("--selection", choices=SELECTIONS, help="S2AC particle selection")
+    parser.add_argument("--selection", choices=SELECTIONS, help="S2AC and SQL action selection")
     parser.add_argument("--env", help="evaluate on another env id (e.g. an obstacle variant)")
     parser.add_argument("--seed", type=int, default=12345)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -46,16 +46,16 @@ def main(argv: list[str] | None = None) -> int:
             f"--env {env_id!r} has observation and action sizes "
             f"{(dims.observation_dim, dims.action_dim)}, the checkpoint was trained on {trained}"
         )
-    if args.selection is not None and not isinstance(module.loss_module, S2ACLoss):
-        raise UsageError(f"--selection applies to s2ac, not {module.cfg.algo}")
+    if args.selection is not None and not ALGORITHMS[module.cfg.algo].selections:
+        with_selections = [name for name, spec in ALGORITHMS.items() if spec.selections]
+        raise UsageError(f"--selection applies to {with_selections}, not {module.cfg.algo}")
     torch.manual_seed(args.seed)
-    policy = module.exploration_policy()
+    policy = module.policy()
     exploration = ExplorationType.DETERMINISTIC
-    if args.selection is not None:
-        if args.selection == "random":
-            exploration = ExplorationType.RANDOM
-        else:
-            policy = module.loss_module.policy(eval_selection=args.selection)
+    if args.selection == "random":
+        exploration = ExplorationType.RANDOM
+    elif args.selection is not None:
+        policy = policy_with_selection(module.cfg.algo, module.loss_module, args.selection)
     result = evaluate_policy(env, policy, args.episodes, exploration=exploration)
     report = {
         "checkpoint": str(path),

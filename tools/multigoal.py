@@ -45,6 +45,7 @@ import numpy as np
 import torch
 from torchrl.envs.utils import ExplorationType
 
+from s2ac_lit.algorithms import ALGORITHMS
 from s2ac_lit.benchmark import report
 from s2ac_lit.benchmark.executor import execute
 from s2ac_lit.benchmark.results import collect
@@ -56,7 +57,6 @@ from s2ac_lit.envs.experiment import (
     evaluate_episodes,
     knn_entropy,
     numpy_policy,
-    probe_entropy,
 )
 from s2ac_lit.envs.metrics import PROBE_STATES, plot_goal_hits, plot_trajectories
 from s2ac_lit.errors import cli, positive_int
@@ -170,10 +170,11 @@ def evaluate_run(
     """Result rows of one trained agent and its sampled positions per env (for pictures)."""
     module = RLModule.load(find_checkpoint(run)).eval()
     summary = json.loads((run / "summary.json").read_text())
-    policy = module.exploration_policy()
+    policy = module.policy()
     probes = torch.tensor(PROBE_STATES, dtype=torch.float32)
     torch.manual_seed(EVAL_SEED + seed)
-    estimate = probe_entropy(module.loss_module, policy, probes, num_samples=args.entropy_samples)
+    probe_entropy = ALGORITHMS[module.cfg.algo].probe_entropy
+    estimate = probe_entropy(module.loss_module, policy, probes, args.entropy_samples)
     entropy = {f"entropy_p{i}": float(h) for i, h in enumerate(estimate.entropy)}
     knn = {f"entropy_knn_p{i}": float(h) for i, h in enumerate(knn_entropy(estimate.actions))}
     entropy["entropy"] = float(estimate.entropy.mean())

@@ -3,15 +3,17 @@
 See docs/algorithm.md §Losses, §Amortised sampler, §Baselines.
 
 Shows that the loss modules drop into any TorchRL pipeline. Laid out like TorchRL's SAC example
-(``sota-implementations/sac``): env → loss + policy → ``Collector`` → ``ReplayBuffer`` over a
-``LazyTensorStorage`` → Adam optimisers and ``SoftUpdate`` → a loop of collect, extend, update,
-and a deterministic evaluation at the end.
+(``sota-implementations/sac``): env → loss + policy from the algorithm registry
+(:mod:`s2ac_lit.algorithms`, the one the Lightning trainer uses; the flags become its config)
+→ ``Collector`` → ``ReplayBuffer`` over a ``LazyTensorStorage`` → one Adam over the loss's
+parameter groups and ``SoftUpdate`` → a loop of collect, extend, update, and a deterministic
+evaluation at the end.
 
 Algorithms (``--algo``): ``s2ac`` (S2AC(φ,θ)), ``s2ac-phi`` (S2AC(φ), no actor parameters),
 ``sac`` (TorchRL's ``SACLoss``), ``sql`` (Soft Q-Learning) and ``random`` (uniform actions, the
-floor of the learning table). ``--amortized`` also trains S2AC's amortised sampler with its own
-optimiser; then (and always for SQL) the return and per-action latency of each evaluation
-selection are reported, on the same evaluation episodes.
+floor of the learning table). ``--amortized`` also trains S2AC's amortised sampler
+(``loss_amortized``); then (and always for SQL) the return and per-action latency of each
+evaluation selection are reported, on the same evaluation episodes.
 
 Every run prints progress lines; the last line of a training run is exactly
 ``eval_return=<float>``, the mean return of ``--eval-episodes`` episodes under
@@ -30,38 +32,45 @@ import argparse
 import statistics
 import sys
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from collections.abc import Sequence
 from typing import NamedTuple, get_args
 
 import torch
 from tensordict import TensorDict, TensorDictBase
-from tensordict.nn import TensorDictModuleBase
 from torchrl.collectors import Collector
 from torchrl.data import LazyTensorStorage, ReplayBuffer
 from torchrl.envs import EnvBase
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 from torchrl.objectives import LossModule, SoftUpdate
 
-from s2ac_lit.actor import DEFAULT_SVGD, SELECTIONS, SVGDActor
-from s2ac_lit.envs import EnvDims, EnvError, check_env_spaces, env_dims, make_env
+from s2ac_lit.actor import SELECTIONS
+from s2ac_lit.algorithms import (
+    ALGORITHMS,
+    LOSS_PREFIX,
+    Policy,
+    build_algorithm,
+    make_optimizer,
+    policy_with_selection,
+    total_loss,
+)
+from s2ac_lit.config import Config, load_config
+from s2ac_lit.envs import EnvError, check_env_spaces, env_dims, make_env
 from s2ac_lit.errors import cli, non_negative_int, positive_float, positive_int
-from s2ac_lit.networks import Activation, QEnsemble
-from s2ac_lit.objectives import S2ACLoss, SQLLoss, make_sac_loss
+from s2ac_lit.evaluation import evaluate_policy
+from s2ac_lit.networks import Activation
 
 ALGOS = ("s2ac", "s2ac-phi", "sac", "sql", "random")
 
 
 class Agent(NamedTuple):
-    """A loss, the policy that collects with it, and one optimiser per ``loss_*`` key.
+    """The registry's loss and policy for one run, and one Adam over its parameter groups.
 
-    Every ``loss_*`` term reaches only its own optimiser's parameters (the actor and sampler
-    losses see detached critic parameters), so one backward of their sum is exact.
+    ``loss`` and ``policy`` are None for the uniform-random baseline.
     """
 
     loss: LossModule | None
-    policy: TensorDictModuleBase | None
-    optimizers: dict[str, torch.optim.Optimizer]
+    policy: Policy | None
+    optimizer: torch.optim.Optimizer | None
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -136,95 +145,57 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _adam(params: Iterable[torch.Tensor], lr: float) -> torch.optim.Optimizer:
-    return torch.optim.Adam(list(params), lr=lr)
+def make_config(args: argparse.Namespace, algo: str) -> Config:
+    """The flags as the config of ``algo`` (``s2ac-phi`` is S2AC with a fixed init).
 
-
-def build_agent(args: argparse.Namespace, algo: str, dims: EnvDims) -> Agent:
-    """The loss, exploration policy and optimisers of ``algo``, at the run's widths."""
-    hidden = (args.hidden, args.hidden)
-    obs_dim, act_dim = dims.observation_dim, dims.action_dim
-    if algo == "random":
-        return Agent(None, None, {})
-    if algo == "sac":
-        loss, policy = make_sac_loss(
-            obs_dim,
-            act_dim,
-            dims.action_low,
-            dims.action_high,
-            hidden_sizes=hidden,
-            activation=args.activation,
-            alpha_init=args.alpha,
-            learn_alpha=not args.fixed_alpha,
-        )
-        optimizers = {
-            "loss_qvalue": _adam(loss.qvalue_network_params.flatten_keys().values(), args.lr),
-            "loss_actor": _adam(loss.actor_network_params.flatten_keys().values(), args.lr),
-        }
-        if not args.fixed_alpha:
-            optimizers["loss_alpha"] = _adam([loss.log_alpha], args.lr)
-        return Agent(loss, policy, optimizers)
-    critic = QEnsemble(obs_dim, act_dim, hidden_sizes=hidden, activation=args.activation)
-    actor = SVGDActor(
-        obs_dim,
-        dims.action_low,
-        dims.action_high,
-        init="learned" if algo == "s2ac" else "fixed",
-        num_particles=args.particles,
-        svgd=replace(DEFAULT_SVGD, steps=args.steps, step_size=args.step_size),
-        hidden_sizes=hidden,
-        activation=args.activation,
-        # SQL's sampler must target exp(Q(a)/α) on the action box (see SQLLoss).
-        squash_correction=algo == "sql",
-        amortized=args.amortized or algo == "sql",
-    )
-    optimizers = {"loss_qvalue": _adam(critic.parameters(), args.lr)}
-    if algo == "sql":
-        loss = SQLLoss(
-            actor,
-            critic,
-            alpha=args.alpha,
-            value_particles=args.value_particles,
-            amortized_particles=args.particles,
-        )
-        optimizers["loss_actor"] = _adam(actor.amortized.parameters(), args.lr)
-        return Agent(loss, loss.policy(eval_selection=args.eval_selection), optimizers)
-    loss = S2ACLoss(
-        actor,
-        critic,
-        alpha_init=args.alpha,
-        learn_alpha=not args.fixed_alpha,
-        amortized_particles=args.particles,
-    )
-    if actor.init_net is not None:
-        optimizers["loss_actor"] = _adam(actor.init_net.parameters(), args.lr)
-    if not args.fixed_alpha:
-        optimizers["loss_alpha"] = _adam([loss.log_alpha], args.lr)
-    if actor.amortized is not None:
-        optimizers["loss_amortized"] = _adam(actor.amortized.parameters(), args.lr)
-    return Agent(loss, loss.policy(eval_selection=args.eval_selection), optimizers)
+    Widths and the activation go to every network; flags that ``algo`` does not read (e.g.
+    ``--particles`` for SAC) are left out, as the registry would refuse them.
+    """
+    name = "s2ac" if algo == "s2ac-phi" else algo
+    widths = f"[{args.hidden},{args.hidden}]"
+    settings = {
+        "algo": name,
+        "critic.hidden_sizes": widths,
+        "critic.activation": args.activation,
+        "actor.hidden_sizes": widths,
+        "actor.activation": args.activation,
+        "actor.init": "fixed" if algo == "s2ac-phi" else "learned",
+        "actor.amortized": args.amortized,
+        "actor.eval_selection": args.eval_selection,
+        "svgd.num_particles": args.particles,
+        "svgd.steps": args.steps,
+        "svgd.step_size": args.step_size,
+        "loss.alpha_init": args.alpha,
+        "loss.learn_alpha": not args.fixed_alpha,
+        "loss.amortized_particles": args.particles,
+        "loss.value_particles": args.value_particles,
+        "optim.critic_lr": args.lr,
+        "optim.actor_lr": args.lr,
+        "optim.alpha_lr": args.lr,
+        "optim.gamma": args.gamma,
+        "optim.tau": args.tau,
+    }
+    spec = ALGORITHMS[name]
+    overrides = [f"{key}={value}" for key, value in settings.items() if spec.reads_key(key)]
+    return load_config(overrides=overrides)
 
 
 def update(agent: Agent, target_updater: SoftUpdate, batch: TensorDictBase) -> TensorDictBase:
-    """One gradient step of every loss term on ``batch``, then the Polyak target update."""
+    """One gradient step of every loss term on ``batch``, then the Polyak target update.
+
+    Each ``loss_*`` term reaches only its own parameter group, so one backward of their sum
+    is exact (docs/algorithm.md §Losses).
+    """
     losses = agent.loss(batch)
-    total = sum(losses[key] for key in agent.optimizers)
-    for optimizer in agent.optimizers.values():
-        optimizer.zero_grad(set_to_none=True)
-    total.backward()
-    for optimizer in agent.optimizers.values():
-        optimizer.step()
+    agent.optimizer.zero_grad(set_to_none=True)
+    total_loss(losses).backward()
+    agent.optimizer.step()
     target_updater.step()
     return losses.detach()
 
 
 def evaluate(
-    env: EnvBase,
-    policy: TensorDictModuleBase | None,
-    episodes: int,
-    max_steps: int,
-    *,
-    seed: int,
+    env: EnvBase, policy: Policy | None, episodes: int, max_steps: int, *, seed: int
 ) -> list[float]:
     """Returns of ``episodes`` deterministic episodes (``policy=None``: uniform actions).
 
@@ -232,17 +203,10 @@ def evaluate(
     from the same initial states.
     """
     env.set_seed(seed)
-    returns = []
-    with set_exploration_type(ExplorationType.DETERMINISTIC), torch.no_grad():
-        for _ in range(episodes):
-            rollout = env.rollout(max_steps, policy, break_when_any_done=True)
-            returns.append(rollout["next", "reward"].sum().item())
-    return returns
+    return evaluate_policy(env, policy, episodes, max_steps=max_steps).returns.tolist()
 
 
-def action_latency_ms(
-    policy: TensorDictModuleBase, observation: torch.Tensor, repeats: int = 100
-) -> float:
+def action_latency_ms(policy: Policy, observation: torch.Tensor, repeats: int = 100) -> float:
     """Milliseconds per deterministic action for one state (after a short warm-up)."""
     td = TensorDict({"observation": observation}, [])
     with set_exploration_type(ExplorationType.DETERMINISTIC), torch.no_grad():
@@ -255,16 +219,22 @@ def action_latency_ms(
 
 
 def setup(args: argparse.Namespace, algo: str) -> tuple[EnvBase, Agent, SoftUpdate | None]:
-    """Seeded env, agent (γ set) and its target updater; torch is seeded before anything."""
+    """Seeded env, the registry's agent (γ set) and its target updater.
+
+    torch is seeded before anything, so the networks are those the Lightning trainer builds
+    for the same config and seed.
+    """
     torch.manual_seed(args.seed)
     env = make_env(args.env, seed=args.seed)
+    if algo == "random":
+        return env, Agent(None, None, None), None
+    cfg = make_config(args, algo)
     dims = env_dims(env)
-    agent = build_agent(args, algo, dims)
-    updater = None
-    if agent.loss is not None:
-        agent.loss.make_value_estimator(gamma=args.gamma)
-        updater = SoftUpdate(agent.loss, tau=args.tau)
-    return env, agent, updater
+    loss, policy = build_algorithm(
+        cfg, dims.observation_dim, dims.action_low.tolist(), dims.action_high.tolist()
+    )
+    agent = Agent(loss, policy, make_optimizer(loss, cfg.optim))
+    return env, agent, SoftUpdate(loss, tau=cfg.optim.tau)
 
 
 def benchmark(args: argparse.Namespace, rounds: int = 5) -> dict[str, float]:
@@ -340,8 +310,9 @@ def collect_and_update(
             if recent:
                 line += f" train_return={sum(recent[-5:]) / len(recent[-5:]):.1f}"
             if updates:  # .item() only here, at the log interval
-                keys = ("loss_qvalue", "loss_actor", "alpha")
-                line += "".join(f" {k}={losses[k].item():.3g}" for k in keys)
+                shown = ((k, v) for k, v in losses.items() if k.startswith(LOSS_PREFIX))
+                line += "".join(f" {k}={v.item():.3g}" for k, v in shown)
+                line += f" alpha={losses['alpha'].item():.3g}"
             print(line, flush=True)
         if frames >= args.frames:
             break
@@ -354,8 +325,9 @@ def compare_selections(
 ) -> dict[str, float]:
     """Return and ms per action of each evaluation selection, amortised sampler included."""
     metrics = {}
+    name = make_config(args, args.algo).algo
     for selection in ("softmax", "max", "amortized"):
-        policy = agent.loss.policy(eval_selection=selection)
+        policy = policy_with_selection(name, agent.loss, selection)
         returns = evaluate(
             eval_env, policy, args.eval_episodes, args.eval_max_steps, seed=args.seed + 1
         )

@@ -15,6 +15,7 @@ from pathlib import Path
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from s2ac_lit.algorithms import ALGORITHMS, without_unread
 from s2ac_lit.benchmark.runner import RunSpec
 from s2ac_lit.config import ConfigError, load_config, to_yaml
 from s2ac_lit.envs import check_env_id
@@ -130,7 +131,10 @@ def plan(
     Override order (later wins): run defaults, suite, task budget, task, algorithm, ``extra``
     (the command line's ``--set``); then the seed: ``seeds`` is a count (seeds 0..N-1) or a list
     of seeds, e.g. more seeds for a finished suite. ``tasks`` (default: all) is checked against
-    the suite. A bad key or value raises :class:`SuiteError` before anything runs.
+    the suite. A bad key or value raises :class:`SuiteError` before anything runs. Settings of a
+    task's preset that an algorithm does not read (S2AC's ``svgd.*`` for SAC) stay at their
+    defaults in that algorithm's runs, as do such keys of the suite's overrides and ``--set``;
+    an algorithm's own overrides must be keys it reads.
     """
     runs = []
     for task_name in select(tasks, list(suite.tasks), "task"):
@@ -148,6 +152,11 @@ def plan(
             )
             try:
                 cfg = load_config(preset, list(overrides))
+                spec = ALGORITHMS[cfg.algo]
+                for item in suite.algos[algo].overrides:
+                    if not spec.reads_key(item.split("=", 1)[0]):
+                        raise ConfigError(f"{item} has no effect with algo={cfg.algo!r}")
+                cfg = without_unread(cfg)
                 check_env_id(cfg.env.id)
             except (ConfigError, ValueError) as error:
                 raise SuiteError(f"task {task_name!r}, algorithm {algo!r}: {error}") from None

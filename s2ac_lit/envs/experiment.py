@@ -7,11 +7,13 @@ policies. This module connects a trained agent to :mod:`s2ac_lit.envs.metrics`:
 
 - :func:`numpy_policy` turns a TorchRL policy (``observation`` → ``action``) into the numpy
   ``policy_fn(obs) -> action`` that :func:`~s2ac_lit.envs.metrics.rollout_episodes` runs.
-- :func:`probe_entropy` estimates H(π(·|s)) at probe states from the policy's own density:
+- The entropy estimators give H(π(·|s)) at probe states from the policy's own density:
   S2AC's closed-form SVGD log-density of its particles (:func:`s2ac_entropy`), SAC's tanh-Normal
   log-density (:func:`sac_entropy`); SQL's amortised sampler has no density, so its estimate is
-  NaN (:func:`sql_samples`). Every estimator also returns the sampled actions, so that the
-  density-free :func:`knn_entropy` can put all algorithms on one scale.
+  NaN (:func:`sql_samples`). The registry picks the one that fits an agent
+  (``ALGORITHMS[algo].probe_entropy`` in :mod:`s2ac_lit.algorithms`). Every estimator also
+  returns the sampled actions, so that the density-free :func:`knn_entropy` can put all
+  algorithms on one scale.
 - :func:`evaluate_episodes` and :func:`aggregate_over_seeds` produce and summarise result rows.
 
 Entropies are of the action a ∈ [-1, 1]² (tanh squash included), in nats.
@@ -33,7 +35,6 @@ from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 from torchrl.modules import ProbabilisticActor
-from torchrl.objectives import LossModule
 
 from s2ac_lit.envs.metrics import PolicyFn, rollout_episodes, summarize_episodes
 from s2ac_lit.objectives import S2ACLoss, SQLLoss
@@ -161,36 +162,6 @@ def sql_samples(loss: SQLLoss, observations: Tensor, *, num_samples: int = 1000)
         actions = actor.squash(actor.sample_amortized(observations, num_samples))
     nan = torch.full(observations.shape[:1], math.nan, dtype=actions.dtype)
     return EntropyEstimate(nan, actions)
-
-
-def probe_entropy(
-    loss: LossModule,
-    policy: TorchPolicy,
-    observations: Tensor,
-    *,
-    num_samples: int = 1000,
-) -> EntropyEstimate:
-    """The entropy estimate that fits the agent: S2AC, SAC (TorchRL ``SACLoss``) or SQL.
-
-    Args:
-        loss: the trained agent's loss module (``RLModule.loss_module``).
-        policy: its policy (``RLModule.exploration_policy()``); SAC's must be the
-            ``ProbabilisticActor``.
-        observations: ``[P, O]`` probe states.
-        num_samples: N, samples per state.
-
-    Raises:
-        TypeError: for another loss, or a SAC policy that is not a ``ProbabilisticActor``.
-    """
-    if isinstance(loss, S2ACLoss):
-        return s2ac_entropy(loss, observations, num_samples=num_samples)
-    if isinstance(loss, SQLLoss):
-        return sql_samples(loss, observations, num_samples=num_samples)
-    if isinstance(policy, ProbabilisticActor):
-        return sac_entropy(policy, observations, num_samples=num_samples)
-    raise TypeError(
-        f"no entropy estimate for {type(loss).__name__} with policy {type(policy).__name__}"
-    )
 
 
 def knn_entropy(samples: Tensor, *, k: int = 5) -> Tensor:

@@ -1,5 +1,8 @@
 """What S2AC's and SQL's losses share: keys, TD(0) targets, parameter binding, amortised SVGD.
 
+Both may train an amortised sampler g_ψ(s, ξ) by amortised SVGD (S2AC optionally, SQL always);
+its loss is ``loss_amortized`` in both (:meth:`SamplerLoss.amortized_loss`).
+
 Both train twin critics against an SVGD-style sampler on the same replay batches, so they read
 the same tensordict keys, build the same TD(0) estimator, and run the actor and critic modules
 with the loss's own (online, detached or target) parameters.
@@ -69,7 +72,13 @@ def using_params(
 class SamplerLoss(LossModule):
     """Base of the losses whose actor is an :class:`SVGDActor` over a :class:`QEnsemble`.
 
-    Subclasses call ``_convert_networks`` in ``__init__`` and register ``log_alpha``.
+    Subclasses register ``log_alpha`` and define :meth:`sampler_temperature`.
+
+    Args:
+        actor_network, qvalue_network: the actor and the critics; target critic parameters
+            are made here and kept by :class:`torchrl.objectives.SoftUpdate`.
+        amortized_particles: M, samples per state of :meth:`amortized_loss`.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"`` over the batch, as in TorchRL.
     """
 
     @dataclass
@@ -109,11 +118,26 @@ class SamplerLoss(LossModule):
     log_alpha: Tensor
     reduction: Reduction
 
-    def __init__(self, *, reduction: Reduction = "mean") -> None:
+    def __init__(
+        self,
+        actor_network: SVGDActor,
+        qvalue_network: QEnsemble,
+        *,
+        amortized_particles: int,
+        reduction: Reduction,
+    ) -> None:
         super().__init__()
         if reduction not in REDUCTIONS:
             raise ValueError(f"unknown reduction {reduction!r}; allowed: {REDUCTIONS}")
+        if amortized_particles < 2:
+            raise ValueError(
+                f"amortized_particles must be >= 2 (the SVGD kernel needs pairs), got "
+                f"{amortized_particles}"
+            )
         self.reduction = reduction
+        self.amortized_particles = amortized_particles
+        self.convert_to_functional(actor_network, "actor_network")
+        self.convert_to_functional(qvalue_network, "qvalue_network", create_target_params=True)
 
     @property
     def in_keys(self) -> list[NestedKey]:
@@ -144,14 +168,32 @@ class SamplerLoss(LossModule):
         """Every entry ``forward`` writes; defined by each loss."""
         raise NotImplementedError
 
-    def _convert_networks(self, actor_network: SVGDActor, qvalue_network: QEnsemble) -> None:
-        self.convert_to_functional(actor_network, "actor_network")
-        self.convert_to_functional(qvalue_network, "qvalue_network", create_target_params=True)
-
     @property
     def alpha(self) -> Tensor:
         """Current α, detached."""
         return self.log_alpha.detach().exp()
+
+    def sampler_temperature(self) -> Tensor:
+        """T in the sampler's target exp(Q/T)."""
+        raise NotImplementedError
+
+    def amortized_loss(self, tensordict: TensorDictBase) -> tuple[Tensor, Info]:
+        """Amortised SVGD: ∇_ψ of this loss is -(1/(B·M)) Σ φ(u)ᵀ ∂u/∂ψ, critics untouched.
+
+        See docs/algorithm.md §Amortised sampler. The samples u = g_ψ(s, ξ) move along the
+        SVGD direction φ of the current energy f(u) = min_k Q_k(s, squash(u))/T (online
+        critics, detached parameters).
+
+        Returns:
+            The loss and detached info: ``amortized_direction_norm``.
+        """
+        obs = tensordict[self.tensor_keys.observation]
+        actor = self.actor_network
+        with self.bind(self.qvalue_network_params.detach()):
+            u = actor.sample_amortized(obs, self.amortized_particles)
+            phi = actor.amortized_direction(obs, u, self.qvalue_network, self.sampler_temperature())
+        loss = self._reduce_loss(amortized_svgd_loss(u, phi), tensordict)
+        return loss, {"amortized_direction_norm": phi.norm(dim=-1).mean()}
 
     @contextmanager
     def bind(self, critic_params: TensorDictBase | None = None) -> Iterator[None]:

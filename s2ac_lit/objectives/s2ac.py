@@ -31,7 +31,6 @@ from s2ac_lit.objectives.common import (
     Info,
     Reduction,
     SamplerLoss,
-    amortized_svgd_loss,
     using_params,
 )
 
@@ -83,12 +82,16 @@ class S2ACLoss(SamplerLoss):
         amortized_particles: int = 16,
         reduction: Reduction = "mean",
     ) -> None:
-        super().__init__(reduction=reduction)
         if alpha_init <= 0:
             raise ValueError(f"alpha_init must be > 0, got {alpha_init}")
         if temperature != "alpha" and (isinstance(temperature, str) or temperature <= 0):
             raise ValueError(f"temperature must be 'alpha' or a float > 0, got {temperature!r}")
-        self._convert_networks(actor_network, qvalue_network)
+        super().__init__(
+            actor_network,
+            qvalue_network,
+            amortized_particles=amortized_particles,
+            reduction=reduction,
+        )
         log_alpha = torch.tensor(math.log(alpha_init))
         if learn_alpha:
             self.log_alpha = torch.nn.Parameter(log_alpha)
@@ -99,7 +102,6 @@ class S2ACLoss(SamplerLoss):
         self.register_buffer("target_entropy", torch.tensor(float(target_entropy)))
         self.learn_alpha = learn_alpha
         self.temperature = temperature
-        self.amortized_particles = amortized_particles
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -171,20 +173,6 @@ class S2ACLoss(SamplerLoss):
         gap = (log_prob.mean(-1) + self.target_entropy).detach()
         per_state = -self.log_alpha * gap if self.learn_alpha else torch.zeros_like(gap)
         return self._reduce_loss(per_state, tensordict), {}
-
-    def amortized_loss(self, tensordict: TensorDictBase) -> tuple[Tensor, Info]:
-        """Amortised SVGD: ∇ψ of this loss is -Σ_i φ(u_i)ᵀ ∂u_i/∂ψ (Soft Q-Learning).
-
-        The samples u_i = g_ψ(s, ξ_i) move along the SVGD direction φ of the current energy.
-        """
-        obs = tensordict[self.tensor_keys.observation]
-        with self.bind(self.qvalue_network_params.detach()):
-            u = self.actor_network.sample_amortized(obs, self.amortized_particles)
-            phi = self.actor_network.amortized_direction(
-                obs, u, self.qvalue_network, self.sampler_temperature()
-            )
-        loss = self._reduce_loss(amortized_svgd_loss(u, phi), tensordict)
-        return loss, {"amortized_direction_norm": phi.norm(dim=-1).mean()}
 
     @dispatch
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:

@@ -37,18 +37,21 @@ def make_sac_loss(
     action_low: Tensor | Sequence[float],
     action_high: Tensor | Sequence[float],
     *,
+    num_critics: int = 2,
     hidden_sizes: Sequence[int] = (256, 256),
     activation: Activation = "relu",
     alpha_init: float = 1.0,
     learn_alpha: bool = True,
     target_entropy: float | Literal["auto"] = "auto",
 ) -> tuple[SACLoss, ProbabilisticActor]:
-    """TorchRL's ``SACLoss`` (v2, no value network, twin critics, L2 critic loss) and its policy.
+    """TorchRL's ``SACLoss`` (v2, no value network, L2 critic loss) and its policy.
 
     Args:
         observation_dim: O.
         action_dim: A.
         action_low, action_high: ``[A]`` bounds; the ``TanhNormal`` maps onto this box.
+        num_critics: critics in the ensemble (``SACLoss(num_qvalue_nets=...)``); targets use
+            their minimum.
         hidden_sizes: widths of both the actor and the critic MLPs.
         activation: one of :data:`s2ac_lit.networks.Activation`.
         alpha_init: initial (or fixed) entropy temperature α.
@@ -100,7 +103,7 @@ def make_sac_loss(
     loss = SACLoss(
         actor,
         qvalue,
-        num_qvalue_nets=2,
+        num_qvalue_nets=num_critics,
         loss_function="l2",
         alpha_init=alpha_init,
         fixed_alpha=not learn_alpha,

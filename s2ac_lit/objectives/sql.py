@@ -48,7 +48,6 @@ from s2ac_lit.objectives.common import (
     Info,
     Reduction,
     SamplerLoss,
-    amortized_svgd_loss,
     using_params,
 )
 
@@ -81,9 +80,9 @@ class SQLLoss(SamplerLoss):
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"`` (per-sample losses ``[*B]``)
             over the batch, as in TorchRL's losses.
 
-    Outputs of ``forward``: ``loss_qvalue``, ``loss_actor`` (the sampler loss), ``loss_alpha``
-    (always 0: α is fixed), plus detached ``alpha``, ``q_value``, ``target_value`` and
-    ``amortized_direction_norm``.
+    Outputs of ``forward``: ``loss_qvalue``, ``loss_amortized`` (the sampler loss, named as in
+    S2AC), ``loss_alpha`` (always 0: α is fixed), plus detached ``alpha``, ``q_value``,
+    ``target_value`` and ``amortized_direction_norm``.
 
     Examples:
         >>> from s2ac_lit.networks import QEnsemble
@@ -96,7 +95,7 @@ class SQLLoss(SamplerLoss):
         ...              "done": torch.zeros(5, 1, dtype=torch.bool),
         ...              "terminated": torch.zeros(5, 1, dtype=torch.bool)}}, [5])
         >>> sorted(k for k in loss(td).keys() if k.startswith("loss_"))
-        ['loss_actor', 'loss_alpha', 'loss_qvalue']
+        ['loss_alpha', 'loss_amortized', 'loss_qvalue']
     """
 
     def __init__(
@@ -109,7 +108,6 @@ class SQLLoss(SamplerLoss):
         amortized_particles: int = 16,
         reduction: Reduction = "mean",
     ) -> None:
-        super().__init__(reduction=reduction)
         if actor_network.amortized is None:
             raise ValueError("SQLLoss needs an actor built with amortized=True")
         if actor_network.init_net is not None:
@@ -119,23 +117,24 @@ class SQLLoss(SamplerLoss):
             )
         if alpha <= 0:
             raise ValueError(f"alpha must be > 0, got {alpha}")
-        if value_particles < 1 or amortized_particles < 2:
-            raise ValueError(
-                "need value_particles >= 1 and amortized_particles >= 2 (the SVGD kernel "
-                f"needs pairs), got {value_particles} and {amortized_particles}"
-            )
-        self._convert_networks(actor_network, qvalue_network)
+        if value_particles < 1:
+            raise ValueError(f"value_particles must be >= 1, got {value_particles}")
+        super().__init__(
+            actor_network,
+            qvalue_network,
+            amortized_particles=amortized_particles,
+            reduction=reduction,
+        )
         self.register_buffer("log_alpha", torch.tensor(math.log(alpha)))
         # log vol of the box [loc - scale, loc + scale]^A: A·log 2 only when scale = 1.
         self.register_buffer(
             "log_action_volume", (2.0 * actor_network.action_scale).log().sum().detach().clone()
         )
         self.value_particles = value_particles
-        self.amortized_particles = amortized_particles
 
     @property
     def default_out_keys(self) -> tuple[str, ...]:
-        keys = ("loss_qvalue", "loss_actor", "loss_alpha", "alpha", "q_value", "target_value")
+        keys = ("loss_qvalue", "loss_amortized", "loss_alpha", "alpha", "q_value", "target_value")
         return (*keys, "amortized_direction_norm")
 
     def uniform_actions(self, observation: Tensor) -> Tensor:
@@ -169,33 +168,23 @@ class SQLLoss(SamplerLoss):
             target = self.td0_target(tensordict, next_value)
         return self.qvalue_regression(tensordict, target)
 
-    def actor_loss(self, tensordict: TensorDictBase) -> tuple[Tensor, Info]:
-        """Amortised SVGD on the sampler: ∇_ψ = -(1/(B·M)) Σ φ(u)ᵀ ∂u/∂ψ, critics untouched.
-
-        Returns:
-            The loss and detached info: ``amortized_direction_norm``.
-        """
-        obs = tensordict[self.tensor_keys.observation]
-        actor = self.actor_network
-        with self.bind(self.qvalue_network_params.detach()):
-            u = actor.sample_amortized(obs, self.amortized_particles)
-            phi = actor.amortized_direction(obs, u, self.qvalue_network, self.alpha)
-        loss = self._reduce_loss(amortized_svgd_loss(u, phi), tensordict)
-        return loss, {"amortized_direction_norm": phi.norm(dim=-1).mean()}
+    def sampler_temperature(self) -> Tensor:
+        """T in the sampler's target exp(Q/T): the fixed α."""
+        return self.alpha
 
     @dispatch
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         """All SQL losses on one replay batch ``[*B]``; see the class docstring."""
         loss_q, info_q = self.critic_loss(tensordict)
-        loss_actor, info_actor = self.actor_loss(tensordict)
+        loss_amortized, info_amortized = self.amortized_loss(tensordict)
         out = {
             "loss_qvalue": loss_q,
-            "loss_actor": loss_actor,
+            "loss_amortized": loss_amortized,
             "loss_alpha": torch.zeros_like(loss_q),
             "alpha": self.alpha,
             "q_value": info_q["q_value"],
             "target_value": info_q["target_value"],
-            "amortized_direction_norm": info_actor["amortized_direction_norm"],
+            "amortized_direction_norm": info_amortized["amortized_direction_norm"],
         }
         return TensorDict(out, batch_size=[])
 
