@@ -15,6 +15,7 @@ import sys
 import torch
 from torchrl.envs.utils import ExplorationType
 
+from s2ac_lit.actor import SELECTIONS
 from s2ac_lit.algorithms import ALGORITHMS, policy_with_selection
 from s2ac_lit.checkpoints import find_checkpoint
 from s2ac_lit.envs import check_env_spaces, env_dims, make_env
