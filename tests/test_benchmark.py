@@ -143,12 +143,18 @@ def test_report_at_frames_reads_unfinished_runs_up_to_that_budget(tmp_path: Path
         reached = 50 if spec.key == "multigoal/sac/seed-1" else 100
         returns = [-900.0 + 100 * spec.seed, -500.0 + 100 * spec.seed][: reached // 50]
         _fake_run(spec.folder(tmp_path), returns, reached, 50)
+    # A final evaluation after the last updates, at the same frames: only it counts.
+    summary_path = specs[0].folder(tmp_path) / SUMMARY_FILE
+    summary = json.loads(summary_path.read_text())
+    summary["eval_history"].append({**summary["eval_history"][-1], "updates": 120})
+    summary["eval_history"][-2]["return_mean"] = 1e6  # superseded, must not count
+    summary_path.write_text(json.dumps(summary))
     argv = ["--suite", str(SMOKE), "--out", str(tmp_path), "--report-only", "--reps", "200"]
     assert main(argv) == FAILED_BASE + 4  # without --at-frames no run is finished
 
     assert main([*argv, "--at-frames", "100"]) == FAILED_BASE + 1
     rows = (tmp_path / "runs.csv").read_text().splitlines()[1:]
-    assert len(rows) == 3 * 2  # three runs reached 100 frames, two evaluations each
+    assert len(rows) == 3 * 2 + 1  # three runs reached 100 frames, two evaluations each + 1
     data = json.loads((tmp_path / "aggregate.json").read_text())
     assert data["at_frames"] == 100
     assert data["missing"][0]["run"] == "multigoal/sac/seed-1"

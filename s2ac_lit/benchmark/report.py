@@ -59,13 +59,19 @@ def _curves(rows: list[dict], suite: Suite, algo: str, task: str) -> tuple[list[
 
 def _returns(rows: list[dict], algos: list[str], task: str) -> dict[str, list[dict]]:
     """Raw returns of ``task`` per algorithm and evaluation point: mean and std over seeds of
-    each run's mean evaluation return, and the number of runs."""
+    each run's mean evaluation return, and the number of runs. A run evaluated twice at the same
+    frames (the final evaluation after the last updates) counts with its later evaluation."""
     table: dict[str, list[dict]] = {}
     for algo in algos:
-        by_frames: dict[int, list[float]] = {}
+        latest: dict[tuple[int, int], dict] = {}
         for row in rows:
-            if row["algorithm"] == algo and row["task"] == task:
-                by_frames.setdefault(row["frames"], []).append(row["return_mean"])
+            key = (row["seed"], row["frames"])
+            mine = row["algorithm"] == algo and row["task"] == task
+            if mine and row["updates"] >= latest.get(key, {"updates": -1})["updates"]:
+                latest[key] = row
+        by_frames: dict[int, list[float]] = {}
+        for (_, frames), row in latest.items():
+            by_frames.setdefault(frames, []).append(row["return_mean"])
         table[algo] = [
             {"frames": f, "mean": float(np.mean(v)), "std": float(np.std(v)), "runs": len(v)}
             for f, v in sorted(by_frames.items())
