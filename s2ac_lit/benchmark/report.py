@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +16,21 @@ from s2ac_lit.benchmark.suite import Suite
 TAUS = np.linspace(-0.25, 1.5, 36)
 
 
+def _latest(rows: list[dict], key: Callable[[dict], tuple], order: str) -> dict[tuple, dict]:
+    """Per ``key(row)``, the row with the largest ``row[order]``; on a tie the later row (a
+    run's final evaluation comes after the periodic one at the same frames)."""
+    latest: dict[tuple, dict] = {}
+    for row in rows:
+        k = key(row)
+        if k not in latest or row[order] >= latest[k][order]:
+            latest[k] = row
+    return latest
+
+
 def _finals(rows: list[dict], suite: Suite, algo: str) -> dict[tuple[str, int], float]:
     """``(task, seed) → normalised final return`` of one algorithm (last evaluation)."""
-    last: dict[tuple[str, int], dict] = {}
-    for row in rows:
-        key = (row["task"], row["seed"])
-        if row["algorithm"] == algo and row["frames"] >= last.get(key, {"frames": -1})["frames"]:
-            last[key] = row
+    mine = [row for row in rows if row["algorithm"] == algo]
+    last = _latest(mine, lambda row: (row["task"], row["seed"]), "frames")
     return {
         key: float(
             aggregate.normalise(
@@ -63,12 +72,8 @@ def _returns(rows: list[dict], algos: list[str], task: str) -> dict[str, list[di
     frames (the final evaluation after the last updates) counts with its later evaluation."""
     table: dict[str, list[dict]] = {}
     for algo in algos:
-        latest: dict[tuple[int, int], dict] = {}
-        for row in rows:
-            key = (row["seed"], row["frames"])
-            mine = row["algorithm"] == algo and row["task"] == task
-            if mine and row["updates"] >= latest.get(key, {"updates": -1})["updates"]:
-                latest[key] = row
+        mine = [row for row in rows if row["algorithm"] == algo and row["task"] == task]
+        latest = _latest(mine, lambda row: (row["seed"], row["frames"]), "updates")
         by_frames: dict[int, list[float]] = {}
         for (_, frames), row in latest.items():
             by_frames.setdefault(frames, []).append(row["return_mean"])
@@ -81,11 +86,7 @@ def _returns(rows: list[dict], algos: list[str], task: str) -> dict[str, list[di
 
 def _run_speeds(rows: list[dict]) -> list[dict]:
     """Per run: frames, updates and wall time at its last evaluation, and updates per second."""
-    last: dict[tuple[str, str, int], dict] = {}
-    for row in rows:
-        key = (row["task"], row["algorithm"], row["seed"])
-        if row["frames"] >= last.get(key, {"frames": -1})["frames"]:
-            last[key] = row
+    last = _latest(rows, lambda row: (row["task"], row["algorithm"], row["seed"]), "frames")
     speeds = []
     for (task, algo, seed), row in sorted(last.items()):
         wall = row["wall_time_s"]
