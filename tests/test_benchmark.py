@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import ROOT
 
 from s2ac_lit.benchmark import aggregate
@@ -229,9 +230,9 @@ def test_bad_input_is_one_line_and_exit_2(
 
 
 # ---------------------------------------------------------------------------- Ray, end to end
-def _harness(suite: Path, out: Path) -> subprocess.Popen:
+def _harness(suite: Path, out: Path, workers: int = 2) -> subprocess.Popen:
     cmd = [sys.executable, str(ROOT / "tools" / "benchmark.py"), "--suite", str(suite)]
-    cmd += ["--out", str(out), "--workers", "2", "--reps", "200"]
+    cmd += ["--out", str(out), "--workers", str(workers), "--reps", "200"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_WAIT_POLICY": "PASSIVE"}
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
@@ -311,6 +312,60 @@ def test_ray_suite_killed_and_rerun_finishes_every_run_once(tmp_path: Path) -> N
         ("s2ac", "multigoal", "0"),
         ("sac", "multigoal", "0"),
     ]
+
+
+def test_sigterm_stops_the_run_in_flight_with_a_checkpoint_and_a_rerun_resumes_it(
+    tmp_path: Path,
+) -> None:
+    """SIGTERM to the harness: the run in flight checkpoints the update it is at and exits,
+    the harness exits 143; the same command then resumes the run from that checkpoint."""
+    from omegaconf import OmegaConf
+
+    suite = OmegaConf.load(SMOKE)
+    suite.seeds = 1
+    suite.algos = {"s2ac": suite.algos["s2ac"]}
+    # ~96 updates (one per 10 frames), a periodic checkpoint every 10: the run is stopped
+    # between two periodic checkpoints, seconds after its first one.
+    suite.overrides += ["collector.frames_per_batch=10", "trainer.checkpoint_every_updates=10"]
+    suite.tasks.multigoal.frames = 1000
+    suite.tasks.multigoal.eval_every = 500
+    path = tmp_path / "suite.yaml"
+    path.write_text(OmegaConf.to_yaml(suite))
+    out = tmp_path / "out"
+    folder = out / "runs" / "multigoal" / "s2ac" / "seed-0"
+
+    first = _harness(path, out, workers=1)
+    try:
+        # Ray's and the fit process's start-up take ~30 s on two loaded cores.
+        deadline = time.monotonic() + 300
+        while not (folder / "checkpoints" / "step=10.ckpt").exists():
+            assert first.poll() is None, first.communicate()[0].decode()
+            assert time.monotonic() < deadline, "no checkpoint at update 10 in 5 minutes"
+            time.sleep(0.1)
+        first.send_signal(signal.SIGTERM)
+        # The run stops at its next update; the rest is Ray's shutdown (~5 s).
+        log = first.communicate(timeout=120)[0].decode()
+    finally:
+        first.kill()
+    assert first.returncode == 128 + signal.SIGTERM, log
+    assert "SIGTERM: stopping 1 run(s) gracefully" in log, log
+    assert "1 run(s) stopped in " in log and "1 with a new checkpoint" in log, log
+    assert "stopped by SIGTERM; run the same command again" in log, log
+    partial = json.loads((folder / SUMMARY_FILE).read_text())
+    # A whole run makes (1000 - 50) / 10 + 1 = 96 updates (the first after 50 random frames).
+    assert partial["finished"] is False and 10 < partial["updates"] < 96, partial
+    last = torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == partial["updates"]  # nothing trained is lost
+
+    second = _harness(path, out, workers=1)
+    log = second.communicate(timeout=600)[0].decode()
+    assert second.returncode == 0, log
+    assert "1 runs: 0 already finished, 1 to run" in log
+    assert [line.split(":")[0] for line in _result_lines(log)] == ["finished multigoal/s2ac/seed-0"]
+    attempts = [json.loads(line) for line in (folder / ATTEMPTS_FILE).read_text().splitlines()]
+    assert [a["mode"] for a in attempts] == ["fresh", "resume"]
+    summary = json.loads((folder / SUMMARY_FILE).read_text())
+    assert summary["finished"] is True and summary["frames"] >= 1000
 
 
 def _crash_worker_of_seed_one(spec, out):  # a Ray task: seed 1's worker process dies

@@ -18,7 +18,6 @@ stops at once.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import signal
 import time
@@ -42,23 +41,21 @@ class Stopped(Exception):
 
 
 class _StopSignals:
-    """SIGINT and SIGTERM handlers while runs are in flight: the first is noted (the driver
-    then stops gracefully), the second raises :class:`Stopped` at once."""
+    """SIGINT and SIGTERM handlers while Ray is up: the first signal asks for a graceful stop,
+    a second one for a stop at once. They only take note: the driver's loops poll them (an
+    exception raised in a handler while Ray's C++ code waits comes out as a SystemError)."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.again = False
 
     def _note(self, signum: int, frame) -> None:
-        name = signal.Signals(signum).name
-        if self.signum is not None:
-            raise Stopped(
-                signum,
-                f"{name} again: stopped at once; the runs in flight continue from their "
-                "newest checkpoint when the same command is run again",
-            )
-        self.signum = signum
+        if self.signum is None:
+            self.signum = signum
+        else:
+            self.again = True
 
     def install(self) -> None:
         for signum in self.SIGNALS:
@@ -92,12 +89,15 @@ def _result(ray, ref, spec: RunSpec, start: float) -> RunResult:
 
 
 def _stop(
-    ray, in_flight: dict, signum: int, timeout: float, write: Callable[[str], None]
+    ray, in_flight: dict, stop: _StopSignals, timeout: float, write: Callable[[str], None]
 ) -> Iterator[RunResult]:
     """Stop the runs in flight gracefully (module docstring), then raise :class:`Stopped`.
 
     Yields the runs that finished or failed meanwhile; the stopped ones are counted in one line.
+    A second signal ends the wait at once (Ray's shutdown then kills the runs left).
     """
+    signum = stop.signum
+    assert signum is not None
     name = signal.Signals(signum).name
     if in_flight:
         write(
@@ -109,7 +109,7 @@ def _stop(
         ray.cancel(ref)
     stopped = checkpointed = 0
     left = len(in_flight)
-    while in_flight and (wait := start + timeout - time.perf_counter()) > 0:
+    while in_flight and not stop.again and (wait := start + timeout - time.perf_counter()) > 0:
         done, _ = ray.wait(list(in_flight), num_returns=1, timeout=min(POLL_S, wait))
         for ref in done:
             result = _result(ray, ref, *in_flight.pop(ref))
@@ -118,6 +118,12 @@ def _stop(
                 checkpointed += result.summary is not None
             else:
                 yield result
+    if stop.again:
+        raise Stopped(
+            signum,
+            f"{name} again: stopped at once; the runs in flight continue from their newest "
+            "checkpoint when the same command is run again",
+        )
     if left:
         line = (
             f"{stopped} run(s) stopped in {time.perf_counter() - start:.0f} s, "
@@ -181,7 +187,7 @@ def _ray_results(
             for ref in done:
                 yield _result(ray, ref, *in_flight.pop(ref))
         if stop.signum is not None:
-            yield from _stop(ray, in_flight, stop.signum, stop_timeout, write)
+            yield from _stop(ray, in_flight, stop, stop_timeout, write)
     finally:
         ray.shutdown()
         for signum, handler in previous.items():
@@ -225,13 +231,10 @@ def execute(
                 stop_timeout=stop_timeout,
                 write=write,
             )
-            # A second signal may raise in this loop, outside the generator: closing it shuts
-            # Ray down now rather than whenever the generator is collected.
-            with contextlib.closing(stream):
-                for result in stream:
-                    results.append(result)
-                    write(_describe(result))
-                    bar.update(1)
+            for result in stream:
+                results.append(result)
+                write(_describe(result))
+                bar.update(1)
     finally:
         bar.close()
     return results
