@@ -7,7 +7,7 @@ keeps at most ``workers`` tasks in flight, prints a line per finished run and an
 
 Stopping (SIGINT or SIGTERM to the harness) is graceful: no new run starts, every run in flight
 is cancelled with ``ray.cancel`` (``force=False``), which raises KeyboardInterrupt in its task on
-whichever node runs it; the task forwards SIGTERM to its fit process, which checkpoints its
+whichever node runs it; the task forwards SIGINT to its fit process, which checkpoints its
 current update and exits (:func:`s2ac_lit.benchmark.runner.run`). Ray is the channel because it
 reaches the tasks wherever they run (a cluster with ``--ray-address`` included) and because
 the cancelled task only completes once its fit process has exited, so waiting on its result is
@@ -164,8 +164,8 @@ def _ray_results(
         if address is None:
             ray.init(
                 num_cpus=workers * threads,
-                object_store_memory=80
-                * 1024**2,  # results are tiny; keep Ray's shared memory small
+                # results are tiny; keep Ray's shared memory small
+                object_store_memory=80 * 1024**2,
                 include_dashboard=False,
                 logging_level=logging.WARNING,
                 log_to_driver=False,  # run output goes to each run.log, not to our console

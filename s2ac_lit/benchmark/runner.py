@@ -180,7 +180,7 @@ def run(spec: RunSpec, out: Path) -> RunResult:
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
-            preexec_fn=_child_setup,
+            preexec_fn=_child_setup if os.name == "posix" else None,
         )
         code, stopped = _wait(child)
     wall = time.perf_counter() - start
