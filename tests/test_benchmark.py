@@ -214,6 +214,7 @@ def test_seeds_are_a_count_or_a_list_that_adds_seeds() -> None:
         ({}, ["--tasks", "multigoals"], "unknown task 'multigoals' (did you mean 'multigoal'?)"),
         ({}, ["--set", "svgd.stepz=3"], "unknown config key 'svgd.stepz'"),
         ({}, ["--set", "trainer.threads=auto"], "trainer.threads='auto' cannot be scheduled"),
+        ({}, ["--stop-timeout", "-1"], "--stop-timeout=-1.0 must be >= 0 seconds"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
