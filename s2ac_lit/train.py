@@ -64,15 +64,21 @@ GOAL_MAP_SEED = 100_000
 
 RUN_FOLDER_ENV = "S2AC_RUN_FOLDER"
 """DDP ranks launched as subprocesses inherit the run folder of rank 0 through this variable."""
+FIXED_RUN_FOLDER_ENV = "S2AC_FIXED_RUN_FOLDER"
+"""A new run goes into this folder instead of a new one under ``run_dir`` (the benchmark
+harness's run folders). Unlike :data:`RUN_FOLDER_ENV` the process is a whole run: it locks the
+folder and stops gracefully on SIGINT/SIGTERM."""
 
 
 def new_run_folder(cfg: Config) -> Path:
-    """``run_dir/[name-]YYYYmmdd-HHMMSS-<config hash>``, created with ``config.yaml`` in it."""
+    """``run_dir/[name-]YYYYmmdd-HHMMSS-<config hash>`` (or :data:`FIXED_RUN_FOLDER_ENV`),
+    created with ``config.yaml`` in it."""
     digest = hashlib.sha1(to_yaml(cfg).encode()).hexdigest()[:6]
     stamp = time.strftime("%Y%m%d-%H%M%S")
     prefix = f"{cfg.name}-" if cfg.name else ""
-    folder = Path(cfg.run_dir) / f"{prefix}{stamp}-{digest}"
-    folder.mkdir(parents=True, exist_ok=False)
+    fixed = os.environ.get(FIXED_RUN_FOLDER_ENV)
+    folder = Path(fixed) if fixed else Path(cfg.run_dir) / f"{prefix}{stamp}-{digest}"
+    folder.mkdir(parents=True, exist_ok=bool(fixed))
     atomic_write_text(folder / "config.yaml", to_yaml(cfg))
     return folder
 

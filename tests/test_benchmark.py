@@ -1,6 +1,6 @@
 """Benchmark harness: rliable aggregates on synthetic scores with known answers, the report
 from run folders, bad input, and a real local-Ray suite (2 workers) killed and resumed with one
-broken run."""
+broken run, and stopped gracefully (SIGTERM) and resumed."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import ROOT
 
 from s2ac_lit.benchmark import aggregate
@@ -213,6 +214,7 @@ def test_seeds_are_a_count_or_a_list_that_adds_seeds() -> None:
         ({}, ["--tasks", "multigoals"], "unknown task 'multigoals' (did you mean 'multigoal'?)"),
         ({}, ["--set", "svgd.stepz=3"], "unknown config key 'svgd.stepz'"),
         ({}, ["--set", "trainer.threads=auto"], "trainer.threads='auto' cannot be scheduled"),
+        ({}, ["--stop-timeout", "-1"], "--stop-timeout=-1.0 must be >= 0 seconds"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
@@ -229,9 +231,11 @@ def test_bad_input_is_one_line_and_exit_2(
 
 
 # ---------------------------------------------------------------------------- Ray, end to end
-def _harness(suite: Path, out: Path) -> subprocess.Popen:
+def _harness(
+    suite: Path, out: Path, workers: int = 2, extra: list[str] | None = None
+) -> subprocess.Popen:
     cmd = [sys.executable, str(ROOT / "tools" / "benchmark.py"), "--suite", str(suite)]
-    cmd += ["--out", str(out), "--workers", "2", "--reps", "200"]
+    cmd += ["--out", str(out), "--workers", str(workers), "--reps", "200", *(extra or [])]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_WAIT_POLICY": "PASSIVE"}
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
@@ -311,6 +315,91 @@ def test_ray_suite_killed_and_rerun_finishes_every_run_once(tmp_path: Path) -> N
         ("s2ac", "multigoal", "0"),
         ("sac", "multigoal", "0"),
     ]
+
+
+def _one_long_run(tmp_path: Path) -> Path:
+    """The smoke suite's S2AC seed 0 alone, long enough to be stopped mid-run: ~96 updates
+    (one per 10 frames), a periodic checkpoint every 10."""
+    from omegaconf import OmegaConf
+
+    suite = OmegaConf.load(SMOKE)
+    suite.seeds = 1
+    suite.algos = {"s2ac": suite.algos["s2ac"]}
+    suite.overrides += ["collector.frames_per_batch=10", "trainer.checkpoint_every_updates=10"]
+    suite.tasks.multigoal.frames = 1000
+    suite.tasks.multigoal.eval_every = 500
+    path = tmp_path / "suite.yaml"
+    path.write_text(OmegaConf.to_yaml(suite))
+    return path
+
+
+def _sigterm_after_update_10(harness: subprocess.Popen, folder: Path) -> str:
+    """Send SIGTERM to the harness once the run has checkpointed update 10; its console."""
+    try:
+        # Ray's and the fit process's start-up take ~30 s on two loaded cores.
+        deadline = time.monotonic() + 300
+        while not (folder / "checkpoints" / "step=10.ckpt").exists():
+            assert harness.poll() is None, harness.communicate()[0].decode()
+            assert time.monotonic() < deadline, "no checkpoint at update 10 in 5 minutes"
+            time.sleep(0.1)
+        harness.send_signal(signal.SIGTERM)
+        # The run stops at its next update; the rest is Ray's shutdown (~5 s).
+        return harness.communicate(timeout=120)[0].decode()
+    finally:
+        harness.kill()
+
+
+def _assert_stopped_with_a_checkpoint(harness: subprocess.Popen, log: str, folder: Path) -> None:
+    assert harness.returncode == 128 + signal.SIGTERM, log
+    assert "SIGTERM: stopping 1 run(s) gracefully" in log, log
+    assert "1 run(s) stopped in " in log and "1 with a new checkpoint" in log, log
+    assert "stopped by SIGTERM; run the same command again" in log, log
+    partial = json.loads((folder / SUMMARY_FILE).read_text())
+    # A whole run makes (1000 - 50) / 10 + 1 = 96 updates (the first after 50 random frames).
+    assert partial["finished"] is False and 10 < partial["updates"] < 96, partial
+    last = torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == partial["updates"]  # nothing trained is lost
+
+
+def test_sigterm_stops_the_run_in_flight_with_a_checkpoint_and_a_rerun_resumes_it(
+    tmp_path: Path,
+) -> None:
+    """SIGTERM to the harness: the run in flight checkpoints the update it is at and exits,
+    the harness exits 143; the same command then resumes the run from that checkpoint."""
+    path, out = _one_long_run(tmp_path), tmp_path / "out"
+    folder = out / "runs" / "multigoal" / "s2ac" / "seed-0"
+    first = _harness(path, out, workers=1)
+    log = _sigterm_after_update_10(first, folder)
+    _assert_stopped_with_a_checkpoint(first, log, folder)
+
+    second = _harness(path, out, workers=1)
+    log = second.communicate(timeout=600)[0].decode()
+    assert second.returncode == 0, log
+    assert "1 runs: 0 already finished, 1 to run" in log
+    assert [line.split(":")[0] for line in _result_lines(log)] == ["finished multigoal/s2ac/seed-0"]
+    attempts = [json.loads(line) for line in (folder / ATTEMPTS_FILE).read_text().splitlines()]
+    assert [a["mode"] for a in attempts] == ["fresh", "resume"]
+    summary = json.loads((folder / SUMMARY_FILE).read_text())
+    assert summary["finished"] is True and summary["frames"] >= 1000
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_run_on_another_node_of_a_cluster(tmp_path: Path, monkeypatch) -> None:
+    """With --ray-address the stop reaches the run on another node: a two-node cluster on
+    this machine (Ray's own test cluster), whose head has no CPU for the run."""
+    from ray.cluster_utils import Cluster
+
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # the nodes' workers import this tree
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    try:
+        cluster.add_node(num_cpus=1)
+        path, out = _one_long_run(tmp_path), tmp_path / "out"
+        folder = out / "runs" / "multigoal" / "s2ac" / "seed-0"
+        harness = _harness(path, out, workers=1, extra=["--ray-address", cluster.address])
+        log = _sigterm_after_update_10(harness, folder)
+        _assert_stopped_with_a_checkpoint(harness, log, folder)
+    finally:
+        cluster.shutdown()
 
 
 def _crash_worker_of_seed_one(spec, out):  # a Ray task: seed 1's worker process dies

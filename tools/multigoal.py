@@ -47,7 +47,7 @@ from torchrl.envs.utils import ExplorationType
 
 from s2ac_lit.algorithms import ALGORITHMS
 from s2ac_lit.benchmark import report
-from s2ac_lit.benchmark.executor import execute
+from s2ac_lit.benchmark.executor import Stopped, execute
 from s2ac_lit.benchmark.results import collect
 from s2ac_lit.benchmark.runner import RunSpec, read_summary
 from s2ac_lit.benchmark.suite import Suite, SuiteError, load_suite, plan
@@ -347,7 +347,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    runs = train_runs(args, specs)
+    try:
+        runs = train_runs(args, specs)
+    except Stopped as stop:  # SIGINT/SIGTERM: the runs in flight checkpointed
+        print(stop, file=sys.stderr)
+        return stop.exit_code
     rows: list[dict[str, Any]] = []
     positions: dict[str, dict[int, dict[str, np.ndarray]]] = {}
     for (algo, seed), run in runs.items():

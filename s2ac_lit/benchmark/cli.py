@@ -1,7 +1,8 @@
 """``tools/benchmark.py``: run a suite (resumable, on Ray) and write its rliable report.
 
-Exit status: 0 when every run finished, 2 for bad input (one line on stderr), and
-100 + the number of failed runs otherwise (capped at 254).
+Exit status: 0 when every run finished, 2 for bad input (one line on stderr), 128 + the
+signal when SIGINT (130) or SIGTERM (143) stopped it, and 100 + the number of failed runs
+otherwise (capped at 254).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from pathlib import Path
 
 from s2ac_lit.benchmark import report
-from s2ac_lit.benchmark.executor import execute
+from s2ac_lit.benchmark.executor import Stopped, execute
 from s2ac_lit.benchmark.results import collect, write_csv
 from s2ac_lit.benchmark.suite import SuiteError, load_suite, plan, select_algos
 
@@ -62,6 +63,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=1, help="runs at once (default 1)")
     p.add_argument("--ray-address", help="join this Ray cluster (e.g. auto or HOST:6379)")
     p.add_argument("--gpus-per-run", type=float, default=0.0, help="GPU fraction of a run")
+    p.add_argument(
+        "--stop-timeout",
+        type=float,
+        default=180.0,
+        metavar="SECONDS",
+        help="on SIGINT or SIGTERM, how long runs in flight get to checkpoint and exit "
+        "(default 180)",
+    )
     p.add_argument("--reps", type=int, default=2000, help="bootstrap replications")
     p.add_argument("--report-only", action="store_true", help="aggregate without training")
     p.add_argument(
@@ -81,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
             raise SuiteError(f"--at-frames={args.at_frames} must be >= 1")
         if args.gpus_per_run < 0:
             raise SuiteError(f"--gpus-per-run={args.gpus_per_run} must be >= 0")
+        if args.stop_timeout < 0:
+            raise SuiteError(f"--stop-timeout={args.stop_timeout} must be >= 0 seconds")
         suite = load_suite(args.suite)
         algos = select_algos(suite, args.algos.split(",") if args.algos else None)
         seeds = args.seeds or suite.seeds
@@ -96,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     if not args.report_only:
-        # SIGTERM (a scheduler's stop, kill) unwinds like Ctrl-C, so Ray is shut down and every
-        # run process with it; a rerun of the same command resumes them.
+        # While Ray is up, SIGINT and SIGTERM stop the runs gracefully (executor); before that,
+        # SIGTERM (a scheduler's stop, kill) unwinds like Ctrl-C.
         previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
         try:
             execute(
@@ -107,7 +118,11 @@ def main(argv: list[str] | None = None) -> int:
                 threads=threads,
                 gpus_per_run=args.gpus_per_run,
                 address=args.ray_address,
+                stop_timeout=args.stop_timeout,
             )
+        except Stopped as stop:
+            print(stop, file=sys.stderr)
+            return stop.exit_code
         finally:
             signal.signal(signal.SIGTERM, previous)
     rows, missing = collect(specs, args.out, at_frames=args.at_frames)

@@ -12,6 +12,12 @@ Run folder states, decided from the files alone (so a killed harness loses nothi
 
 Every start is appended to ``attempts.jsonl`` (mode ``fresh`` or ``resume``), which is how the
 tests check that no run was started twice from scratch.
+
+A ``KeyboardInterrupt`` while the fit process runs (``ray.cancel`` raises one in the task) stops
+the run gracefully: the process gets SIGINT, checkpoints its current update, writes a partial
+``summary.json`` (``s2ac_lit.callbacks.GracefulStop``) and exits; the run is then ``stopped``.
+SIGINT rather than SIGTERM: Lightning handles SIGTERM too, and one arriving while the periodic
+checkpoint is written ends the process with status 0 before GracefulStop sees it.
 """
 
 from __future__ import annotations
@@ -34,12 +40,16 @@ CONFIG_FILE = "config.yaml"
 SUMMARY_FILE = "summary.json"
 LOG_FILE = "run.log"
 ATTEMPTS_FILE = "attempts.jsonl"
-RUN_FOLDER_ENV = "S2AC_RUN_FOLDER"  # s2ac_lit.train writes into this folder when it is set
+LOCK_FILE = ".lock"  # s2ac_lit.runfolder.LOCK_NAME, the fit process's lock on its folder
+# s2ac_lit.train.FIXED_RUN_FOLDER_ENV (not imported: the driver does not need torch): a new run
+# goes into this folder, as a whole run that locks it and stops gracefully on SIGINT.
+RUN_FOLDER_ENV = "S2AC_FIXED_RUN_FOLDER"
 LOG_TAIL_LINES = 20
+POLL_S = 0.2  # how soon a KeyboardInterrupt reaches the wait for the fit process
 # The child runs exactly what tools/fit.py runs.
 FIT = "import sys; from s2ac_lit.train import main; sys.exit(main(sys.argv[1:]))"
 
-Status = Literal["finished", "skipped", "failed"]
+Status = Literal["finished", "skipped", "failed", "stopped"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,9 @@ class RunSpec:
 
 @dataclass(frozen=True)
 class RunResult:
+    """A run's outcome. ``summary``: the complete summary of a finished or skipped run, the
+    partial one of a run stopped with a new checkpoint, else ``None``."""
+
     key: str
     status: Status
     wall_s: float
@@ -69,12 +82,16 @@ class RunResult:
     log_tail: str = ""
 
 
-def read_summary(folder: Path, frames: int) -> dict[str, Any] | None:
-    """The run's summary if it is complete (the whole frame budget), else ``None``."""
+def _read_json(path: Path) -> Any:
     try:
-        summary = json.loads((folder / SUMMARY_FILE).read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+
+
+def read_summary(folder: Path, frames: int) -> dict[str, Any] | None:
+    """The run's summary if it is complete (the whole frame budget), else ``None``."""
+    summary = _read_json(folder / SUMMARY_FILE)
     done = isinstance(summary, dict) and (summary.get("frames") or 0) >= frames
     return summary if done else None
 
@@ -90,14 +107,49 @@ def log_tail(folder: Path, lines: int = LOG_TAIL_LINES) -> str:
         return ""
 
 
-def _die_with_parent() -> None:
-    """Linux: the child gets SIGKILL when the worker that started it dies (no orphan runs)."""
-    with contextlib.suppress(OSError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+def _child_setup() -> None:
+    """In the fit process before it starts: SIGINT (the graceful stop) is unblocked, as Ray's
+    workers block it and the mask is inherited; on Linux the process gets SIGKILL when the
+    worker that started it dies (no orphan runs)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    if sys.platform == "linux":
+        with contextlib.suppress(OSError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _wait(child: subprocess.Popen) -> tuple[int, bool]:
+    """The fit process's exit status, and whether it was asked to stop.
+
+    A KeyboardInterrupt forwards SIGINT to it, once (a second SIGINT would stop it at once),
+    and the wait goes on until it has checkpointed and exited. The wait polls: Ray raises the
+    interrupt between two bytecodes of this thread (``_thread.interrupt_main``, no real
+    signal), which a blocking ``waitpid`` would not see.
+    """
+    # Ray's interrupt acts only where SIGINT has a Python handler; a worker inherits SIG_IGN
+    # from a harness started in the background of a script (``&``), so it is set here.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    stopped = False
+    try:
+        while True:
+            try:
+                while child.poll() is None:
+                    time.sleep(POLL_S)
+                return child.returncode, stopped
+            except KeyboardInterrupt:
+                if not stopped:
+                    child.send_signal(signal.SIGINT)  # no-op once it has exited
+                stopped = True
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def run(spec: RunSpec, out: Path) -> RunResult:
-    """Run (or skip, or resume) one benchmark run; never raises for a failing run."""
+    """Run (or skip, or resume) one benchmark run; never raises for a failing run.
+
+    A KeyboardInterrupt during the run stops it gracefully (module docstring): the result is
+    ``stopped``, with the partial summary when the fit process checkpointed (exit status
+    128 + SIGINT, ``s2ac_lit.callbacks.RunInterrupted``).
+    """
     start = time.perf_counter()
     folder = spec.folder(out)
     summary = read_summary(folder, spec.frames)
@@ -105,6 +157,9 @@ def run(spec: RunSpec, out: Path) -> RunResult:
         return RunResult(spec.key, "skipped", 0.0, summary)
     if has_checkpoint(folder):
         mode, args = "resume", ["--resume", str(folder)]
+        # The harness owns its run folders (a fresh start empties them): a lock left by an
+        # attempt that was killed, maybe on another node where it cannot be checked, is stale.
+        (folder / LOCK_FILE).unlink(missing_ok=True)
     else:
         mode = "fresh"
         shutil.rmtree(folder, ignore_errors=True)
@@ -120,16 +175,20 @@ def run(spec: RunSpec, out: Path) -> RunResult:
     with (folder / LOG_FILE).open("a") as log:
         log.write(f"--- {mode} attempt on {attempt['host']} ---\n")
         log.flush()
-        code = subprocess.call(
+        child = subprocess.Popen(
             [sys.executable, "-c", FIT, *args],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            preexec_fn=_child_setup if os.name == "posix" else None,
         )
+        code, stopped = _wait(child)
     wall = time.perf_counter() - start
     summary = read_summary(folder, spec.frames)
     if code == 0 and summary is not None:
         return RunResult(spec.key, "finished", wall, summary)
     tail = log_tail(folder)
+    if stopped:
+        partial = _read_json(folder / SUMMARY_FILE) if code == 128 + signal.SIGINT else None
+        return RunResult(spec.key, "stopped", wall, partial, f"exit status {code}\n{tail}")
     return RunResult(spec.key, "failed", wall, None, f"exit status {code}\n{tail}")
