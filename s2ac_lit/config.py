@@ -191,6 +191,9 @@ class LossConfig:
     """Uniform action proposals per state of SQL's soft value."""
 
 
+PROFILERS = (None, "simple", "advanced")
+
+
 @dataclass
 class TrainerConfig:
     accelerator: str = "auto"
@@ -207,13 +210,19 @@ class TrainerConfig:
     """Log training metrics every this many updates."""
     checkpoint_every_updates: int = 5_000
     """Write a checkpoint every this many updates (and at the end)."""
-    threads: int | str = 1
-    """torch CPU threads per process, or 'auto': the CPUs this process may use divided among
-    the local processes (CPU DDP ranks on this node), at least 1 (``train.cpu_threads``)."""
-    compile: bool = False
-    """torch.compile the critic ensemble's kernels (s2ac and sql; tens of seconds to build)."""
+    threads: int | str = "auto"
+    """torch CPU threads per process, or 'auto': ``OMP_NUM_THREADS`` when set, else the CPUs
+    this process may use divided among the local processes (CPU DDP ranks on this node), at
+    least 1 (``train.cpu_threads``)."""
+    compile: bool | str = "auto"
+    """torch.compile the critic ensemble's kernels (s2ac and sql), or 'auto': compile when the
+    run makes enough updates to repay the compile time (``train.compiles``)."""
     progress_bar: bool = True
     """Show Lightning's progress bar."""
+    profiler: str | None = None
+    """Lightning profiler: null (none), 'simple' (seconds per hook and per stage of the loop:
+    collect, replay_sample, the update, evaluation, checkpoints) or 'advanced' (cProfile per
+    hook); the report is written to the run folder (``fit-profile.txt``)."""
 
 
 @dataclass
@@ -334,6 +343,10 @@ def validate(cfg: Config) -> Config:
     except ValueError as error:
         raise ConfigError(f"svgd.{error}") from None
     _check_union("trainer.threads", cfg.trainer.threads, ("auto",), "an int > 0")
+    if cfg.trainer.profiler not in PROFILERS:
+        raise ConfigError(
+            f"trainer.profiler={cfg.trainer.profiler!r} is not allowed; allowed: {PROFILERS}"
+        )
     _check_union("loss.temperature", cfg.loss.temperature, ("alpha",), "a float > 0")
     if isinstance(cfg.loss.target_entropy, str) and cfg.loss.target_entropy != "auto":
         raise ConfigError(
@@ -351,7 +364,11 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"optim.tau={cfg.optim.tau} must lie in (0, 1]")
     if cfg.svgd.num_particles < 2 and isinstance(cfg.svgd.bandwidth, str):
         raise ConfigError("svgd.num_particles must be >= 2 with an adaptive svgd.bandwidth")
-    if cfg.trainer.compile and cfg.svgd.self_term != "none":
+    if isinstance(cfg.trainer.compile, str) and cfg.trainer.compile != "auto":
+        raise ConfigError(
+            f"trainer.compile={cfg.trainer.compile!r} is not allowed; allowed: true, false, 'auto'"
+        )
+    if cfg.trainer.compile is True and cfg.svgd.self_term != "none":
         raise ConfigError(
             "trainer.compile=true needs svgd.self_term='none' (the self term differentiates "
             "twice through the critic, which compiled kernels do not support)"

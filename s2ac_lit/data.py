@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import lightning as L
@@ -64,6 +65,14 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def planned_updates(schedule: CollectorConfig) -> int:
+    """Updates a run with this collector schedule makes: ``updates_per_batch`` after each batch
+    from the first one that brings the frames to ``update_after``."""
+    rounds = schedule.total_frames // schedule.frames_per_batch
+    first_due = -(-schedule.update_after // schedule.frames_per_batch)
+    return max(0, rounds - max(first_due, 1) + 1) * schedule.updates_per_batch
+
+
 class ReplayFeeder:
     """Iterable of replay batches, one per gradient update, collecting as it goes.
 
@@ -80,6 +89,8 @@ class ReplayFeeder:
         policy_device: where the policy runs.
         beta_annealing: for a prioritised buffer, β at the first and at the last update
             (linear in between); None keeps the buffer's β.
+        profile: names a stage of the loop for a profiler (Lightning's ``profiler.profile``:
+            "collect" and "replay_sample" here); by default nothing is recorded.
     """
 
     def __init__(
@@ -91,8 +102,10 @@ class ReplayFeeder:
         *,
         policy_device: torch.device | str = "cpu",
         beta_annealing: tuple[float, float] | None = None,
+        profile: Callable[[str], AbstractContextManager[Any]] = nullcontext,
     ) -> None:
         self.env = env
+        self.profile = profile
         self.policy_factory = policy_factory
         self.buffer = buffer
         self.schedule = schedule
@@ -149,11 +162,8 @@ class ReplayFeeder:
 
     @property
     def total_updates(self) -> int:
-        """Updates the whole run will make (a function of the schedule alone)."""
-        s = self.schedule
-        rounds = s.total_frames // s.frames_per_batch
-        first_due = -(-s.update_after // s.frames_per_batch)  # first round with frames ≥ start
-        return max(0, rounds - max(first_due, 1) + 1) * s.updates_per_batch
+        """Updates the whole run will make."""
+        return planned_updates(self.schedule)
 
     def __iter__(self) -> Iterator[TensorDictBase]:
         while True:
@@ -162,14 +172,16 @@ class ReplayFeeder:
                 # after the update that consumed it, must already include it.
                 self._round_updates += 1
                 self.updates += 1
-                batch = self._sample()
+                with self.profile("replay_sample"):
+                    batch = self._sample()
                 yield batch
                 if self.prioritized:
                     # The update just made wrote the batch's TD errors (the loss's priority key).
                     self.buffer.update_tensordict_priority(batch)
             if self.frames >= self.schedule.total_frames:
                 return
-            self._collect()
+            with self.profile("collect"):
+                self._collect()
 
     def _sample(self) -> TensorDictBase:
         if self.prioritized and self.beta_annealing is not None:
@@ -285,6 +297,7 @@ class ReplayDataModule(L.LightningDataModule):
                 if self.cfg.replay.prioritized
                 else None
             ),
+            profile=self.trainer.profiler.profile if self.trainer is not None else nullcontext,
         )
 
     def train_dataloader(self) -> ReplayFeeder:

@@ -25,6 +25,7 @@ from tensordict import TensorDictBase
 from torchrl.objectives import SoftUpdate
 
 from s2ac_lit.algorithms import (
+    ALGORITHMS,
     LOSS_PREFIX,
     Policy,
     build_algorithm,
@@ -39,6 +40,13 @@ from s2ac_lit.checkpoints import (
     read_checkpoint,
 )
 from s2ac_lit.config import Config, merge_config, to_config
+from s2ac_lit.data import planned_updates
+
+COMPILE_MIN_UPDATES = 20_000
+"""``trainer.compile='auto'`` compiles runs with at least this many updates. Compiling the
+update alone repays itself after about 500 updates (``tools/bench.py --compile``), but a
+whole 5,050-update quickstart fit was not faster compiled (README, §GPUs and several devices);
+from this size on the update's gain dominates."""
 
 LOGGED = ("alpha", "entropy", "q_value", "target_value")
 
@@ -73,6 +81,31 @@ def non_finite_state(state_dict: dict[str, Any]) -> list[str]:
     ]
 
 
+def compiles(cfg: Config) -> bool:
+    """Whether a run compiles its critic kernels: ``trainer.compile``, and for 'auto': the
+    algorithm has compilable kernels (S2AC, SQL), the sampler does not differentiate twice
+    (``svgd.self_term='none'``), the run makes at least :data:`COMPILE_MIN_UPDATES` updates,
+    and torch's compiler backend finds a C++ compiler (a fresh CPU machine may have none)."""
+    if cfg.trainer.compile != "auto":
+        return bool(cfg.trainer.compile)
+    return (
+        ALGORITHMS[cfg.algo].reads_key("trainer.compile")
+        and cfg.svgd.self_term == "none"
+        and planned_updates(cfg.collector) >= COMPILE_MIN_UPDATES
+        and _cpp_compiler_found()
+    )
+
+
+def _cpp_compiler_found() -> bool:
+    from torch._inductor.cpp_builder import get_cpp_compiler  # private: no public probe yet
+
+    try:
+        get_cpp_compiler()
+    except Exception:  # InvalidCxxCompiler, or an internal change in a later torch
+        return False
+    return True
+
+
 class RLModule(L.LightningModule):
     """Loss, optimiser and target updates for ``cfg.algo``; data comes from the feeder.
 
@@ -102,13 +135,16 @@ class RLModule(L.LightningModule):
         self.automatic_optimization = False
         algorithm = build_algorithm(cfg, observation_dim, action_low, action_high)
         self.loss_module = algorithm.loss
-        if cfg.trainer.compile:  # refused for algorithms without a QEnsemble (SAC)
-            self.loss_module.qvalue_network.compile_kernels()
         # Policy and updater stay outside the module tree: the policy only references the
         # loss's networks, and collectors may move or copy what they are given.
         self.__dict__["_policy"] = algorithm.policy
         self.__dict__["target_updater"] = SoftUpdate(self.loss_module, tau=cfg.optim.tau)
         self._last_log = (time.perf_counter(), 0)
+
+    def on_fit_start(self) -> None:
+        # Compiled for training only: a module loaded to act (evaluation) stays eager.
+        if compiles(self.cfg):
+            self.loss_module.qvalue_network.compile_kernels()
 
     @classmethod
     def from_hparams(cls, hparams: dict[str, Any]) -> RLModule:

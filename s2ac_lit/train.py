@@ -21,6 +21,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.profilers import AdvancedProfiler, Profiler, SimpleProfiler
 from lightning.pytorch.strategies import StrategyRegistry
 from omegaconf import OmegaConf
 from torchrl.envs.utils import ExplorationType
@@ -126,18 +127,29 @@ def build_trainer(
         default_root_dir=run_folder,
         use_distributed_sampler=False,
         plugins=[AtomicCheckpointIO()],
+        profiler=_profiler(t.profiler, run_folder),
     )
+
+
+def _profiler(kind: str | None, run_folder: Path) -> Profiler | None:
+    if kind is None:
+        return None
+    profiler = SimpleProfiler if kind == "simple" else AdvancedProfiler
+    return profiler(dirpath=run_folder, filename="profile")
 
 
 def cpu_threads(trainer: TrainerConfig) -> int:
     """torch CPU threads per process for ``trainer.threads`` (an int, or 'auto').
 
-    'auto' divides the CPUs this process may run on (``os.sched_getaffinity``, which honours
-    taskset, cgroups' cpusets and Ray's CPU pinning) among this node's processes: one per
-    device for DDP on CPU, otherwise one. At least 1.
+    'auto' takes ``OMP_NUM_THREADS`` when it is set (the usual way to pin a process's
+    threads); otherwise it divides the CPUs this process may run on (``os.sched_getaffinity``,
+    which honours taskset, cgroups' cpusets and Ray's CPU pinning) among this node's
+    processes: one per device for DDP on CPU, otherwise one. At least 1.
     """
     if trainer.threads != "auto":
         return int(trainer.threads)
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
     on_cpu = trainer.accelerator == "cpu" or (
         trainer.accelerator == "auto" and not torch.cuda.is_available()
     )

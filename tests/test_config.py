@@ -90,6 +90,11 @@ def test_required_keys_and_overrides() -> None:
         ("seed", r"overrides must look like key=value"),
         ("trainer.threads=all", r"trainer.threads='all' is not allowed; allowed: \('auto',\)"),
         ("trainer.threads=0", r"trainer.threads=0 must be > 0"),
+        ("trainer.compile=maybe", r"trainer.compile='maybe' is not allowed; allowed: true, false"),
+        (
+            "trainer.profiler=fast",
+            r"trainer.profiler='fast' is not allowed; allowed: \(None, 'simple', 'advanced'\)",
+        ),
     ],
 )
 def test_bad_values_name_the_key(override: str, message: str) -> None:
@@ -129,7 +134,9 @@ def test_cli_prints_config_and_reports_errors(capsys) -> None:
 
 def test_auto_threads_split_this_process_cpus_among_local_ranks(monkeypatch) -> None:
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4})
-    trainer = load_config(CONF / "walker.yaml", ["trainer.threads=auto"]).trainer
+    monkeypatch.delenv("OMP_NUM_THREADS")  # conftest pins it for the whole suite
+    trainer = load_config(CONF / "walker.yaml").trainer
+    assert trainer.threads == "auto"  # the default
     assert cpu_threads(trainer) == 5
     trainer.accelerator, trainer.devices = "cpu", 2
     assert cpu_threads(trainer) == 2  # 5 CPUs, 2 DDP ranks on this node
@@ -137,3 +144,12 @@ def test_auto_threads_split_this_process_cpus_among_local_ranks(monkeypatch) -> 
     assert cpu_threads(trainer) == 1
     trainer.threads = 3
     assert cpu_threads(trainer) == 3
+
+
+def test_auto_threads_take_omp_num_threads_when_set(monkeypatch) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4})
+    trainer = load_config(CONF / "walker.yaml").trainer
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert cpu_threads(trainer) == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "")  # set but empty: ignored, as OpenMP does
+    assert cpu_threads(trainer) == 5

@@ -33,10 +33,24 @@ def finished_run(tmp_path_factory) -> Path:
             "collector.total_frames=400",
             "trainer.checkpoint_every_updates=20",
             "eval.every_frames=200",
+            "trainer.profiler=simple",
         )
     )
     summary = train(cfg)
     return Path(summary["run_folder"])
+
+
+def test_profiler_times_every_stage_of_the_loop(finished_run: Path) -> None:
+    """Lightning's profile counts each stage as often as the schedule runs it: 8 collections
+    of 50 frames, 70 replay samples and 70 optimiser steps (conftest.expected_updates)."""
+    calls = {}
+    for line in (finished_run / "fit-profile.txt").read_text().splitlines():
+        cells = [c.strip() for c in line.split("|")]
+        if len(cells) > 3 and cells[3].isdigit():
+            calls[cells[1]] = int(cells[3])
+    assert calls["collect"] == 400 // 50
+    assert calls["replay_sample"] == expected_updates(400)
+    assert calls["optimizer_step"] == expected_updates(400)
 
 
 def test_fit_writes_everything_and_counts_exactly(finished_run: Path) -> None:

@@ -5,7 +5,8 @@
 
 Measures, with warm-up and repeats (median of ``--repeats`` timings of ``--iters`` calls):
 ms per update of S2AC(φ,θ) and of TorchRL's SACLoss on the same critic sizes, batch and
-device, and their ratio; the FLOPs of one update (counted by ``torch.utils.flop_counter``) and
+device, and their ratio (with ``--compile``: also the eager S2AC update, the compile time and
+the updates that repay it); the FLOPs of one update (counted by ``torch.utils.flop_counter``) and
 the achieved GFLOP/s; ms per acting step (full sampler, amortised sampler, SAC); frames/s of the
 whole Lightning trainer loop on the multigoal env; peak memory. Numbers are only comparable
 within one run: report ratios.
@@ -78,6 +79,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+WARMUP_CALLS = 3
+"""Calls before timing: the first builds compiled kernels; the others settle caches."""
+
+
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -92,7 +97,7 @@ def time_ms_interleaved(
     load during the run hits all of them alike and their ratios stay fair.
     """
     for fn in fns.values():
-        for _ in range(3):
+        for _ in range(WARMUP_CALLS):
             fn()
     synchronize(device)
     samples: dict[str, list[float]] = {name: [] for name in fns}
@@ -126,13 +131,19 @@ def random_batch(args: argparse.Namespace, device: torch.device) -> TensorDictBa
 
 
 def make_update(
-    algo: str, args: argparse.Namespace, device: torch.device, *, amortized: bool = False
+    algo: str,
+    args: argparse.Namespace,
+    device: torch.device,
+    *,
+    amortized: bool = False,
+    compiled: bool | None = None,
 ):
     """The registry's loss and policy, and a closure doing one full update.
 
     One update is what the trainer does: losses, one backward of their sum, Adam over the
     parameter groups, target update. Both algorithms get ``--hidden``-wide critics (SAC's
-    actor has the critic's widths); S2AC's init network has three such layers.
+    actor has the critic's widths); S2AC's init network has three such layers. S2AC's critic
+    kernels are compiled with ``--compile`` unless ``compiled`` says otherwise.
     """
     h = args.hidden
     overrides = [f"algo={algo}", f"critic.hidden_sizes=[{h},{h}]"]
@@ -147,7 +158,7 @@ def make_update(
     low, high = [-1.0] * args.act_dim, [1.0] * args.act_dim
     algorithm = build_algorithm(cfg, args.obs_dim, low, high)
     loss = algorithm.loss.to(device)
-    if args.compile and algo == "s2ac":
+    if (args.compile if compiled is None else compiled) and algo == "s2ac":
         loss.qvalue_network.compile_kernels()
     optimizer = make_optimizer(loss, cfg.optim)
     updater = SoftUpdate(loss, tau=cfg.optim.tau)
@@ -296,15 +307,34 @@ def main(argv: list[str] | None = None) -> int:
     _, s2ac_policy, s2ac_update = make_update("s2ac", args, device)
     _, sac_policy, sac_update = make_update("sac", args, device)
     probes = matmul_probes(args, device)
+    compared = {}
+    if args.compile:
+        # What compiling costs and gains, for trainer.compile='auto': the first calls build
+        # the kernels, the eager update (timed interleaved) gives the gain per update.
+        start = time.perf_counter()
+        for _ in range(WARMUP_CALLS):
+            s2ac_update()
+        synchronize(device)
+        first_calls_s = time.perf_counter() - start
+        compared["s2ac_eager"] = make_update("s2ac", args, device, compiled=False)[2]
     # Updates and matmul probes interleaved: the floor is measured under the same load.
     timed = time_ms_interleaved(
         {"s2ac": s2ac_update, "sac": sac_update}
+        | compared
         | {name: call for name, (call, _) in probes.items()},
         device,
         args.iters,
         args.repeats,
     )
     results["s2ac_update_ms"] = timed["s2ac"]
+    if args.compile:
+        results["s2ac_eager_update_ms"] = timed["s2ac_eager"]
+        results["compile_speedup"] = timed["s2ac_eager"] / timed["s2ac"]
+        results["compile_s"] = first_calls_s - WARMUP_CALLS * timed["s2ac"] / 1000
+        saved_s = (timed["s2ac_eager"] - timed["s2ac"]) / 1000
+        results["compile_break_even_updates"] = (
+            results["compile_s"] / saved_s if saved_s > 0 else float("inf")
+        )
     results["sac_update_ms"] = timed["sac"]
     results["update_ratio"] = results["s2ac_update_ms"] / results["sac_update_ms"]
     if args.baseline:

@@ -72,8 +72,10 @@ class Suite:
     tasks: dict[str, TaskSpec] = field(default_factory=dict)
 
 
-# Every run: the harness prints its own progress lines instead of Lightning's bar.
-RUN_DEFAULTS = ("trainer.progress_bar=false",)
+# Every run: the harness prints its own progress lines instead of Lightning's bar, and runs
+# one run per CPU (more runs in flight use a machine's cores better than more threads per run;
+# a suite or --set may change it, to a number: Ray reserves that many CPUs per run).
+RUN_DEFAULTS = ("trainer.progress_bar=false", "trainer.threads=1")
 
 
 def load_suite(path: str | Path) -> Suite:
