@@ -163,6 +163,9 @@ def _ray_results(
     try:
         if address is None:
             ray.init(
+                # A new instance, even where another one runs on this machine (another
+                # harness, a `ray start`): joining it would refuse num_cpus.
+                address="local",
                 num_cpus=workers * threads,
                 # results are tiny; keep Ray's shared memory small
                 object_store_memory=80 * 1024**2,
