@@ -113,11 +113,24 @@ class GracefulStop(L.Callback):
         self.checkpoint = checkpoint
         self.signum: int | None = None
         self._previous: dict[int, Any] = {}
+        self._trainer: L.Trainer | None = None
 
     def _note(self, signum: int, frame) -> None:
         if self.signum == signal.SIGINT and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.signum = signum
+        if self._trainer is not None:
+            # Lightning's own SIGTERM handler runs just before this one and makes the loop
+            # exit with status 0 (SIGTERMException, without this checkpoint or a summary) when
+            # the signal lands after on_train_batch_end below, e.g. during the periodic
+            # checkpoint, which Lightning runs after the other callbacks: the stop is ours.
+            self._trainer._signal_connector.received_sigterm = False
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        self._trainer = trainer
+
+    def teardown(self, trainer, pl_module, stage: str) -> None:
+        self._trainer = None
 
     def install(self) -> None:
         for signum in self.SIGNALS:

@@ -21,7 +21,7 @@ import pytest
 import torch
 from conftest import expected_updates, read_csv, run_fit, tiny
 
-from s2ac_lit.callbacks import GracefulStop, RunInterrupted
+from s2ac_lit.callbacks import GracefulStop, RunCheckpoint, RunInterrupted
 from s2ac_lit.checkpoints import find_checkpoint
 from s2ac_lit.config import load_config
 from s2ac_lit.runfolder import (
@@ -158,6 +158,31 @@ def test_signal_checkpoints_and_prints_the_resume_command(
     assert last["global_step"] % 20 != 0 or last["global_step"] > 20  # not only the periodic one
     assert (run / "replay" / last["replay_dir"] / "rank-0").is_dir()
     assert not temporary_files(run)
+
+
+def test_sigterm_during_the_periodic_checkpoint_still_stops_gracefully(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Lightning checks for SIGTERM after every callback, the periodic checkpoint last: a
+    signal landing there must still end in our checkpoint, partial summary and exit code, not
+    in Lightning's SIGTERMException (a SystemExit with status 0)."""
+    save = RunCheckpoint._save_checkpoint
+
+    def save_then_signal(self, trainer, filepath: str) -> None:
+        save(self, trainer, filepath)
+        if trainer.global_step == 20:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(RunCheckpoint, "_save_checkpoint", save_then_signal)
+    cfg = load_config(overrides=tiny(tmp_path, "collector.total_frames=1000", *BUDGET))
+    with pytest.raises(RunInterrupted) as stop:
+        train(cfg)
+    assert stop.value.exit_code == 128 + signal.SIGTERM
+    (run,) = (tmp_path / "runs").iterdir()
+    summary = json.loads((run / "summary.json").read_text())
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert summary["finished"] is False
+    assert summary["updates"] == last["global_step"] == 21  # the update after the signal
 
 
 def test_atomic_write_keeps_the_old_file_when_interrupted(tmp_path: Path) -> None:

@@ -16,8 +16,7 @@ tests check that no run was started twice from scratch.
 A ``KeyboardInterrupt`` while the fit process runs (``ray.cancel`` raises one in the task) stops
 the run gracefully: the process gets SIGINT, checkpoints its current update, writes a partial
 ``summary.json`` (``s2ac_lit.callbacks.GracefulStop``) and exits; the run is then ``stopped``.
-SIGINT rather than SIGTERM: Lightning handles SIGTERM too, and one arriving while the periodic
-checkpoint is written ends the process with status 0 before GracefulStop sees it.
+(SIGINT, as a user's Ctrl-C; SIGTERM stops it the same way.)
 """
 
 from __future__ import annotations
