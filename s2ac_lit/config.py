@@ -210,10 +210,11 @@ class TrainerConfig:
     """Log training metrics every this many updates."""
     checkpoint_every_updates: int = 5_000
     """Write a checkpoint every this many updates (and at the end)."""
-    threads: int | str = "auto"
+    threads: int | str = 1
     """torch CPU threads per process, or 'auto': ``OMP_NUM_THREADS`` when set, else the CPUs
     this process may use divided among the local processes (CPU DDP ranks on this node), at
-    least 1 (``train.cpu_threads``)."""
+    least 1 (``train.cpu_threads``). 1 by default: a second thread made no single run faster
+    on the 2-CPU machine measured (README, §GPUs and several devices)."""
     compile: bool | str = "auto"
     """torch.compile the critic ensemble's kernels (s2ac and sql), or 'auto': compile when the
     run makes enough updates to repay the compile time (``train.compiles``)."""

@@ -37,8 +37,8 @@ from s2ac_lit.networks import QEnsemble
 from s2ac_lit.objectives.common import SamplerLoss
 
 torch.set_num_threads(1)  # 2-vCPU machines spin-wait with two
-# ... and so does every fit a test starts, in this process or a child: trainer.threads='auto'
-# (the default) takes OMP_NUM_THREADS when it is set.
+# ... and so does every fit a test starts, in this process or a child, even one with
+# trainer.threads='auto' (which takes OMP_NUM_THREADS when it is set).
 os.environ["OMP_NUM_THREADS"] = "1"
 
 LossT = TypeVar("LossT", bound=SamplerLoss)

@@ -135,8 +135,7 @@ def test_cli_prints_config_and_reports_errors(capsys) -> None:
 def test_auto_threads_split_this_process_cpus_among_local_ranks(monkeypatch) -> None:
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4})
     monkeypatch.delenv("OMP_NUM_THREADS")  # conftest pins it for the whole suite
-    trainer = load_config(CONF / "walker.yaml").trainer
-    assert trainer.threads == "auto"  # the default
+    trainer = load_config(CONF / "walker.yaml", ["trainer.threads=auto"]).trainer
     assert cpu_threads(trainer) == 5
     trainer.accelerator, trainer.devices = "cpu", 2
     assert cpu_threads(trainer) == 2  # 5 CPUs, 2 DDP ranks on this node
@@ -148,7 +147,7 @@ def test_auto_threads_split_this_process_cpus_among_local_ranks(monkeypatch) -> 
 
 def test_auto_threads_take_omp_num_threads_when_set(monkeypatch) -> None:
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4})
-    trainer = load_config(CONF / "walker.yaml").trainer
+    trainer = load_config(CONF / "walker.yaml", ["trainer.threads=auto"]).trainer
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     assert cpu_threads(trainer) == 2
     monkeypatch.setenv("OMP_NUM_THREADS", "")  # set but empty: ignored, as OpenMP does
