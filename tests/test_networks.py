@@ -6,19 +6,25 @@ The ensemble's value and input gradient are tested through the actor and compile
 
 from __future__ import annotations
 
+from itertools import pairwise
+
+import pytest
 import torch
 
-from s2ac_lit.networks import _activation_and_slope
+from s2ac_lit.networks import _activation_and_slope, ensemble_mlp
 
 F64 = torch.float64
 
 
-def test_elu_with_slope_matches_autograd_reference() -> None:
+@pytest.mark.parametrize("used", [(1.0, 1.0), (1.0, 0.0), (0.0, 1.0)], ids=["both", "h", "slope"])
+def test_elu_with_slope_matches_autograd_reference(used: tuple[float, float]) -> None:
     """ELU and its slope in one op: values, first and second derivatives as autograd's.
 
     Reference: ``F.elu`` and its slope min(h, 0) + 1 differentiated by autograd. Second
     derivatives matter: the actor loss differentiates through ∇ₐQ, and a Hutchinson self term
-    differentiates it once more.
+    differentiates it once more. ``used`` weights the two outputs: with a zero weight the
+    output is left out of the loss, so its incoming gradient is None (the backward's two
+    one-output branches).
     """
     z = (3 * torch.randn(2, 5, 7, dtype=F64)).requires_grad_(True)
     weights = torch.randn(2, *z.shape, dtype=F64)
@@ -29,9 +35,42 @@ def test_elu_with_slope_matches_autograd_reference() -> None:
     torch.testing.assert_close(slope, ref_slope, rtol=0, atol=1e-15)
     grads = []
     for value, value_slope in ((h, slope), (ref_h, ref_slope)):
-        out = (value * weights[0]).sum() + (value_slope * weights[1]).sum()
+        out = sum(
+            (output * w).sum()
+            for output, w, use in zip((value, value_slope), weights, used, strict=True)
+            if use
+        )
         (grad,) = torch.autograd.grad(out, z, create_graph=True)
         (second,) = torch.autograd.grad(grad.pow(2).sum(), z)
         grads.append((grad.detach(), second))
     for ours, ref in zip(*grads, strict=True):
         torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-14)
+
+
+def test_ensemble_mlp_elu_matches_functional_elu() -> None:
+    """The ensemble's ELU (exp-based, shared with the slope) gives ``F.elu``'s network.
+
+    Reference: the same two-member MLP with ``torch.nn.functional.elu``; values and the
+    gradients w.r.t. input and weights agree to float64 round-off.
+    """
+    gen = torch.Generator().manual_seed(0)
+    widths = [5, 8, 8, 1]
+    weights = [torch.randn(2, i, o, dtype=F64, generator=gen) for i, o in pairwise(widths)]
+    biases = [torch.randn(2, 1, o, dtype=F64, generator=gen) for o in widths[1:]]
+    x = torch.randn(6, 5, dtype=F64, generator=gen)
+    params = [x, *weights, *biases]
+    for p in params:
+        p.requires_grad_(True)
+
+    def reference() -> torch.Tensor:
+        h = x.expand(2, *x.shape)
+        for w, b in zip(weights[:-1], biases[:-1], strict=True):
+            h = torch.nn.functional.elu(torch.baddbmm(b, h, w))
+        return torch.baddbmm(biases[-1], h, weights[-1])
+
+    ours, ref = ensemble_mlp(x, weights, biases, "elu"), reference()
+    torch.testing.assert_close(ours, ref, rtol=1e-13, atol=1e-14)
+    for g, g_ref in zip(
+        torch.autograd.grad(ours.sum(), params), torch.autograd.grad(ref.sum(), params), strict=True
+    ):
+        torch.testing.assert_close(g, g_ref, rtol=1e-12, atol=1e-13)
