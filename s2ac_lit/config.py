@@ -215,6 +215,11 @@ class TrainerConfig:
     this process may use divided among the local processes (CPU DDP ranks on this node), at
     least 1 (``train.cpu_threads``). 1 by default: a second thread made no single run faster
     on the 2-CPU machine measured (README, §GPUs and several devices)."""
+    keep_freed_memory: bool = True
+    """Have glibc's malloc keep freed blocks up to 32 MiB mapped for reuse instead of returning
+    them to the OS, which otherwise page-faults an update's activations back in every update
+    (``s2ac_lit.allocator``; about 1.1× per S2AC update on CPU, README §Speed). Process-wide
+    and lasting; false leaves the allocator as it is. No effect without glibc."""
     compile: bool | str = "auto"
     """torch.compile the critic ensemble's kernels (s2ac and sql), or 'auto': compile when the
     run makes enough updates to repay the compile time (``train.compiles``)."""

@@ -27,6 +27,7 @@ from omegaconf import OmegaConf
 from torchrl.envs.utils import ExplorationType
 
 from s2ac_lit.algorithms import check_config, without_unread
+from s2ac_lit.allocator import keep_freed_host_memory
 from s2ac_lit.callbacks import (
     GracefulStop,
     LogCheckpoint,
@@ -165,6 +166,8 @@ def train(cfg: Config, *, resume_from: Path | None = None) -> dict[str, Any]:
     """
     check_config(cfg)  # before a run folder exists
     torch.set_num_threads(cpu_threads(cfg.trainer))
+    if cfg.trainer.keep_freed_memory:
+        keep_freed_host_memory()
     quiet_third_party()
     if RUN_FOLDER_ENV in os.environ:  # a DDP rank started by rank 0, which holds the lock
         return _train(cfg, Path(os.environ[RUN_FOLDER_ENV]), resume_from)
