@@ -192,12 +192,18 @@ def ensemble_mlp_value_and_input_grad(
         h, slope = _activation_and_slope(activation, torch.baddbmm(b, h, w))
         slopes.append(slope)
     out = torch.baddbmm(biases[-1], h, weights[-1])
-    grad = weights[-1].transpose(-1, -2)  # [K, 1, H]: d out / d(last hidden)
+    head = weights[-1].transpose(-1, -2)  # [K, 1, H]: d out / d(last hidden)
+    if not slopes:  # a linear network
+        return out, head[..., grad_from:].expand(-1, x.shape[0], -1)
+    grad = None
     for index in reversed(range(len(slopes))):
         w = weights[index][:, grad_from:] if index == 0 else weights[index]
-        grad = (grad * slopes[index]) @ w.transpose(-1, -2)
-    if not slopes:  # a linear network
-        grad = grad[..., grad_from:].expand(-1, x.shape[0], -1)
+        if grad is None:
+            # (head ⊙ slope) @ wᵀ = slope @ (w ⊙ head)ᵀ: the head scales the small weight
+            # matrix instead of the [K, N, H] slopes (one pass over the activations less).
+            grad = slopes[index] @ (w * head).transpose(-1, -2)
+        else:
+            grad = (grad * slopes[index]) @ w.transpose(-1, -2)
     return out, grad
 
 

@@ -11,7 +11,7 @@ from itertools import pairwise
 import pytest
 import torch
 
-from s2ac_lit.networks import _activation_and_slope, ensemble_mlp
+from s2ac_lit.networks import QEnsemble, _activation_and_slope, ensemble_mlp
 
 F64 = torch.float64
 
@@ -74,3 +74,30 @@ def test_ensemble_mlp_elu_matches_functional_elu() -> None:
         torch.autograd.grad(ours.sum(), params), torch.autograd.grad(ref.sum(), params), strict=True
     ):
         torch.testing.assert_close(g, g_ref, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("activation", ["elu", "relu", "tanh", "silu"])
+@pytest.mark.parametrize("hidden_sizes", [(), (9,), (9, 7)], ids=["linear", "one", "two"])
+def test_explicit_action_gradient_matches_autograd(activation: str, hidden_sizes) -> None:
+    """∇ₐQ written out equals autograd's, and so do the weight gradients of a loss on it.
+
+    The second part is a double backward in the reference (autograd through its own ∇ₐQ) and a
+    first-order graph in ours: the actor's loss and SQL's sampler differentiate through ∇ₐQ.
+    """
+    critic = QEnsemble(4, 3, hidden_sizes=hidden_sizes, activation=activation).double()
+    obs = torch.randn(5, 1, 4, dtype=F64)
+    act = torch.randn(5, 6, 3, dtype=F64, requires_grad=True)
+    q, grad = critic.value_and_action_grad(obs, act)
+    ref_q = critic(obs, act)
+    (ref_grad,) = torch.autograd.grad(ref_q.sum(), act, create_graph=True)
+    torch.testing.assert_close(q, ref_q, rtol=1e-12, atol=1e-13)
+    # Σ_k ∇ₐQ_k is what autograd gives for the summed Q; ours is per member.
+    torch.testing.assert_close(grad.sum(0), ref_grad, rtol=1e-12, atol=1e-13)
+    weights = list(critic.parameters())
+    ours = torch.autograd.grad(grad.sum(0).pow(2).sum(), weights, allow_unused=True)
+    ref = torch.autograd.grad(ref_grad.pow(2).sum(), weights, allow_unused=True)
+    for w, g, g_ref in zip(weights, ours, ref, strict=True):
+        # None: a parameter ∇ₐQ does not depend on (the head's bias; biases under ReLU).
+        zero = torch.zeros_like(w)
+        g, g_ref = zero if g is None else g, zero if g_ref is None else g_ref
+        torch.testing.assert_close(g, g_ref, rtol=1e-10, atol=1e-12)
