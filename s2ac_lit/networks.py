@@ -155,6 +155,18 @@ def _activation(name: str, z: Tensor) -> Tensor:
     return _EluWithSlope.apply(z)[0] if name == "elu" else _ACTIVATION_FUNCTIONS[name](z)
 
 
+def _head(h: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    """The last layer, h @ w + b: ``[K, N, H]``, ``[K, H, out]``, ``[K, 1, out]`` → ``[K, N, out]``.
+
+    A one-output head (a Q-value) is a product and a sum: torch's CPU batched matmul with a
+    single output column took ~9× as long (0.65 ms against 0.07-0.1 ms on ``[2, 1000, 256]``),
+    and its backward, an outer product, ~12× as long as the broadcast product used here.
+    """
+    if w.shape[-1] == 1:
+        return (h * w.transpose(-1, -2)).sum(-1, keepdim=True) + b
+    return torch.baddbmm(b, h, w)
+
+
 def ensemble_mlp(
     x: Tensor, weights: Sequence[Tensor], biases: Sequence[Tensor], activation: str
 ) -> Tensor:
@@ -166,7 +178,7 @@ def ensemble_mlp(
     h = x.expand(weights[0].shape[0], *x.shape)
     for w, b in zip(weights[:-1], biases[:-1], strict=True):
         h = _activation(activation, torch.baddbmm(b, h, w))
-    return torch.baddbmm(biases[-1], h, weights[-1])
+    return _head(h, weights[-1], biases[-1])
 
 
 def ensemble_mlp_value_and_input_grad(
@@ -191,7 +203,7 @@ def ensemble_mlp_value_and_input_grad(
     for w, b in zip(weights[:-1], biases[:-1], strict=True):
         h, slope = _activation_and_slope(activation, torch.baddbmm(b, h, w))
         slopes.append(slope)
-    out = torch.baddbmm(biases[-1], h, weights[-1])
+    out = _head(h, weights[-1], biases[-1])
     head = weights[-1].transpose(-1, -2)  # [K, 1, H]: d out / d(last hidden)
     if not slopes:  # a linear network
         return out, head[..., grad_from:].expand(-1, x.shape[0], -1)

@@ -47,14 +47,16 @@ def test_elu_with_slope_matches_autograd_reference(used: tuple[float, float]) ->
         torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-14)
 
 
-def test_ensemble_mlp_elu_matches_functional_elu() -> None:
-    """The ensemble's ELU (exp-based, shared with the slope) gives ``F.elu``'s network.
+@pytest.mark.parametrize("out_features", [1, 3])
+def test_ensemble_mlp_matches_a_plain_elu_network(out_features: int) -> None:
+    """The ensemble (exp-based ELU shared with the slope, a product-and-sum head for one
+    output) computes the plain network.
 
-    Reference: the same two-member MLP with ``torch.nn.functional.elu``; values and the
-    gradients w.r.t. input and weights agree to float64 round-off.
+    Reference: the same two-member MLP with ``torch.nn.functional.elu`` and batched matmuls
+    throughout; values and the gradients w.r.t. input and weights agree to float64 round-off.
     """
     gen = torch.Generator().manual_seed(0)
-    widths = [5, 8, 8, 1]
+    widths = [5, 8, 8, out_features]
     weights = [torch.randn(2, i, o, dtype=F64, generator=gen) for i, o in pairwise(widths)]
     biases = [torch.randn(2, 1, o, dtype=F64, generator=gen) for o in widths[1:]]
     x = torch.randn(6, 5, dtype=F64, generator=gen)
