@@ -102,20 +102,21 @@ class _EluWithSlope(torch.autograd.Function):
     """h = ELU(z) and its slope s = σ'(z) from one exp, with a written-out backward.
 
     With e = exp(min(z, 0)): s = e and h = max(z, 0) + e - 1 (ELU's e^z - 1 for z ≤ 0, to
-    round-off). Backward: ∂h/∂z = s and ∂s/∂z = e·[z < 0] = -e·sign(min(z, 0)), so
-    dz = e·(dh - ds·sign(min(z, 0))). Autograd's own graph for ``F.elu`` plus the slope
-    costs an ``expm1``, a clamp and its masked backward per layer: about twice the time
-    (``tools/bench.py``'s update, measured in one run).
+    round-off). Backward: ∂h/∂z = s and ∂s/∂z = e·[z < 0], so dz = e·(dh + ds·[z < 0]).
+    Autograd's own graph for ``F.elu`` plus the slope costs an ``expm1``, a clamp and its
+    masked backward per layer: about twice the time (``tools/bench.py``'s update, measured in
+    one run).
     """
 
     @staticmethod
     def forward(ctx, z: Tensor) -> tuple[Tensor, Tensor]:
-        negative = z.clamp(max=0.0)
-        e = negative.exp()
+        e = z.clamp(max=0.0).exp()
         h = z.clamp(min=0.0).add_(e).sub_(1.0)
-        # e is an output, so a double backward differentiates it; sign(min(z, 0)) is
-        # piecewise constant, so keeping ``negative`` as a constant is exact there.
-        ctx.save_for_backward(e, negative)
+        # e is an output, so a double backward differentiates it; [z < 0] is piecewise
+        # constant, so keeping it as a constant is exact there. A byte per entry, and only
+        # when a backward may come: the backward reads activations back from memory, and
+        # this is a quarter of what a float copy of min(z, 0) costs it.
+        ctx.save_for_backward(e, (z < 0) if ctx.needs_input_grad[0] else None)
         # An output that the loss does not use gets None, not zeros: the value-only ELU of
         # ``ensemble_mlp`` then costs one product in the backward.
         ctx.set_materialize_grads(False)
@@ -123,15 +124,11 @@ class _EluWithSlope(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_h: Tensor | None, grad_s: Tensor | None) -> Tensor | None:
-        e, negative = ctx.saved_tensors
+        e, below = ctx.saved_tensors
         if grad_s is None:
             return None if grad_h is None else grad_h * e
-        # dz = e·(dh + ds·[z < 0]), with [z < 0] = -sign(min(z, 0)): three passes over the
-        # activations where the five products written out take five.
-        steep = negative.sign()
-        if grad_h is None:
-            return -(grad_s * steep) * e
-        return torch.addcmul(grad_h, grad_s, steep, value=-1.0) * e
+        steep = grad_s * below if grad_h is None else torch.addcmul(grad_h, grad_s, below)
+        return steep * e
 
 
 def _activation_and_slope(name: str, z: Tensor) -> tuple[Tensor, Tensor]:
