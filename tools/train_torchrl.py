@@ -53,6 +53,7 @@ from s2ac_lit.algorithms import (
     policy_with_selection,
     total_loss,
 )
+from s2ac_lit.allocator import keep_freed_host_memory
 from s2ac_lit.config import Config, load_config
 from s2ac_lit.envs import EnvError, check_env_spaces, env_dims, make_env
 from s2ac_lit.errors import cli, non_negative_int, positive_float, positive_int
@@ -372,8 +373,10 @@ def train(args: argparse.Namespace) -> dict[str, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
-    """Parse flags, pin one CPU thread (small ops spin-wait with two), run."""
+    """Parse flags, pin one CPU thread (small ops spin-wait with two), keep freed host memory
+    for reuse (as the trainer does, ``trainer.keep_freed_memory``), run."""
     torch.set_num_threads(1)
+    keep_freed_host_memory()
     args = parse_args(argv)
     print(f"args {vars(args)}", flush=True)
     return benchmark(args) if args.benchmark_updates else train(args)
