@@ -113,3 +113,47 @@ def check_compatible(checkpoint: dict[str, Any], module: torch.nn.Module, path: 
             f"checkpoint {str(path)!r} does not match the configured networks: "
             + "; ".join(details)
         )
+
+
+def _fit_loop(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
+    loops = checkpoint.get("loops")
+    return loops.get("fit_loop") if isinstance(loops, dict) else None
+
+
+def finished_frames(checkpoint: dict[str, Any]) -> int | None:
+    """The frames a finished run collected, if ``checkpoint`` is its final one; else None.
+
+    Lightning marks the last batch of the run's single epoch as seen in the final checkpoint;
+    the replay feeder's state (the train dataloader's) holds the frames.
+    """
+    loop = _fit_loop(checkpoint)
+    if loop is None or not loop.get("epoch_loop.batch_progress", {}).get("is_last_batch"):
+        return None
+    feeder_states = loop.get("state_dict", {}).get("combined_loader") or [{}]
+    frames = feeder_states[0].get("frames")
+    return int(frames) if frames is not None else None
+
+
+def reopen_finished_run(checkpoint: dict[str, Any], total_frames: int) -> bool:
+    """Let a finished run continue from its final checkpoint to a raised frame budget.
+
+    Fitting from a finished run's final checkpoint returns at once (its single epoch is over).
+    When ``total_frames`` exceeds the frames it collected, the epoch is marked as still
+    running, in place: the replay feeder, restored with its frames and counters, collects on
+    and the updates continue from the same global step. Returns True if it reopened the run.
+    """
+    frames = finished_frames(checkpoint)
+    if frames is None or total_frames <= frames:
+        return False
+    loop = _fit_loop(checkpoint)
+    batches = loop["epoch_loop.batch_progress"]
+    batches["is_last_batch"] = False
+    # The epoch ended on one more batch than updates: the fetch that found the feeder
+    # exhausted. Uncounting it keeps Lightning's logging steps where an unbroken run has them.
+    for counts in (batches["total"], batches["current"]):
+        for field in counts:
+            counts[field] -= 1
+    loop["epoch_loop.state_dict"]["_batches_that_stepped"] -= 1
+    for counts in loop["epoch_progress"].values():
+        counts["processed"] = counts["completed"]
+    return True

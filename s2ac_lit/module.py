@@ -38,6 +38,7 @@ from s2ac_lit.checkpoints import (
     check_compatible,
     find_checkpoint,
     read_checkpoint,
+    reopen_finished_run,
 )
 from s2ac_lit.config import Config, merge_config, to_config
 from s2ac_lit.data import planned_updates
@@ -227,6 +228,10 @@ class RLModule(L.LightningModule):
             f"non-finite {', '.join(bad)} at update {self.global_step + 1}; the weights were "
             f"not updated; {resume}"
         )
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A finished run resumed with a raised ``collector.total_frames`` trains on."""
+        reopen_finished_run(checkpoint, self.cfg.collector.total_frames)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse to write weights holding NaN or infinity (they could never be resumed)."""

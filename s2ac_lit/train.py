@@ -41,6 +41,7 @@ from s2ac_lit.checkpoints import (
     CheckpointError,
     check_compatible,
     find_checkpoint,
+    finished_frames,
     latest_run,
     read_checkpoint,
     run_folder_of,
@@ -190,6 +191,14 @@ def _train(cfg: Config, run_folder: Path, resume_from: Path | None) -> dict[str,
     if resume_from is not None:
         checkpoint = read_checkpoint(resume_from)
         check_compatible(checkpoint, module, resume_from)
+        frames = finished_frames(checkpoint)
+        if frames is not None and cfg.collector.total_frames <= frames:
+            raise CheckpointError(
+                f"run {str(run_folder)!r} finished at {frames} frames: nothing to resume; to "
+                f"train it on, raise collector.total_frames (now {cfg.collector.total_frames}), "
+                f"e.g. python tools/fit.py --resume {run_folder} "
+                f"collector.total_frames={2 * frames}"
+            )
         csv_rows = checkpoint.get("csv_rows", 0)
 
     evaluation = PeriodicEvaluation(cfg)

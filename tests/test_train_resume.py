@@ -85,6 +85,27 @@ def test_resume_keeps_the_whole_csv_log(reference: Path, tmp_path: Path, monkeyp
     assert not temporary_files(run)
 
 
+def test_a_finished_run_trains_on_to_a_raised_budget(
+    reference: Path, tmp_path: Path, capsys
+) -> None:
+    """Resuming a finished run with a larger collector.total_frames continues it (Lightning
+    would otherwise return at once from the finished epoch); the same budget is refused with a
+    message saying how to train on. Ground truth: the uninterrupted run of the larger budget
+    logs the same steps and makes the same number of updates."""
+    half = FRAMES // 2
+    cfg = load_config(overrides=tiny(tmp_path, f"collector.total_frames={half}", *BUDGET))
+    run = Path(train(cfg)["run_folder"])
+    assert main(["--resume", str(run)]) == 2
+    error = capsys.readouterr().err
+    assert f"finished at {half} frames" in error and "collector.total_frames" in error
+    assert main(["--resume", str(run), f"collector.total_frames={FRAMES}"]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["finished"] and summary["frames"] == FRAMES
+    assert summary["updates"] == expected_updates(FRAMES)
+    for key in ("train/loss_qvalue", "train/frames"):
+        assert logged_steps(run, key) == logged_steps(reference, key), key
+
+
 def test_damaged_newest_checkpoint_falls_back(reference: Path, tmp_path: Path, capsys) -> None:
     run = tmp_path / "copy"
     shutil.copytree(reference, run)
@@ -120,8 +141,10 @@ def test_locked_run_folder_is_refused_and_untouched(
     finally:
         holder.kill()
         holder.wait()
-    # The holder is dead now: its lock is stale and taken over; the resume then succeeds.
-    assert main(["--resume", str(run)]) == 0
+    # The holder is dead now: its lock is stale and taken over. The run is finished, so the
+    # resume gets as far as saying so (past the lock) and releases the lock.
+    assert main(["--resume", str(run)]) == 2
+    assert "finished at" in capsys.readouterr().err
     assert not (run / LOCK_NAME).exists()
 
 
@@ -253,7 +276,8 @@ def kill_and_resume(tmp_path: Path, kills: int, seed: int) -> None:
             break  # finished before the kill: nothing left to interrupt
         process.kill()
         process.wait()
-    process = run_fit(*resume)
+    else:
+        process = run_fit(*resume)
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 0, output
     (run,) = runs.iterdir()
