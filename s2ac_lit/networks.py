@@ -204,15 +204,15 @@ def ensemble_mlp_value_and_input_grad(
     head = weights[-1].transpose(-1, -2)  # [K, 1, H]: d out / d(last hidden)
     if not slopes:  # a linear network
         return out, head[..., grad_from:].expand(-1, x.shape[0], -1)
-    grad = None
-    for index in reversed(range(len(slopes))):
-        w = weights[index][:, grad_from:] if index == 0 else weights[index]
-        if grad is None:
-            # (head ⊙ slope) @ wᵀ = slope @ (w ⊙ head)ᵀ: the head scales the small weight
-            # matrix instead of the [K, N, H] slopes (one pass over the activations less).
-            grad = slopes[index] @ (w * head).transpose(-1, -2)
-        else:
-            grad = (grad * slopes[index]) @ w.transpose(-1, -2)
+    # The hidden layers' weights as the input gradient sees them: the first one only from
+    # input grad_from on.
+    into = [weights[0][:, grad_from:], *weights[1:-1]]
+    top = len(slopes) - 1
+    # (head ⊙ slope) @ wᵀ = slope @ (w ⊙ head)ᵀ: the head scales the small weight matrix
+    # instead of the [K, N, H] slopes (one pass over the activations less).
+    grad = slopes[top] @ (into[top] * head).transpose(-1, -2)
+    for slope, w in zip(reversed(slopes[:top]), reversed(into[:top]), strict=True):
+        grad = (grad * slope) @ w.transpose(-1, -2)
     return out, grad
 
 
