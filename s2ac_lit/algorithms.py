@@ -16,22 +16,24 @@ algorithm does not read must stay at its default: :func:`check_config` refuses i
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import torch
 from tensordict import TensorDictBase
 from torch import Tensor, nn
-from torchrl.objectives import LossModule
+from torchrl.objectives import LossModule, SoftUpdate
 
 from s2ac_lit.actor import SVGDActor
 from s2ac_lit.config import Config, ConfigError, OptimConfig
 from s2ac_lit.envs.experiment import EntropyEstimate, s2ac_entropy, sac_entropy, sql_samples
 from s2ac_lit.networks import QEnsemble
 from s2ac_lit.objectives import S2ACLoss, SQLLoss, make_sac_loss
+from s2ac_lit.objectives.sac import sac_loss_phases
+from s2ac_lit.update import Phases, Stepper, Update
 
 Policy = Callable[[TensorDictBase], TensorDictBase]
-LOSS_PREFIX = "loss_"
 
 # Config keys (dotted) or whole sections whose meaning depends on the algorithm; every other
 # key is a run setting that the trainer reads for all of them.
@@ -66,12 +68,14 @@ class AlgorithmSpec:
         probe_entropy: ``(loss, policy, observations [P, O], num_samples)`` → the entropy of
             π(·|s) at probe states and the sampled actions.
         reads: the keys of :data:`ALGORITHM_KEYS` (dotted, or whole sections) it reads.
+        phases: loss → its losses in phases, critic first (for ``optim.update_order``).
     """
 
     build: Builder
     selections: tuple[str, ...]
     probe_entropy: EntropyProbe
     reads: tuple[str, ...]
+    phases: Callable[[Any], Phases]
 
     def reads_key(self, key: str) -> bool:
         """Whether ``key`` (dotted) is read: a run setting, or listed in :attr:`reads`."""
@@ -124,9 +128,12 @@ def make_actor(
         activation=a.activation,  # type: ignore[arg-type]
         std_min=a.std_min,
         std_max=a.std_max,
+        std_map=a.std_map,  # type: ignore[arg-type]
         truncation=a.truncation,
         bound=a.bound,  # type: ignore[arg-type]
         squash_correction=a.squash_correction if squash_correction is None else squash_correction,
+        energy_at=a.energy_at,  # type: ignore[arg-type]
+        scale_log_det=a.scale_log_det,
         amortized=a.amortized if amortized is None else amortized,
     )
 
@@ -229,13 +236,29 @@ def _sql_entropy(loss: SQLLoss, policy: Policy, observations: Tensor, n: int) ->
     return sql_samples(loss, observations, num_samples=n)
 
 
+def _own_phases(loss: S2ACLoss | SQLLoss) -> Phases:
+    return loss.loss_phases
+
+
+def _sac_phases(loss: Any) -> Phases:
+    return functools.partial(sac_loss_phases, loss)
+
+
 ALGORITHMS: dict[str, AlgorithmSpec] = {
     "s2ac": AlgorithmSpec(
-        _build_s2ac, ("softmax", "max", "amortized", "random"), _s2ac_entropy, _S2AC_READS
+        _build_s2ac,
+        ("softmax", "max", "amortized", "random"),
+        _s2ac_entropy,
+        _S2AC_READS,
+        _own_phases,
     ),
-    "sac": AlgorithmSpec(_build_sac, (), _sac_entropy, _SAC_READS),
+    "sac": AlgorithmSpec(_build_sac, (), _sac_entropy, _SAC_READS, _sac_phases),
     "sql": AlgorithmSpec(
-        _build_sql, ("amortized", "softmax", "max", "random"), _sql_entropy, _SQL_READS
+        _build_sql,
+        ("amortized", "softmax", "max", "random"),
+        _sql_entropy,
+        _SQL_READS,
+        _own_phases,
     ),
 }
 
@@ -326,11 +349,6 @@ def policy_with_selection(algo: str, loss: LossModule, selection: str) -> Policy
     return _select(loss, selection)  # type: ignore[arg-type]
 
 
-def total_loss(out: TensorDictBase) -> Tensor:
-    """Sum of the ``loss_*`` entries of a loss module's output (TorchRL's convention)."""
-    return sum(value for key, value in out.items() if key.startswith(LOSS_PREFIX))
-
-
 PARAMETER_GROUPS = {
     "qvalue_network_params": "critic",
     "actor_network_params": "actor",
@@ -362,5 +380,31 @@ def parameter_groups(loss: nn.Module, optim: OptimConfig) -> list[dict]:
 
 
 def make_optimizer(loss: nn.Module, optim: OptimConfig) -> torch.optim.Optimizer:
-    """One Adam over :func:`parameter_groups` (absent groups, e.g. S2AC(φ)'s actor, left out)."""
-    return torch.optim.Adam(parameter_groups(loss, optim))
+    """One Adam over :func:`parameter_groups` (absent groups, e.g. S2AC(φ)'s actor, left out).
+
+    Fused: one kernel per step, which also skips a step on the device when told to
+    (``found_inf``); that is how :class:`~s2ac_lit.update.Update` keeps non-finite values
+    out of the weights without reading the device.
+    """
+    return torch.optim.Adam(parameter_groups(loss, optim), fused=True)
+
+
+def make_update(
+    cfg: Config,
+    loss: LossModule,
+    optimizer: torch.optim.Optimizer,
+    *,
+    target_updater: SoftUpdate | None = None,
+    stepper: Stepper | None = None,
+) -> Update:
+    """The training update of ``cfg`` (``optim.update_order``, ``optim.max_grad_norm``,
+    ``optim.tau``: a new ``SoftUpdate`` unless ``target_updater`` is given)."""
+    return Update(
+        loss,
+        optimizer,
+        target_updater or SoftUpdate(loss, tau=cfg.optim.tau),
+        update_order=cfg.optim.update_order,  # type: ignore[arg-type]
+        phases=ALGORITHMS[cfg.algo].phases(loss),
+        max_grad_norm=cfg.optim.max_grad_norm,
+        stepper=stepper,
+    )

@@ -157,3 +157,16 @@ def reopen_finished_run(checkpoint: dict[str, Any], total_frames: int) -> bool:
     for counts in loop["epoch_progress"].values():
         counts["processed"] = counts["completed"]
     return True
+
+
+def fuse_saved_adam(checkpoint: dict[str, Any]) -> None:
+    """Have the saved optimiser state load as fused Adam.
+
+    ``Optimizer.load_state_dict`` takes every saved group setting, ``fused`` included, and a
+    checkpoint written before the update masked its steps on the device holds
+    ``fused=False``; which kernel runs is no state of the run.
+    """
+    for state in checkpoint.get("optimizer_states", []):
+        for group in state.get("param_groups", []):
+            if "fused" in group:
+                group["fused"], group["foreach"] = True, None

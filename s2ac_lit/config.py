@@ -1,7 +1,8 @@
 """Configuration schema: typed dataclasses merged with YAML presets and CLI overrides.
 
-``load_config(yaml_path, overrides)`` merges ``OmegaConf.structured(Config)``, a YAML preset from
-``conf/`` and ``key=value`` overrides, then validates. Unknown keys, wrong types and values
+``load_config(yaml_path, overrides)`` merges ``OmegaConf.structured(Config)``, YAML presets from
+``conf/`` (one, or several in order: a task's, then an algorithm's) and ``key=value``
+overrides, then validates. Unknown keys, wrong types and values
 outside the allowed choices fail with a :class:`ConfigError` that names the key and what is
 allowed. Defaults are the authors' MuJoCo settings (docs/algorithm.md §Defaults); presets
 override them.
@@ -20,6 +21,7 @@ defaults, before anything is built.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
 from types import UnionType
@@ -29,15 +31,25 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from s2ac_lit.actor import BOUNDS, DEFAULT_SVGD, INIT_KINDS, REMOVED_BOUNDS, SELECTIONS
+from s2ac_lit.actor import (
+    BOUNDS,
+    DEFAULT_SVGD,
+    ENERGY_AT,
+    INIT_KINDS,
+    REMOVED_BOUNDS,
+    SELECTIONS,
+    STD_MAPS,
+)
 from s2ac_lit.errors import UsageError
 from s2ac_lit.networks import ACTIVATIONS
 from s2ac_lit.svgd import ENTROPY_NORMS, SELF_TERMS, SVGDOptions
+from s2ac_lit.update import UPDATE_ORDERS
 
 AlgoName = Literal["s2ac", "sac", "sql"]
 Precision = Literal["32", "32-true", "64", "64-true", "bf16-mixed", "16-mixed", "bf16-true"]
 """Lightning precisions this package runs with."""
 Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]
+
 ALGOS: tuple[AlgoName, ...] = get_args(AlgoName)
 PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 ACCELERATORS: tuple[Accelerator, ...] = get_args(Accelerator)
@@ -103,6 +115,10 @@ class OptimConfig:
     """Polyak weight of the online critics in the target update."""
     max_grad_norm: float | None = None
     """Clip the global gradient norm (None: no clipping)."""
+    update_order: str = "joint"
+    """'joint': one backward of all losses at the same critics, one optimiser step; or
+    'critic_first' (the authors' code): the critics take their step before the actor (and α)
+    losses are computed, so those see the updated critics. One device only."""
 
 
 def _config_type(hint: Any) -> Any:
@@ -152,12 +168,21 @@ class ActorConfig:
     """Lower bound of σθ(s)."""
     std_max: float = 1.0
     """Upper bound of σθ(s)."""
+    std_map: str = "smooth"
+    """σθ from the init network's raw output r: 'smooth' (std_min + (std_max - std_min)·
+    sigmoid(r)) or 'clamp' (clamp(exp(r), std_min, std_max), the authors' code)."""
     truncation: float = 3.0
     """Initial noise is a standard normal truncated to ±truncation."""
     bound: str = "init"
     """Box μ ± tσ for the 'init' particles only (by the truncated ξ) or 'all' SVGD iterates."""
     squash_correction: bool = False
     """Add the tanh log-Jacobian to the SVGD energy."""
+    energy_at: str = "action"
+    """Where the SVGD energy evaluates the critic: 'action' (the executed squash(u)) or
+    'pre_squash' (the particle u itself, the authors' code)."""
+    scale_log_det: bool = True
+    """Include -Σ log(action scale) in log π (the executed action's density); false leaves it
+    out, as the authors' code does (a constant shift where the action limit is not 1)."""
     amortized: bool = False
     """Also train an amortised sampler (one forward pass per action)."""
     eval_selection: str | None = None
@@ -269,6 +294,9 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "actor.activation": ACTIVATIONS,
     "actor.bound": BOUNDS,
     "actor.eval_selection": SELECTIONS,
+    "actor.std_map": STD_MAPS,
+    "actor.energy_at": ENERGY_AT,
+    "optim.update_order": UPDATE_ORDERS,
     "critic.activation": ACTIVATIONS,
     "trainer.precision": PRECISIONS,
     "trainer.accelerator": ACCELERATORS,
@@ -420,6 +448,13 @@ def _check_combinations(cfg: Config) -> None:
             f"{c.total_frames}; use eval.every_frames=0 to evaluate only at the end",
         ),
         (
+            cfg.optim.update_order == "critic_first"
+            and (str(cfg.trainer.devices) != "1" or cfg.trainer.num_nodes != 1),
+            f"optim.update_order='critic_first' with trainer.devices={cfg.trainer.devices!r} "
+            f"and trainer.num_nodes={cfg.trainer.num_nodes}: it steps twice per update, which "
+            "DDP cannot reduce; use one device, or optim.update_order='joint'",
+        ),
+        (
             cfg.trainer.num_nodes > 1 and str(cfg.trainer.accelerator) == "cpu",
             f"trainer.num_nodes={cfg.trainer.num_nodes} with trainer.accelerator='cpu' is not "
             "supported; multi-node runs need GPUs",
@@ -464,16 +499,21 @@ def _load_yaml(path: Path) -> DictConfig:
     return loaded
 
 
+YamlPaths = str | Path | Sequence[str | Path] | None
+"""One YAML preset, or several merged in order (later wins), or none."""
+
+
 def merge_config(
     base: DictConfig | Config | None = None,
-    yaml_path: str | Path | None = None,
+    yaml_path: YamlPaths = None,
     overrides: list[str] | None = None,
 ) -> DictConfig:
-    """Schema ← base ← YAML preset ← ``key=value`` overrides, type-checked by OmegaConf."""
+    """Schema ← base ← YAML preset(s), in order ← ``key=value`` overrides, type-checked by
+    OmegaConf."""
     merged = OmegaConf.structured(Config)
     layers = [("defaults", base)] if base is not None else []
-    if yaml_path is not None:
-        path = Path(yaml_path)
+    paths = [yaml_path] if isinstance(yaml_path, (str, Path)) else list(yaml_path or [])
+    for path in map(Path, paths):
         if not path.exists():
             raise ConfigError(f"config file {str(path)!r} does not exist")
         if path.is_dir():
@@ -492,8 +532,8 @@ def merge_config(
     return merged
 
 
-def load_config(yaml_path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """The validated, typed :class:`Config` for a preset and overrides."""
+def load_config(yaml_path: YamlPaths = None, overrides: list[str] | None = None) -> Config:
+    """The validated, typed :class:`Config` for preset(s) and overrides."""
     return to_config(merge_config(yaml_path=yaml_path, overrides=overrides))
 
 

@@ -1,11 +1,10 @@
 """The LightningModule: one gradient update of S2AC (or SAC, SQL) per training step.
 
-Manual optimisation with one Adam over three parameter groups (critic, actor, α) and one
-backward of the summed losses. Summing is exact here: each loss reaches only its own group
-(the actor loss sees detached critic parameters, α's loss a detached entropy), so the result
-equals three separate backwards, while ``global_step`` counts updates (one optimiser step
-each) and DDP sees a single backward per step. The target critics follow with
-``SoftUpdate`` after every step.
+Manual optimisation with one fused Adam over three parameter groups (critic, actor, α); each
+training step is one :class:`s2ac_lit.update.Update` (the same update tools/train_torchrl.py
+and tools/bench.py run): by default one backward of the summed losses, exact because each loss
+reaches only its own group, so ``global_step`` counts updates and DDP sees a single backward
+per step. The target critics follow with ``SoftUpdate`` after every update.
 
 The training step takes ``dataloader_iter`` so that Lightning does not prefetch: the replay
 feeder's counters then describe exactly the updates done when a checkpoint is written.
@@ -26,22 +25,23 @@ from torchrl.objectives import SoftUpdate
 
 from s2ac_lit.algorithms import (
     ALGORITHMS,
-    LOSS_PREFIX,
     Policy,
     build_algorithm,
     make_optimizer,
-    total_loss,
+    make_update,
     without_unread,
 )
 from s2ac_lit.checkpoints import (
     CheckpointError,
     check_compatible,
     find_checkpoint,
+    fuse_saved_adam,
     read_checkpoint,
     reopen_finished_run,
 )
 from s2ac_lit.config import Config, merge_config, to_config
 from s2ac_lit.data import planned_updates
+from s2ac_lit.update import LOSS_PREFIX, NonFiniteError, Stepper, Update
 
 COMPILE_MIN_UPDATES = 20_000
 """``trainer.compile='auto'`` compiles runs with at least this many updates. Compiling the
@@ -52,23 +52,9 @@ from this size on the update's gain dominates."""
 LOGGED = ("alpha", "entropy", "q_value", "target_value")
 
 
-class NonFiniteError(RuntimeError):
-    """A loss, gradient or parameter became NaN or infinite; the run stopped before using it."""
-
-
 def _logged(key: str) -> bool:
     # Namespaced keys ("svgd/...", "actor/...") are diagnostics the losses return detached.
     return key.startswith(LOSS_PREFIX) or key in LOGGED or "/" in key
-
-
-def group_grad_norms(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    """L2 norm of the gradients of each named parameter group (``critic``, ``actor``, ...)."""
-    norms = {}
-    for group in optimizer.param_groups:
-        grads = [p.grad for p in group["params"] if p.grad is not None]
-        if grads:
-            norms[group["name"]] = torch.nn.utils.get_total_norm(grads)
-    return norms
 
 
 def non_finite_state(state_dict: dict[str, Any]) -> list[str]:
@@ -80,6 +66,32 @@ def non_finite_state(state_dict: dict[str, Any]) -> list[str]:
         and value.is_floating_point()
         and not bool(torch.isfinite(value).all())
     ]
+
+
+class LightningStepper(Stepper):
+    """Backward and steps through Lightning: the precision plugin scales the loss (16-mixed)
+    and the strategy steps. Lightning's step counter (``global_step``) counts an optimiser
+    step as an update, so every phase of an update but the last steps through the strategy
+    directly (what ``LightningOptimizer.step`` calls, minus the counter)."""
+
+    def __init__(self, module: RLModule) -> None:
+        self.module = module
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.module.manual_backward(loss)
+
+    def step(self, optimizer: torch.optim.Optimizer, *, last: bool) -> None:
+        if last:
+            self.module.optimizers().step()
+        else:
+            self.module.trainer.strategy.optimizer_step(
+                optimizer, closure=lambda: None, model=self.module
+            )
+
+    def grad_scale(self, optimizer: torch.optim.Optimizer) -> torch.Tensor | None:
+        scaler = getattr(self.module.trainer.precision_plugin, "scaler", None)
+        # The scale as a device tensor: get_scale() would read it on the host every update.
+        return None if scaler is None else scaler._get_scale_async()
 
 
 def compiles(cfg: Config) -> bool:
@@ -140,6 +152,7 @@ class RLModule(L.LightningModule):
         # loss's networks, and collectors may move or copy what they are given.
         self.__dict__["_policy"] = algorithm.policy
         self.__dict__["target_updater"] = SoftUpdate(self.loss_module, tau=cfg.optim.tau)
+        self.__dict__["_update"] = None
         self._last_log = (time.perf_counter(), 0)
 
     def on_fit_start(self) -> None:
@@ -175,66 +188,56 @@ class RLModule(L.LightningModule):
         return self._policy
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        """One Adam with groups ``critic``, ``actor`` (absent for S2AC(φ)) and ``alpha``."""
+        """One fused Adam with groups ``critic``, ``actor`` (absent for S2AC(φ)) and ``alpha``."""
         return make_optimizer(self.loss_module, self.cfg.optim)
 
+    def update_step(self) -> Update:
+        """The update of this fit (built at its first step, after a resume restored the
+        optimiser and the step counter)."""
+        if self._update is None:
+            self._update = make_update(
+                self.cfg,
+                self.loss_module,
+                self.optimizers().optimizer,
+                target_updater=self.target_updater,
+                stepper=LightningStepper(self),
+            )
+            self._update.start_at(self.global_step)
+        return self._update
+
     def training_step(self, dataloader_iter: Iterator) -> None:
-        """One update on one replay batch; the feeder ending (StopIteration) ends training."""
+        """One update on one replay batch; the feeder ending (StopIteration) ends training.
+
+        No host synchronisation but at the log interval, where the non-finite guard is read
+        (s2ac_lit.update).
+        """
         batch, _, _ = next(dataloader_iter)
         batch: TensorDictBase = batch.to(self.device)
-        out = self.loss_module(batch)
-        total = total_loss(out)
-        optimizer = self.optimizers()
-        optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(total)
-        grad_norms = group_grad_norms(optimizer.optimizer)
-        # One boolean read per update: a NaN must stop the run before Adam writes it into
-        # the weights, so that every checkpoint on disk stays usable for a resume.
-        finite = (
-            torch.isfinite(total)
-            & torch.stack([torch.isfinite(n) for n in grad_norms.values()]).all()
-        )
-        if not bool(finite):
-            self._stop_non_finite(out, grad_norms)
-        if self.cfg.optim.max_grad_norm is not None:
-            self.clip_gradients(
-                optimizer,
-                gradient_clip_val=self.cfg.optim.max_grad_norm,
-                gradient_clip_algorithm="norm",
-            )
-        optimizer.step()
-        self.target_updater.step()
-        if self.global_step % self.cfg.trainer.log_every_updates == 0:
-            self._log(out, grad_norms)
+        log = (self.global_step + 1) % self.cfg.trainer.log_every_updates == 0
+        result = self.update_step()(batch, log=log)
+        if log:
+            self._update.raise_if_non_finite(self._newest_checkpoint())
+            self._log(result.out, result.grad_norms or {})
 
-    def _stop_non_finite(self, out: TensorDictBase, grad_norms: dict[str, torch.Tensor]) -> None:
-        """Raise :class:`NonFiniteError` naming the update, the terms and the last good save."""
-        bad = [key for key, value in out.items() if key.startswith(LOSS_PREFIX)]
-        bad = [key for key in bad if not bool(torch.isfinite(out[key]).all())]
-        bad += [f"gradient of {g}" for g, n in grad_norms.items() if not bool(torch.isfinite(n))]
+    def _newest_checkpoint(self) -> Path | None:
+        """The newest loadable checkpoint of this run (RUN/checkpoints), if any."""
         callback = self.trainer.checkpoint_callback if self._trainer is not None else None
-        try:  # checkpoints live in RUN/checkpoints; the newest loadable one is the resume point
-            saved = find_checkpoint(Path(callback.dirpath).parent) if callback else None
+        try:
+            return find_checkpoint(Path(callback.dirpath).parent) if callback else None
         except CheckpointError:
-            saved = None
-        resume = (
-            f"newest checkpoint with finite weights: {saved} (resume with "
-            f"`python tools/fit.py --resume {saved}` and changed settings, e.g. a lower "
-            "learning rate or optim.max_grad_norm)"
-            if saved is not None
-            else "no checkpoint was written yet"
-        )
-        raise NonFiniteError(
-            f"non-finite {', '.join(bad)} at update {self.global_step + 1}; the weights were "
-            f"not updated; {resume}"
-        )
+            return None
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """A finished run resumed with a raised ``collector.total_frames`` trains on."""
+        """A finished run resumed with a raised ``collector.total_frames`` trains on; an
+        optimiser saved before Adam was fused resumes fused (the update masks its steps)."""
         reopen_finished_run(checkpoint, self.cfg.collector.total_frames)
+        fuse_saved_adam(checkpoint)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Refuse to write weights holding NaN or infinity (they could never be resumed)."""
+        """Stop a run whose updates went non-finite since the last log (the guard), and refuse
+        to write weights holding NaN or infinity (they could never be resumed)."""
+        if self._update is not None:
+            self._update.raise_if_non_finite(self._newest_checkpoint())
         bad = non_finite_state(checkpoint["state_dict"])
         if bad:
             raise NonFiniteError(

@@ -54,8 +54,9 @@ from s2ac_lit.envs import MULTIGOAL_IDS, EnvError, check_env_spaces, env_dims, m
 from s2ac_lit.envs.experiment import evaluate_episodes, numpy_policy
 from s2ac_lit.envs.metrics import plot_trajectories
 from s2ac_lit.errors import cli, report
-from s2ac_lit.module import NonFiniteError, RLModule
+from s2ac_lit.module import RLModule
 from s2ac_lit.runfolder import AtomicCheckpointIO, RunLock, atomic_write_text, remove_leftovers
+from s2ac_lit.update import NonFiniteError
 
 NON_FINITE_EXIT = 3
 """Exit code of a run stopped by a NaN or infinite loss or gradient."""
@@ -224,7 +225,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Train S2AC (or SAC, SQL) with Lightning. "
         "Example: python tools/fit.py --config conf/walker.yaml seed=1 trainer.devices=2",
     )
-    parser.add_argument("--config", help="YAML preset from conf/ (partial override of defaults)")
+    parser.add_argument(
+        "--config",
+        action="append",
+        help="YAML preset from conf/ (partial override of the defaults); repeat it to merge "
+        "several in order, e.g. a task's then an algorithm's (conf/algo/)",
+    )
     parser.add_argument(
         "--resume",
         metavar="RUN_OR_CKPT",

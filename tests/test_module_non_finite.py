@@ -15,9 +15,10 @@ from conftest import read_csv, tiny
 
 from s2ac_lit.checkpoints import read_checkpoint
 from s2ac_lit.config import load_config
-from s2ac_lit.module import NonFiniteError, RLModule, non_finite_state
+from s2ac_lit.module import RLModule, non_finite_state
 from s2ac_lit.objectives.s2ac import S2ACLoss
 from s2ac_lit.train import NON_FINITE_EXIT, main, train
+from s2ac_lit.update import NonFiniteError
 
 
 def test_a_nan_weight_is_never_written() -> None:

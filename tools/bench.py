@@ -31,9 +31,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 from torchrl.data import Bounded, Categorical, Composite, Unbounded
 from torchrl.envs.utils import ExplorationType, set_exploration_type
-from torchrl.objectives import SoftUpdate
 
-from s2ac_lit.algorithms import build_algorithm, make_optimizer, policy_with_selection, total_loss
+from s2ac_lit.algorithms import build_algorithm, make_optimizer, policy_with_selection
+from s2ac_lit.algorithms import make_update as build_update
 from s2ac_lit.allocator import keep_freed_host_memory
 from s2ac_lit.config import load_config
 from s2ac_lit.errors import cli, positive_int
@@ -146,10 +146,11 @@ def make_update(
 ):
     """The registry's loss and policy, and a closure doing one full update.
 
-    One update is what the trainer does: losses, one backward of their sum, Adam over the
-    parameter groups, target update. Both algorithms get ``--hidden``-wide critics (SAC's
-    actor has the critic's widths); S2AC's init network has three such layers. S2AC's critic
-    kernels are compiled with ``--compile`` unless ``compiled`` says otherwise.
+    One update is the trainer's own (:class:`s2ac_lit.update.Update`): losses, one backward of
+    their sum, the finite guard, fused Adam over the parameter groups, target update. Both
+    algorithms get ``--hidden``-wide critics (SAC's actor has the critic's widths); S2AC's init
+    network has three such layers. S2AC's critic kernels are compiled with ``--compile``
+    unless ``compiled`` says otherwise.
     """
     h = args.hidden
     overrides = [f"algo={algo}", f"critic.hidden_sizes=[{h},{h}]"]
@@ -166,19 +167,13 @@ def make_update(
     loss = algorithm.loss.to(device)
     if (args.compile if compiled is None else compiled) and algo == "s2ac":
         loss.qvalue_network.compile_kernels()
-    optimizer = make_optimizer(loss, cfg.optim)
-    updater = SoftUpdate(loss, tau=cfg.optim.tau)
+    step = build_update(cfg, loss, make_optimizer(loss, cfg.optim))
     batch = random_batch(args, device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
 
     def update() -> None:
-        with autocast:
-            out = loss(batch)
-            total = total_loss(out)
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        optimizer.step()
-        updater.step()
+        with autocast:  # as Lightning's bf16-mixed runs the training step
+            step(batch)
 
     return loss, algorithm.policy, update
 

@@ -6,7 +6,8 @@ Shows that the loss modules drop into any TorchRL pipeline. Laid out like TorchR
 (``sota-implementations/sac``): env → loss + policy from the algorithm registry
 (:mod:`s2ac_lit.algorithms`, the one the Lightning trainer uses; the flags become its config)
 → ``Collector`` → ``ReplayBuffer`` over a ``LazyTensorStorage`` → one Adam over the loss's
-parameter groups and ``SoftUpdate`` → a loop of collect, extend, update, and a deterministic
+parameter groups and ``SoftUpdate``, stepped by the trainer's own update
+(:class:`s2ac_lit.update.Update`) → a loop of collect, extend, update, and a deterministic
 evaluation at the end.
 
 Algorithms (``--algo``): ``s2ac`` (S2AC(φ,θ)), ``s2ac-phi`` (S2AC(φ), no actor parameters),
@@ -36,22 +37,21 @@ from collections.abc import Sequence
 from typing import NamedTuple, get_args
 
 import torch
-from tensordict import TensorDict, TensorDictBase
+from tensordict import TensorDict
 from torchrl.collectors import Collector
 from torchrl.data import LazyTensorStorage, ReplayBuffer
 from torchrl.envs import EnvBase
 from torchrl.envs.utils import ExplorationType, set_exploration_type
-from torchrl.objectives import LossModule, SoftUpdate
+from torchrl.objectives import LossModule
 
 from s2ac_lit.actor import SELECTIONS
 from s2ac_lit.algorithms import (
     ALGORITHMS,
-    LOSS_PREFIX,
     Policy,
     build_algorithm,
     make_optimizer,
+    make_update,
     policy_with_selection,
-    total_loss,
 )
 from s2ac_lit.allocator import keep_freed_host_memory
 from s2ac_lit.config import Config, load_config
@@ -59,19 +59,21 @@ from s2ac_lit.envs import EnvError, check_env_spaces, env_dims, make_env
 from s2ac_lit.errors import cli, non_negative_int, positive_float, positive_int
 from s2ac_lit.evaluation import evaluate_policy
 from s2ac_lit.networks import Activation
+from s2ac_lit.update import LOSS_PREFIX, Update
 
 ALGOS = ("s2ac", "s2ac-phi", "sac", "sql", "random")
 
 
 class Agent(NamedTuple):
-    """The registry's loss and policy for one run, and one Adam over its parameter groups.
+    """The registry's loss and policy for one run, and its training update (one Adam over the
+    loss's parameter groups, ``SoftUpdate``: :class:`s2ac_lit.update.Update`, the trainer's).
 
-    ``loss`` and ``policy`` are None for the uniform-random baseline.
+    All three are None for the uniform-random baseline.
     """
 
     loss: LossModule | None
     policy: Policy | None
-    optimizer: torch.optim.Optimizer | None
+    update: Update | None
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -181,20 +183,6 @@ def make_config(args: argparse.Namespace, algo: str) -> Config:
     return load_config(overrides=overrides)
 
 
-def update(agent: Agent, target_updater: SoftUpdate, batch: TensorDictBase) -> TensorDictBase:
-    """One gradient step of every loss term on ``batch``, then the Polyak target update.
-
-    Each ``loss_*`` term reaches only its own parameter group, so one backward of their sum
-    is exact (docs/algorithm.md §Losses).
-    """
-    losses = agent.loss(batch)
-    agent.optimizer.zero_grad(set_to_none=True)
-    total_loss(losses).backward()
-    agent.optimizer.step()
-    target_updater.step()
-    return losses.detach()
-
-
 def evaluate(
     env: EnvBase, policy: Policy | None, episodes: int, max_steps: int, *, seed: int
 ) -> list[float]:
@@ -219,8 +207,8 @@ def action_latency_ms(policy: Policy, observation: torch.Tensor, repeats: int = 
     return 1e3 * (time.perf_counter() - start) / repeats
 
 
-def setup(args: argparse.Namespace, algo: str) -> tuple[EnvBase, Agent, SoftUpdate | None]:
-    """Seeded env, the registry's agent (γ set) and its target updater.
+def setup(args: argparse.Namespace, algo: str) -> tuple[EnvBase, Agent]:
+    """Seeded env and the registry's agent (γ set).
 
     torch is seeded before anything, so the networks are those the Lightning trainer builds
     for the same config and seed.
@@ -228,14 +216,13 @@ def setup(args: argparse.Namespace, algo: str) -> tuple[EnvBase, Agent, SoftUpda
     torch.manual_seed(args.seed)
     env = make_env(args.env, seed=args.seed)
     if algo == "random":
-        return env, Agent(None, None, None), None
+        return env, Agent(None, None, None)
     cfg = make_config(args, algo)
     dims = env_dims(env)
     loss, policy = build_algorithm(
         cfg, dims.observation_dim, dims.action_low.tolist(), dims.action_high.tolist()
     )
-    agent = Agent(loss, policy, make_optimizer(loss, cfg.optim))
-    return env, agent, SoftUpdate(loss, tau=cfg.optim.tau)
+    return env, Agent(loss, policy, make_update(cfg, loss, make_optimizer(loss, cfg.optim)))
 
 
 def benchmark(args: argparse.Namespace, rounds: int = 5) -> dict[str, float]:
@@ -246,21 +233,21 @@ def benchmark(args: argparse.Namespace, rounds: int = 5) -> dict[str, float]:
     """
     agents = {}
     for algo in args.benchmark_algos.split(","):
-        env, agent, updater = setup(args, algo)
-        if agent.loss is None:
+        env, agent = setup(args, algo)
+        if agent.update is None:
             raise ValueError(f"nothing to time for --benchmark-algos {algo!r}")
         buffer = ReplayBuffer(storage=LazyTensorStorage(10 * args.batch_size))
         buffer.extend(env.rollout(10 * args.batch_size, break_when_any_done=False))
         for _ in range(5):  # warm-up: allocator, autograd caches
-            update(agent, updater, buffer.sample(args.batch_size))
-        agents[algo] = (agent, updater, buffer)
+            agent.update(buffer.sample(args.batch_size))
+        agents[algo] = (agent.update, buffer)
     per_round = max(1, args.benchmark_updates // rounds)
     times: dict[str, list[float]] = {algo: [] for algo in agents}
     for _ in range(rounds):
-        for algo, (agent, updater, buffer) in agents.items():
+        for algo, (update, buffer) in agents.items():
             start = time.perf_counter()
             for _ in range(per_round):
-                update(agent, updater, buffer.sample(args.batch_size))
+                update(buffer.sample(args.batch_size))
             times[algo].append(1e3 * (time.perf_counter() - start) / per_round)
     results = {algo: statistics.median(t) for algo, t in times.items()}
     for algo, t in times.items():
@@ -274,7 +261,7 @@ def benchmark(args: argparse.Namespace, rounds: int = 5) -> dict[str, float]:
 
 
 def collect_and_update(
-    args: argparse.Namespace, env: EnvBase, agent: Agent, updater: SoftUpdate, start: float
+    args: argparse.Namespace, env: EnvBase, agent: Agent, start: float
 ) -> tuple[int, int]:
     """The off-policy loop: collect, extend the buffer, ``--utd`` updates per frame, log.
 
@@ -303,7 +290,7 @@ def collect_and_update(
         if frames >= args.init_random_frames:
             owed += args.utd * data.numel()
             while owed >= 1.0:
-                losses = update(agent, updater, buffer.sample())
+                losses = agent.update(buffer.sample()).out
                 updates, owed = updates + 1, owed - 1.0
         if frames >= next_log or frames >= args.frames:
             next_log += args.log_every
@@ -311,6 +298,7 @@ def collect_and_update(
             if recent:
                 line += f" train_return={sum(recent[-5:]) / len(recent[-5:]):.1f}"
             if updates:  # .item() only here, at the log interval
+                agent.update.raise_if_non_finite()
                 shown = ((k, v) for k, v in losses.items() if k.startswith(LOSS_PREFIX))
                 line += "".join(f" {k}={v.item():.3g}" for k, v in shown)
                 line += f" alpha={losses['alpha'].item():.3g}"
@@ -345,11 +333,11 @@ def compare_selections(
 def train(args: argparse.Namespace) -> dict[str, float]:
     """Train for ``--frames`` steps, then evaluate; the last line printed is the eval return."""
     start = time.perf_counter()
-    env, agent, updater = setup(args, args.algo)
+    env, agent = setup(args, args.algo)
     eval_env = make_env(args.env, seed=args.seed + 1)
     frames = updates = 0
     if agent.policy is not None:
-        frames, updates = collect_and_update(args, env, agent, updater, start)
+        frames, updates = collect_and_update(args, env, agent, start)
     metrics = {"frames": frames, "updates": updates, "train_time_s": time.perf_counter() - start}
     observation = eval_env.reset()["observation"]
     if args.amortized or args.algo == "sql":

@@ -16,12 +16,12 @@ keyword calls through ``@dispatch`` (``in_keys``/``out_keys``, ``select_out_keys
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
-from tensordict import TensorDictBase, TensorDictParams
+from tensordict import TensorDict, TensorDictBase, TensorDictParams
 from tensordict.utils import NestedKey
 from torch import Tensor, nn
 from torchrl.objectives import LossModule, ValueEstimators
@@ -47,6 +47,14 @@ def amortized_svgd_loss(u: Tensor, phi: Tensor) -> Tensor:
         u, phi: ``[..., M, A]`` → ``[...]``.
     """
     return -(phi * u).sum(-1).mean(-1)
+
+
+def merge_phases(phases: Iterable[TensorDictBase]) -> TensorDictBase:
+    """One output from a loss's phases (``loss_phases``), all computed at the same parameters."""
+    out = TensorDict({}, batch_size=[])
+    for phase in phases:
+        out.update(phase)
+    return out
 
 
 @contextmanager

@@ -17,6 +17,7 @@ actions. γ lives in the TD(0) value estimator: ``loss.make_value_estimator(gamm
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Literal
 
 import torch
@@ -31,6 +32,7 @@ from s2ac_lit.objectives.common import (
     Info,
     Reduction,
     SamplerLoss,
+    merge_phases,
     using_params,
 )
 
@@ -174,10 +176,24 @@ class S2ACLoss(SamplerLoss):
         per_state = -self.log_alpha * gap if self.learn_alpha else torch.zeros_like(gap)
         return self._reduce_loss(per_state, tensordict), {}
 
-    @dispatch
-    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
-        """All S2AC losses on one replay batch ``[*B]``; see the class docstring."""
+    def loss_phases(self, tensordict: TensorDictBase) -> Iterator[TensorDictBase]:
+        """The losses in two phases: the critic's, then the actor's (and α's, the sampler's).
+
+        A caller may step the critics between the two (``optim.update_order=critic_first``,
+        the authors' code): the actor phase is computed only when asked for, at the critics'
+        parameters of that moment. Consumed without stepping, the phases are :meth:`forward`.
+        """
         loss_q, info_q = self.critic_loss(tensordict)
+        yield TensorDict(
+            {
+                "loss_qvalue": loss_q,
+                "q_value": info_q["q_value"],
+                "target_value": info_q["target_value"],
+                # Namespaced keys ("svgd/...", "actor/...") are the sampler's diagnostics.
+                **{key: value for key, value in info_q.items() if "/" in key},
+            },
+            batch_size=[],
+        )
         if self.has_actor_parameters:
             loss_actor, info_actor = self.actor_loss(tensordict)
             log_prob = info_actor["log_prob"]
@@ -186,19 +202,19 @@ class S2ACLoss(SamplerLoss):
             log_prob = info_q["next_log_prob"]
         loss_alpha, _ = self.alpha_loss(log_prob, tensordict)
         out = {
-            "loss_qvalue": loss_q,
             "loss_actor": loss_actor,
             "loss_alpha": loss_alpha,
             "alpha": self.alpha,
             "entropy": -log_prob.mean(),
-            "q_value": info_q["q_value"],
-            "target_value": info_q["target_value"],
-            # Namespaced keys ("svgd/...", "actor/...") are the sampler's diagnostics.
-            **{key: value for key, value in info_q.items() if "/" in key},
         }
         if self.actor_network.amortized is not None:
             out["loss_amortized"] = self.amortized_loss(tensordict)[0]
-        return TensorDict(out, batch_size=[])
+        yield TensorDict(out, batch_size=[])
+
+    @dispatch
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """All S2AC losses on one replay batch ``[*B]``; see the class docstring."""
+        return merge_phases(self.loss_phases(tensordict))
 
     def policy(self, *, eval_selection: Selection = "softmax") -> S2ACPolicy:
         """A TorchRL policy module acting with this loss's actor, critics and temperature."""

@@ -13,10 +13,11 @@ Shapes:
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Literal
 
 import torch
+from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import InteractionType, NormalParamExtractor, TensorDictModule
 from torch import Tensor, nn
 from torchrl.data import Bounded
@@ -111,3 +112,33 @@ def make_sac_loss(
         action_spec=action_spec,
     )
     return loss, actor
+
+
+def sac_loss_phases(loss: SACLoss, tensordict: TensorDictBase) -> Iterator[TensorDictBase]:
+    """``SACLoss.forward`` in two phases: the critics' loss, then the actor's and α's.
+
+    The same terms as ``forward`` (SACLoss v2: no value network), computed by SACLoss's own
+    methods; a caller may step the critics between the phases
+    (``optim.update_order=critic_first``), and the actor phase then sees the stepped critics.
+
+    Shapes:
+        tensordict: ``[*B]`` replay batch → scalar outputs (``reduction="mean"``).
+    """
+    loss_qvalue, value_metadata = loss.qvalue_v2_loss(tensordict)
+    tensordict.set(loss.tensor_keys.priority, value_metadata["td_error"])
+    yield TensorDict({"loss_qvalue": loss_qvalue}, batch_size=[])
+    loss_actor, actor_metadata = loss.actor_loss(tensordict)
+    log_prob = actor_metadata["log_prob"]
+    weights = loss._maybe_get_priority_weight(tensordict)
+    loss_alpha = loss._reduce_loss(
+        loss.alpha_loss(log_prob), tensordict=tensordict, weights=weights
+    )
+    yield TensorDict(
+        {
+            "loss_actor": loss_actor,
+            "loss_alpha": loss_alpha,
+            "alpha": loss.log_alpha.detach().exp(),
+            "entropy": -log_prob.mean(),
+        },
+        batch_size=[],
+    )

@@ -34,6 +34,7 @@ Shapes:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Literal
 
 import torch
@@ -48,6 +49,7 @@ from s2ac_lit.objectives.common import (
     Info,
     Reduction,
     SamplerLoss,
+    merge_phases,
     using_params,
 )
 
@@ -172,21 +174,30 @@ class SQLLoss(SamplerLoss):
         """T in the sampler's target exp(Q/T): the fixed α."""
         return self.alpha
 
-    @dispatch
-    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
-        """All SQL losses on one replay batch ``[*B]``; see the class docstring."""
+    def loss_phases(self, tensordict: TensorDictBase) -> Iterator[TensorDictBase]:
+        """The critic's loss, then the sampler's (see ``S2ACLoss.loss_phases``)."""
         loss_q, info_q = self.critic_loss(tensordict)
+        yield TensorDict(
+            {
+                "loss_qvalue": loss_q,
+                "q_value": info_q["q_value"],
+                "target_value": info_q["target_value"],
+            },
+            batch_size=[],
+        )
         loss_amortized, info_amortized = self.amortized_loss(tensordict)
         out = {
-            "loss_qvalue": loss_q,
             "loss_amortized": loss_amortized,
             "loss_alpha": torch.zeros_like(loss_q),
             "alpha": self.alpha,
-            "q_value": info_q["q_value"],
-            "target_value": info_q["target_value"],
             "amortized_direction_norm": info_amortized["amortized_direction_norm"],
         }
-        return TensorDict(out, batch_size=[])
+        yield TensorDict(out, batch_size=[])
+
+    @dispatch
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """All SQL losses on one replay batch ``[*B]``; see the class docstring."""
+        return merge_phases(self.loss_phases(tensordict))
 
     def policy(
         self,
