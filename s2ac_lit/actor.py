@@ -37,6 +37,13 @@ InitKind = Literal["fixed", "learned"]
 BoundKind = Literal["init", "all"]
 """Where the particles are held in the box μ ± tσ: ``init`` (u⁰ only, by the truncated ξ of
 S2AC(φ,θ); the authors' code) or ``all`` (every SVGD iterate is clamped; the paper)."""
+EnergyAt = Literal["action", "pre_squash"]
+"""Where the sampler's energy evaluates the critic: at the executed ``action`` squash(u) (ours)
+or at the ``pre_squash`` particle u itself (the authors' code)."""
+StdMap = Literal["smooth", "clamp"]
+"""How σθ(s) comes from the init network's raw output r: ``smooth`` is
+σ_min + (σ_max - σ_min)·sigmoid(r) (ours: gradients never vanish), ``clamp`` is
+clamp(exp(r), σ_min, σ_max) (the authors' code)."""
 ParticleSelection = Literal["random", "softmax", "max"]
 """Which of the M SVGD particles to act with, see :func:`select_particle`."""
 Selection = Literal[ParticleSelection, "amortized"]
@@ -44,6 +51,8 @@ Selection = Literal[ParticleSelection, "amortized"]
 INIT_KINDS: tuple[InitKind, ...] = get_args(InitKind)
 BOUNDS: tuple[BoundKind, ...] = get_args(BoundKind)
 SELECTIONS: tuple[Selection, ...] = get_args(Selection)
+ENERGY_AT: tuple[EnergyAt, ...] = get_args(EnergyAt)
+STD_MAPS: tuple[StdMap, ...] = get_args(StdMap)
 
 REMOVED_BOUNDS = {
     "none": "it ran the same computation as 'init' (u⁰ = μ + σξ lies in μ ± tσ because ξ is "
@@ -117,15 +126,24 @@ def sampler_diagnostics(
         return {key: value.detach() for key, value in out.items()}
 
 
-def tanh_log_abs_det(u: Tensor, scale: Tensor) -> Tensor:
+def tanh_log_abs_det(u: Tensor, scale: Tensor | None = None) -> Tensor:
     """Σ_d log|d a_d / d u_d| for a = loc + scale·tanh(u), stable for large |u|.
 
-    Uses log(1 - tanh²u) = 2(log 2 - u - softplus(-2u)).
+    Uses log(1 - tanh²u) = 2(log 2 - u - softplus(-2u)). ``scale=None`` leaves out the
+    constant Σ_d log scale_d (the authors' code does: ``SVGDActor(scale_log_det=False)``).
 
     Shapes:
         u: ``[..., A]``; scale: ``[A]`` → ``[...]``.
     """
-    return (2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u)) + scale.log()).sum(-1)
+    log_det = 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))
+    return (log_det if scale is None else log_det + scale.log()).sum(-1)
+
+
+def std_from_raw(raw: Tensor, std_min: float, std_max: float, std_map: StdMap) -> Tensor:
+    """σθ from the init network's raw output, in [std_min, std_max]; see :data:`StdMap`."""
+    if std_map == "clamp":
+        return raw.exp().clamp(std_min, std_max)
+    return std_min + (std_max - std_min) * torch.sigmoid(raw)
 
 
 def truncated_standard_normal(
@@ -207,6 +225,9 @@ class AmortizedSampler(nn.Module):
 class QEnergy:
     """The sampler's target: f(u) = min_k Q_k(s, squash(u)) / T (+ squash log-Jacobian).
 
+    With the actor's ``energy_at="pre_squash"`` the critic is evaluated at u itself:
+    f(u) = min_k Q_k(s, u) / T (the authors' code).
+
     Calling it maps u ``[..., M, A]`` to f ``[..., M]`` (``observation`` is ``[..., O]``); one
     critic call evaluates every critic on every particle. When the critic has
     ``value_and_action_grad`` (:class:`~s2ac_lit.networks.QEnsemble`), ``score_fn`` gives
@@ -228,18 +249,21 @@ class QEnergy:
         self.score_fn = self.score if has_grad else None
 
     def __call__(self, u: Tensor) -> Tensor:
-        f = self.critic(self.observation, self.actor.squash(u)).amin(0) / self.temperature
+        f = self.critic(self.observation, self.actor.energy_input(u)).amin(0) / self.temperature
         if self.actor.squash_correction:
             f = f + tanh_log_abs_det(u, self.actor.action_scale)
         return f
 
     def score(self, u: Tensor) -> Tensor:
-        """∇ᵤf: ∇ₐQ of the minimal critic, times da/du = scale·(1 - tanh²u), over T."""
-        tanh_u = torch.tanh(u)
-        q, grad = self.critic.value_and_action_grad(self.observation, self.actor.squash(u))
+        """∇ᵤf: ∇ₐQ of the minimal critic over T, times da/du = scale·(1 - tanh²u) when the
+        critic is evaluated at the action."""
+        q, grad = self.critic.value_and_action_grad(self.observation, self.actor.energy_input(u))
         index = q.argmin(0, keepdim=True).unsqueeze(-1).expand(1, *grad.shape[1:])
-        grad_min = grad.gather(0, index).squeeze(0)
-        score = grad_min * self.actor.action_scale * (1 - tanh_u.pow(2)) / self.temperature
+        score = grad.gather(0, index).squeeze(0) / self.temperature
+        if self.actor.energy_at == "action" or self.actor.squash_correction:
+            tanh_u = torch.tanh(u)
+        if self.actor.energy_at == "action":
+            score = score * self.actor.action_scale * (1 - tanh_u.pow(2))
         if self.actor.squash_correction:
             score = score - 2.0 * tanh_u  # ∇ᵤ log(1 - tanh²u)
         return score
@@ -262,13 +286,19 @@ class SVGDActor(ResettableModule):
         init_std: σ₀ of the fixed initial distribution (a standard deviation).
         hidden_sizes, activation: the init network (authors: 3 × 256, ELU), and the
             amortised sampler.
-        std_min, std_max: range of σθ(s); a smooth map (σ_min + (σ_max-σ_min)·sigmoid)
-            keeps gradients alive where a hard clamp would cut them.
+        std_min, std_max: range of σθ(s).
+        std_map: how σθ(s) comes from the init network (:data:`StdMap`): ``"smooth"``
+            (default) keeps gradients alive where the authors' ``"clamp"`` cuts them.
         truncation: t of the truncated normal ξ ∈ [-t, t].
         bound: ``"init"`` (only u⁰ lies in μ ± tσ, the authors' code) or ``"all"`` (every
             SVGD iterate is clamped to μ ± tσ, the paper); see :data:`BoundKind`.
         squash_correction: add the squash log-Jacobian to the energy so that the squashed
             particles target exp(Q(a)/T) in action space.
+        energy_at: where the energy evaluates the critic (:data:`EnergyAt`): at the action
+            (default) or at the pre-squash particle (the authors' code).
+        scale_log_det: include -Σ log(action scale) in log π (default; the density of the
+            executed action). The authors' code leaves it out, which shifts log π by a
+            constant where the action limit is not 1.
         amortized: also build an :class:`AmortizedSampler`.
     """
 
@@ -286,9 +316,12 @@ class SVGDActor(ResettableModule):
         activation: Activation = "elu",
         std_min: float = 0.1,
         std_max: float = 1.0,
+        std_map: StdMap = "smooth",
         truncation: float = 3.0,
         bound: BoundKind = "init",
         squash_correction: bool = False,
+        energy_at: EnergyAt = "action",
+        scale_log_det: bool = True,
         amortized: bool = False,
     ) -> None:
         super().__init__()
@@ -296,7 +329,13 @@ class SVGDActor(ResettableModule):
         high = torch.as_tensor(action_high, dtype=torch.float32)
         if low.shape != high.shape or low.dim() != 1 or not torch.all(high > low):
             raise ValueError(f"action bounds must be 1-D with high > low, got {low} and {high}")
-        for name, value, allowed in (("init", init, INIT_KINDS), ("bound", bound, BOUNDS)):
+        choices = (
+            ("init", init, INIT_KINDS),
+            ("bound", bound, BOUNDS),
+            ("std_map", std_map, STD_MAPS),
+            ("energy_at", energy_at, ENERGY_AT),
+        )
+        for name, value, allowed in choices:
             if value not in allowed:
                 why = (
                     f" ({REMOVED_BOUNDS[value]})"
@@ -314,9 +353,12 @@ class SVGDActor(ResettableModule):
         self.svgd = svgd
         self.init_std = init_std
         self.std_min, self.std_max = std_min, std_max
+        self.std_map = std_map
         self.truncation = truncation
         self.bound = bound
         self.squash_correction = squash_correction
+        self.energy_at = energy_at
+        self.scale_log_det = scale_log_det
         self.init_net = (
             mlp(observation_dim, 2 * self.action_dim, hidden_sizes, activation)
             if init == "learned"
@@ -343,6 +385,15 @@ class SVGDActor(ResettableModule):
         """a = loc + scale·tanh(u). ``[..., A]`` → ``[..., A]``."""
         return self.action_loc + self.action_scale * torch.tanh(u)
 
+    def energy_input(self, u: Tensor) -> Tensor:
+        """What the energy's critic sees for particles u: squash(u), or u (``pre_squash``)."""
+        return u if self.energy_at == "pre_squash" else self.squash(u)
+
+    def log_prob(self, u: Tensor, log_q: Tensor) -> Tensor:
+        """log π of the actions squash(u) from the particles' log q. ``[..., M, A]``, ``[..., M]``
+        → ``[..., M]``."""
+        return log_q - tanh_log_abs_det(u, self.action_scale if self.scale_log_det else None)
+
     def initial_particles(
         self, observation: Tensor, *, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor]]:
@@ -362,7 +413,7 @@ class SVGDActor(ResettableModule):
         else:
             xi = truncated_standard_normal(shape, self.truncation, **kwargs)
             mean, raw_std = self.init_net(observation).unsqueeze(-2).chunk(2, dim=-1)
-            std = self.std_min + (self.std_max - self.std_min) * torch.sigmoid(raw_std)
+            std = std_from_raw(raw_std, self.std_min, self.std_max, self.std_map)
             log_q0 = truncated_standard_normal_log_prob(xi, self.truncation)
         u0 = mean + std * xi
         log_q0 = log_q0 - std.log().sum(-1)
@@ -406,7 +457,7 @@ class SVGDActor(ResettableModule):
             diagnostics=diagnostics,
         )
         u = run.particles
-        log_prob = run.log_q - tanh_log_abs_det(u, self.action_scale)
+        log_prob = self.log_prob(u, run.log_q)
         info = None
         if diagnostics:
             learned = self.init_net is not None

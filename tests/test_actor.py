@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+from conftest import ROOT
 from torch import distributions as D
 
 from s2ac_lit.actor import (
@@ -21,6 +22,7 @@ from s2ac_lit.actor import (
     truncated_standard_normal,
     truncated_standard_normal_log_prob,
 )
+from s2ac_lit.config import load_config
 from s2ac_lit.networks import QEnsemble
 from s2ac_lit.svgd import SVGDOptions, svgd_run
 
@@ -293,3 +295,89 @@ def test_diagnostic_keys_name_exactly_what_the_sampler_returns(init: str, steps:
         torch.randn(5, 3), QEnsemble(3, 1, hidden_sizes=(8,)), 1.0, diagnostics=True
     )
     assert sorted(sample.diagnostics) == sorted(actor.diagnostic_keys())
+
+
+# ------------------------------------------------------------- the authors' code, key by key
+@pytest.mark.parametrize("squash_correction", [False, True])
+def test_pre_squash_energy_evaluates_the_critic_at_u(squash_correction: bool) -> None:
+    """``energy_at="pre_squash"``: f(u) = min_k Q_k(s, u)/T, and the closed-form score is
+    ∇ᵤ of that (autograd of the critic at u itself), squash log-Jacobian added if asked."""
+    actor = SVGDActor(
+        3,
+        LOW,
+        HIGH,
+        init="fixed",
+        num_particles=8,
+        energy_at="pre_squash",
+        squash_correction=squash_correction,
+    ).double()
+    critic = QEnsemble(3, 2, hidden_sizes=(16, 16)).double()
+    obs = torch.randn(5, 3, dtype=F64)
+    u = 1.5 * torch.randn(5, 8, 2, dtype=F64, requires_grad=True)
+    f = critic(obs.unsqueeze(-2), u).amin(0) / 0.7
+    if squash_correction:
+        f = f + tanh_log_abs_det(u, actor.action_scale)
+    energy = actor.energy(obs, critic, 0.7)
+    torch.testing.assert_close(energy(u), f)
+    (expected,) = torch.autograd.grad(f.sum(), u)
+    torch.testing.assert_close(energy.score_fn(u.detach()), expected, rtol=1e-10, atol=1e-12)
+    at_action = SVGDActor(3, LOW, HIGH, init="fixed", num_particles=8).double()
+    assert not torch.allclose(at_action.energy(obs, critic, 0.7)(u), f)
+
+
+def test_clamp_std_map_is_the_clamp_of_exp_raw() -> None:
+    actor = make_actor("learned", 0, hidden_sizes=(16,), std_map="clamp").double()
+    obs = 3 * torch.randn(64, 3, dtype=F64)  # wide enough for raw outputs on both clamps
+    with torch.no_grad():
+        actor.init_net[-1].weight.mul_(20)
+    _, raw = actor.init_net(obs).unsqueeze(-2).chunk(2, dim=-1)
+    expected = raw.exp().clamp(actor.std_min, actor.std_max)
+    _, _, (low, high) = actor.initial_particles(obs)
+    std = (high - low) / (2 * actor.truncation)
+    torch.testing.assert_close(std, expected)
+    assert (expected == actor.std_min).any() and (expected == actor.std_max).any()
+    assert ((expected > actor.std_min) & (expected < actor.std_max)).any()
+
+
+def test_smooth_std_map_is_the_scaled_sigmoid() -> None:
+    actor = make_actor("learned", 0, hidden_sizes=(16,)).double()
+    obs = torch.randn(16, 3, dtype=F64)
+    _, raw = actor.init_net(obs).unsqueeze(-2).chunk(2, dim=-1)
+    _, _, (low, high) = actor.initial_particles(obs)
+    expected = actor.std_min + (actor.std_max - actor.std_min) * torch.sigmoid(raw)
+    torch.testing.assert_close((high - low) / (2 * actor.truncation), expected)
+
+
+def test_leaving_out_the_scale_log_det_shifts_log_pi_by_sum_log_scale() -> None:
+    critic = QEnsemble(3, 2, hidden_sizes=(8,)).double()
+    obs = torch.randn(4, 3, dtype=F64)
+    samples = []
+    for scale_log_det in (True, False):
+        actor = make_actor("fixed", 2, num_particles=6, scale_log_det=scale_log_det).double()
+        torch.manual_seed(0)
+        samples.append(actor.sample(obs, critic, 0.5))
+    with_scale, without = samples
+    torch.testing.assert_close(with_scale.action, without.action, rtol=0, atol=0)
+    shift = math.log(2.0) + math.log(0.5)  # Σ ln(scale) of the (LOW, HIGH) box: scales 2, 0.5
+    torch.testing.assert_close(
+        without.log_prob - with_scale.log_prob, torch.full_like(without.log_prob, shift)
+    )
+
+
+def test_authors_preset_sets_every_choice_of_their_code() -> None:
+    cfg = load_config([ROOT / "conf" / "hopper.yaml", ROOT / "conf" / "algo" / "s2ac_authors.yaml"])
+    assert cfg.env.id == "Hopper-v5" and cfg.algo == "s2ac"
+    assert (cfg.actor.energy_at, cfg.actor.std_map, cfg.actor.scale_log_det) == (
+        "pre_squash",
+        "clamp",
+        False,
+    )
+    assert cfg.optim.update_order == "critic_first"
+    assert cfg.loss.temperature == 1.0
+    s = cfg.svgd
+    assert (s.entropy_norm, s.include_diagonal, s.max_step_norm, s.bandwidth) == (
+        "m-1",
+        True,
+        None,
+        "mean_half",
+    )

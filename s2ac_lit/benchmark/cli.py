@@ -50,7 +50,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--seeds",
         type=_seeds,
-        help="N for seeds 0..N-1 (default: the suite's), or a list such as 5,6,7 to add seeds",
+        help="N for seeds 0..N-1 (default: each algorithm's, or the suite's), or a list such "
+        "as 5,6,7 to add seeds",
     )
     p.add_argument(
         "--set",
@@ -94,9 +95,8 @@ def main(argv: list[str] | None = None) -> int:
             raise SuiteError(f"--stop-timeout={args.stop_timeout} must be >= 0 seconds")
         suite = load_suite(args.suite)
         algos = select_algos(suite, args.algos.split(",") if args.algos else None)
-        seeds = args.seeds or suite.seeds
         tasks = args.tasks.split(",") if args.tasks else None
-        specs = plan(suite, algos=algos, seeds=seeds, extra=args.overrides, tasks=tasks)
+        specs = plan(suite, algos=algos, seeds=args.seeds, extra=args.overrides, tasks=tasks)
         threads = max(1, max(_threads(s.config_yaml) for s in specs))
     except SuiteError as error:
         print(f"error: {error}", file=sys.stderr)

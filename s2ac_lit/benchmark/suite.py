@@ -50,10 +50,14 @@ class TaskSpec:
 
 @dataclass
 class AlgoSpec:
-    overrides: list[str] = MISSING
+    overrides: list[str] = field(default_factory=list)
     """key=value overrides that select the algorithm, e.g. [algo=sac]."""
+    preset: str = ""
+    """An algorithm preset (conf/algo/), merged after the task's preset, before overrides."""
     label: str = ""
     """Name in tables and figures (default: the key)."""
+    seeds: int | None = None
+    """Seeds 0..seeds-1 of this algorithm (default: the suite's ``seeds``)."""
 
 
 @dataclass
@@ -124,16 +128,18 @@ def plan(
     suite: Suite,
     *,
     algos: list[str],
-    seeds: int | list[int],
+    seeds: int | list[int] | None = None,
     extra: list[str] | None = None,
     tasks: list[str] | None = None,
 ) -> list[RunSpec]:
     """Every (algorithm, task, seed) with its overrides, each config validated now.
 
-    Override order (later wins): run defaults, suite, task budget, task, algorithm, ``extra``
-    (the command line's ``--set``); then the seed: ``seeds`` is a count (seeds 0..N-1) or a list
-    of seeds, e.g. more seeds for a finished suite. ``tasks`` (default: all) is checked against
-    the suite. A bad key or value raises :class:`SuiteError` before anything runs. Settings of a
+    Presets: the task's, then the algorithm's (if any). Override order (later wins): run
+    defaults, suite, task budget, task, algorithm, ``extra`` (the command line's ``--set``);
+    then the seed: ``seeds`` is a count (seeds 0..N-1) or a list of seeds, e.g. more seeds for
+    a finished suite; None takes each algorithm's ``seeds`` (or the suite's). ``tasks``
+    (default: all) is checked against the suite. Runs come seed by seed (every task and
+    algorithm of seed 0 first), so that a suite stopped early compares all algorithms. A bad key or value raises :class:`SuiteError` before anything runs. Settings of a
     task's preset that an algorithm does not read (S2AC's ``svgd.*`` for SAC) stay at their
     defaults in that algorithm's runs, as do such keys of the suite's overrides and ``--set``;
     an algorithm's own overrides must be keys it reads.
@@ -141,8 +147,10 @@ def plan(
     runs = []
     for task_name in select(tasks, list(suite.tasks), "task"):
         task = suite.tasks[task_name]
-        preset = resolve_preset(task.preset)
         for algo in algos:
+            presets = [resolve_preset(task.preset)]
+            if suite.algos[algo].preset:
+                presets.append(resolve_preset(suite.algos[algo].preset))
             overrides = (
                 *RUN_DEFAULTS,
                 *suite.overrides,
@@ -153,7 +161,7 @@ def plan(
                 *(extra or []),
             )
             try:
-                cfg = load_config(preset, list(overrides))
+                cfg = load_config(presets, list(overrides))
                 spec = ALGORITHMS[cfg.algo]
                 for item in suite.algos[algo].overrides:
                     if not spec.reads_key(item.split("=", 1)[0]):
@@ -162,9 +170,10 @@ def plan(
                 check_env_id(cfg.env.id)
             except (ConfigError, ValueError) as error:
                 raise SuiteError(f"task {task_name!r}, algorithm {algo!r}: {error}") from None
-            for seed in range(seeds) if isinstance(seeds, int) else seeds:
+            algo_seeds = seeds if seeds is not None else suite.algos[algo].seeds or suite.seeds
+            for seed in range(algo_seeds) if isinstance(algo_seeds, int) else algo_seeds:
                 cfg.seed = seed
                 cfg.run_dir = str(Path("runs") / task_name / algo)  # informative only
                 cfg.name = f"seed-{seed}"
                 runs.append(RunSpec(algo, task_name, seed, task.frames, to_yaml(cfg)))
-    return runs
+    return sorted(runs, key=lambda run: run.seed)  # stable: tasks and algorithms keep order
