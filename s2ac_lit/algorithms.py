@@ -2,8 +2,8 @@
 
 One :class:`AlgorithmSpec` per name builds the loss module and the policy that acts with it,
 names the deterministic selections that policy offers, estimates the policy's entropy at probe
-states, and lists the config keys it reads. The Lightning trainer (:mod:`s2ac_lit.module`), the
-plain-TorchRL script (``tools/train_torchrl.py``), evaluation (``tools/evaluate.py``,
+states, and lists the config keys it reads. The Lightning trainer (:mod:`s2ac_lit.trainer.module`),
+the plain-TorchRL script (``tools/train_torchrl.py``), evaluation (``tools/evaluate.py``,
 ``tools/multigoal.py``) and the benchmarks all go through :data:`ALGORITHMS`; nothing else
 dispatches on the algorithm.
 
@@ -27,10 +27,12 @@ from torchrl.objectives import LossModule, SoftUpdate
 
 from s2ac_lit.actor import SVGDActor
 from s2ac_lit.config import Config, ConfigError, OptimConfig
-from s2ac_lit.envs.experiment import EntropyEstimate, s2ac_entropy, sac_entropy, sql_samples
 from s2ac_lit.networks import QEnsemble
 from s2ac_lit.objectives import S2ACLoss, SQLLoss, make_sac_loss
-from s2ac_lit.objectives.sac import sac_loss_phases
+from s2ac_lit.objectives.common import EntropyEstimate
+from s2ac_lit.objectives.s2ac import s2ac_entropy
+from s2ac_lit.objectives.sac import sac_entropy, sac_loss_phases
+from s2ac_lit.objectives.sql import sql_samples
 from s2ac_lit.update import Phases, Stepper, Update
 
 Policy = Callable[[TensorDictBase], TensorDictBase]

@@ -243,7 +243,7 @@ class TrainerConfig:
     keep_freed_memory: bool = True
     """Have glibc's malloc keep freed blocks up to 32 MiB mapped for reuse instead of returning
     them to the OS, which otherwise page-faults an update's activations back in every update
-    (``s2ac_lit.allocator``; about 1.1× per S2AC update on CPU, README §Speed). Process-wide
+    (``s2ac_lit.trainer.allocator``; about 1.1× per S2AC update on CPU, README §Speed). Process-wide
     and lasting; false leaves the allocator as it is. No effect without glibc."""
     compile: bool | str = "auto"
     """torch.compile the critic ensemble's kernels (s2ac and sql), or 'auto': compile when the

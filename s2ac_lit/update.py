@@ -1,7 +1,7 @@
 """One training update, the same for every trainer: losses, backward, guard, clip, step, targets.
 
-The Lightning module (:mod:`s2ac_lit.module`), ``tools/train_torchrl.py`` and ``tools/bench.py``
-all call :class:`Update`. One call on one replay batch:
+The Lightning module (:mod:`s2ac_lit.trainer.module`), ``tools/train_torchrl.py`` and
+``tools/bench.py`` all call :class:`Update`. One call on one replay batch:
 
 1. the loss terms: all at once (``update_order="joint"``: one backward of their sum, exact
    because each ``loss_*`` reaches only its own parameter group), or in the loss's phases
@@ -56,7 +56,7 @@ class Stepper:
     """How an update runs backward and steps the optimiser: plain PyTorch.
 
     The Lightning module substitutes its own (its precision plugin's loss scaling, its
-    strategy's step and step counter); see ``s2ac_lit.module``.
+    strategy's step and step counter); see ``s2ac_lit.trainer.module``.
     """
 
     def backward(self, loss: Tensor) -> None:

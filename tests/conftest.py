@@ -7,7 +7,7 @@ Test files are named after what they test:
   package → ``tests/test_<package>.py``;
 - ``tools/<name>.py`` → ``tests/test_tools_<name>.py``;
 - an aspect with enough tests of its own → ``tests/test_<module>_<aspect>.py`` (e.g.
-  ``test_train_resume.py``, ``test_tools_bad_inputs.py`` for every tool's bad input).
+  ``test_trainer_train_resume.py``, ``test_tools_bad_inputs.py`` for every tool's bad input).
 
 The builders are plain functions, in the style of TorchRL's ``_create_mock_*`` test helpers;
 test files import them with ``from conftest import ...``.
@@ -32,9 +32,9 @@ from torch import nn
 
 from s2ac_lit.actor import DEFAULT_SVGD, SVGDActor
 from s2ac_lit.config import Config
-from s2ac_lit.module import RLModule
 from s2ac_lit.networks import QEnsemble
 from s2ac_lit.objectives.common import SamplerLoss
+from s2ac_lit.trainer.module import RLModule
 
 torch.set_num_threads(1)  # 2-vCPU machines spin-wait with two
 # ... and so does every fit a test starts, in this process or a child, even one with

@@ -17,7 +17,7 @@ import pytest
 import torch
 from conftest import ROOT
 
-from s2ac_lit.benchmark import aggregate, runner
+from s2ac_lit.benchmark import aggregate
 from s2ac_lit.benchmark.cli import FAILED_BASE, main
 from s2ac_lit.benchmark.runner import ATTEMPTS_FILE, LOG_FILE, SUMMARY_FILE
 from s2ac_lit.benchmark.suite import load_suite, plan
@@ -264,7 +264,9 @@ def test_ray_two_workers_isolate_a_failing_run(tmp_path: Path) -> None:
     log = harness.communicate(timeout=600)[0].decode()
     assert harness.returncode == FAILED_BASE + 1, log
     assert "2 runs: 0 already finished, 2 to run (2 at once" in log
-    assert " WARNING " not in log, log  # Ray's log lines stay off the console (s2ac_lit.console)
+    assert " WARNING " not in log, (
+        log
+    )  # Ray's log lines stay off the console (s2ac_lit.trainer.console)
     assert len(_result_lines(log)) == 2
     assert any(line.startswith("FAILED multigoal/broken/seed-0") for line in _result_lines(log))
     summary = json.loads((out / "runs/multigoal/sac/seed-0" / SUMMARY_FILE).read_text())
@@ -432,13 +434,3 @@ def test_a_run_whose_ray_worker_dies_fails_alone(tmp_path: Path, monkeypatch) ->
     failed = next(r for r in results if r.status == "failed")
     assert "Error" in failed.log_tail.split(":")[0], failed.log_tail  # Ray's exception type
     assert sum(line.startswith("FAILED multigoal/sac/seed-1") for line in lines) == 1
-
-
-def test_runner_copies_of_the_fit_process_names_match_the_originals() -> None:
-    """The harness driver does not import torch, so the runner repeats two names of the fit
-    process: the run-folder lock it removes on resume, and the variable that fixes the folder."""
-    from s2ac_lit.runfolder import LOCK_NAME
-    from s2ac_lit.train import FIXED_RUN_FOLDER_ENV
-
-    assert runner.LOCK_FILE == LOCK_NAME
-    assert runner.RUN_FOLDER_ENV == FIXED_RUN_FOLDER_ENV

@@ -11,7 +11,7 @@ from conftest import ROOT
 
 from s2ac_lit import actor, kernels, networks
 from s2ac_lit.config import Config, ConfigError, SVGDConfig, load_config
-from s2ac_lit.train import cpu_threads, main
+from s2ac_lit.trainer.train import cpu_threads, main
 
 CONF = ROOT / "conf"
 # conf/suites/ holds benchmark suites, not presets (tests/test_benchmark.py loads those).

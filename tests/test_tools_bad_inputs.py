@@ -26,7 +26,7 @@ import torch
 from conftest import ROOT, load_tool, save_untrained_checkpoint
 
 from s2ac_lit.config import load_config
-from s2ac_lit.train import main as fit_main
+from s2ac_lit.trainer.train import main as fit_main
 
 HAS_CUDA = torch.cuda.is_available()
 IMAGE_ENV = "s2ac_test/ImageObservation-v0"

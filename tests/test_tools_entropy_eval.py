@@ -12,7 +12,7 @@ from types import ModuleType
 import pytest
 from conftest import ROOT, load_tool, read_csv
 
-from s2ac_lit.entropy import EntropyRecord
+from s2ac_lit.analysis.entropy import EntropyRecord
 
 TOOL = ROOT / "tools" / "entropy_eval.py"
 RECORD_COLUMNS = ["sweep", *(f.name for f in dataclasses.fields(EntropyRecord))]
@@ -83,7 +83,7 @@ def test_custom_target_and_script_entry_point(tmp_path: Path) -> None:
     """Runs the file as a script from another directory, with a user's target module."""
     (tmp_path / "my_target.py").write_text(
         textwrap.dedent("""
-        from s2ac_lit.entropy import custom_target
+        from s2ac_lit.analysis.entropy import custom_target
 
         def banana():
             def log_prob(x):

@@ -10,7 +10,7 @@ from types import ModuleType
 import pytest
 from conftest import load_tool, read_csv
 
-from s2ac_lit.envs.metrics import PROBE_STATES
+from s2ac_lit.analysis.goal_metrics import PROBE_STATES
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -34,11 +34,11 @@ from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 from s2ac_lit.algorithms import build_algorithm, make_optimizer, policy_with_selection
 from s2ac_lit.algorithms import make_update as build_update
-from s2ac_lit.allocator import keep_freed_host_memory
 from s2ac_lit.config import load_config
 from s2ac_lit.errors import cli, positive_int
 from s2ac_lit.networks import QEnsemble
 from s2ac_lit.objectives.common import SamplerLoss
+from s2ac_lit.trainer.allocator import keep_freed_host_memory
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -268,7 +268,7 @@ def acting_ms(policy, args, device, exploration: ExplorationType) -> float:
 
 def trainer_frames_per_s(args: argparse.Namespace) -> float:
     """Frames/s of the whole Lightning loop (collection + updates) on the multigoal env."""
-    from s2ac_lit.train import train
+    from s2ac_lit.trainer.train import train
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_config(

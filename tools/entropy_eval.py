@@ -2,7 +2,7 @@
 
 See docs/algorithm.md §Entropy evaluation.
 
-Reproduces the paper's study on targets with known entropy (``s2ac_lit.entropy.targets``):
+Reproduces the paper's study on targets with known entropy (``s2ac_lit.analysis.entropy.targets``):
 kernel variance × (particles, steps), initial distribution, dimension, number of modes, the
 adaptive bandwidth heuristics against M, and Langevin/HMC change-of-variables estimates for
 contrast. Every configuration runs once per seed (seeds 0..N-1); each sweep writes
@@ -40,7 +40,7 @@ try:
 except ModuleNotFoundError:  # run from a checkout without installing the package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from s2ac_lit.entropy import (
+from s2ac_lit.analysis.entropy import (
     EntropyRecord,
     SamplerConfig,
     Target,

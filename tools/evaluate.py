@@ -17,11 +17,11 @@ from torchrl.envs.utils import ExplorationType
 
 from s2ac_lit.actor import SELECTIONS
 from s2ac_lit.algorithms import ALGORITHMS, policy_with_selection
-from s2ac_lit.checkpoints import find_checkpoint
 from s2ac_lit.envs import check_env_spaces, env_dims, make_env
 from s2ac_lit.errors import UsageError, cli, positive_int
-from s2ac_lit.evaluation import evaluate_policy
-from s2ac_lit.module import RLModule
+from s2ac_lit.trainer.checkpoints import find_checkpoint
+from s2ac_lit.trainer.evaluation import evaluate_policy
+from s2ac_lit.trainer.module import RLModule
 
 
 @cli

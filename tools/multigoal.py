@@ -46,21 +46,17 @@ import torch
 from torchrl.envs.utils import ExplorationType
 
 from s2ac_lit.algorithms import ALGORITHMS
+from s2ac_lit.analysis.entropy.knn import knn_entropy
+from s2ac_lit.analysis.experiments import aggregate_over_seeds, evaluate_episodes, numpy_policy
+from s2ac_lit.analysis.goal_metrics import PROBE_STATES, plot_goal_hits, plot_trajectories
 from s2ac_lit.benchmark import report
 from s2ac_lit.benchmark.executor import Stopped, execute
 from s2ac_lit.benchmark.results import collect
 from s2ac_lit.benchmark.runner import RunSpec, read_summary
 from s2ac_lit.benchmark.suite import Suite, SuiteError, load_suite, plan
-from s2ac_lit.checkpoints import find_checkpoint
-from s2ac_lit.envs.experiment import (
-    aggregate_over_seeds,
-    evaluate_episodes,
-    knn_entropy,
-    numpy_policy,
-)
-from s2ac_lit.envs.metrics import PROBE_STATES, plot_goal_hits, plot_trajectories
 from s2ac_lit.errors import cli, positive_int
-from s2ac_lit.module import RLModule
+from s2ac_lit.trainer.checkpoints import find_checkpoint
+from s2ac_lit.trainer.module import RLModule
 
 SUITE = Path(__file__).resolve().parents[1] / "conf" / "suites" / "multigoal.yaml"
 TASK = "multigoal"

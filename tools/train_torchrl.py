@@ -53,12 +53,12 @@ from s2ac_lit.algorithms import (
     make_update,
     policy_with_selection,
 )
-from s2ac_lit.allocator import keep_freed_host_memory
 from s2ac_lit.config import Config, load_config
 from s2ac_lit.envs import EnvError, check_env_spaces, env_dims, make_env
 from s2ac_lit.errors import cli, non_negative_int, positive_float, positive_int
-from s2ac_lit.evaluation import evaluate_policy
 from s2ac_lit.networks import Activation
+from s2ac_lit.trainer.allocator import keep_freed_host_memory
+from s2ac_lit.trainer.evaluation import evaluate_policy
 from s2ac_lit.update import LOSS_PREFIX, Update
 
 ALGOS = ("s2ac", "s2ac-phi", "sac", "sql", "random")

@@ -27,7 +27,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from s2ac_lit.benchmark.runner import RunResult, RunSpec, read_summary, run
-from s2ac_lit.console import quiet_third_party
+from s2ac_lit.trainer.console import quiet_third_party
 
 POLL_S = 0.5  # how soon the driver notices a stop request
 

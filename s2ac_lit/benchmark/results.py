@@ -1,8 +1,8 @@
 """Reading run folders: every evaluation of every run, and the runs that did not finish.
 
 The evaluation history is ``summary.json``'s ``eval_history`` (written by
-:class:`s2ac_lit.callbacks.RunSummary`; it survives a resume because it is checkpointed). Wall
-times come from the TensorBoard events of ``eval/return_mean``: seconds since the run's first
+:class:`s2ac_lit.trainer.callbacks.RunSummary`; it survives a resume because it is checkpointed).
+Wall times come from the TensorBoard events of ``eval/return_mean``: seconds since the run's first
 logged event (a resumed run's time includes the pause).
 """
 

@@ -1,7 +1,7 @@
 """One benchmark run: a ``tools/fit.py`` process in a fixed run folder, resumable.
 
-The run is a child process (the same ``s2ac_lit.train.main`` that ``tools/fit.py`` calls), not
-a call inside the Ray worker: a crash, an out-of-memory kill or a CUDA fault ends that process
+The run is a child process (the same ``s2ac_lit.trainer.train.main`` that ``tools/fit.py`` calls),
+not a call inside the Ray worker: a crash, an out-of-memory kill or a CUDA fault ends that process
 only, its whole output lands in ``run.log``, and the worker survives to take the next run.
 
 Run folder states, decided from the files alone (so a killed harness loses nothing):
@@ -15,8 +15,8 @@ tests check that no run was started twice from scratch.
 
 A ``KeyboardInterrupt`` while the fit process runs (``ray.cancel`` raises one in the task) stops
 the run gracefully: the process gets SIGINT, checkpoints its current update, writes a partial
-``summary.json`` (``s2ac_lit.callbacks.GracefulStop``) and exits; the run is then ``stopped``.
-(SIGINT, as a user's Ctrl-C; SIGTERM stops it the same way.)
+``summary.json`` (``s2ac_lit.trainer.callbacks.GracefulStop``) and exits; the run is then
+``stopped``. (SIGINT, as a user's Ctrl-C; SIGTERM stops it the same way.)
 """
 
 from __future__ import annotations
@@ -35,18 +35,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-CONFIG_FILE = "config.yaml"
-SUMMARY_FILE = "summary.json"
+from s2ac_lit.trainer.layout import (
+    CONFIG_FILE,
+    FIXED_RUN_FOLDER_ENV,
+    LOCK_NAME,
+    SUMMARY_FILE,
+)
+
 LOG_FILE = "run.log"
 ATTEMPTS_FILE = "attempts.jsonl"
-LOCK_FILE = ".lock"  # s2ac_lit.runfolder.LOCK_NAME, the fit process's lock on its folder
-# s2ac_lit.train.FIXED_RUN_FOLDER_ENV (not imported: the driver does not need torch): a new run
-# goes into this folder, as a whole run that locks it and stops gracefully on SIGINT.
-RUN_FOLDER_ENV = "S2AC_FIXED_RUN_FOLDER"
 LOG_TAIL_LINES = 20
 POLL_S = 0.2  # how soon a KeyboardInterrupt reaches the wait for the fit process
 # The child runs exactly what tools/fit.py runs.
-FIT = "import sys; from s2ac_lit.train import main; sys.exit(main(sys.argv[1:]))"
+FIT = "import sys; from s2ac_lit.trainer.train import main; sys.exit(main(sys.argv[1:]))"
 
 Status = Literal["finished", "skipped", "failed", "stopped"]
 
@@ -147,7 +148,7 @@ def run(spec: RunSpec, out: Path) -> RunResult:
 
     A KeyboardInterrupt during the run stops it gracefully (module docstring): the result is
     ``stopped``, with the partial summary when the fit process checkpointed (exit status
-    128 + SIGINT, ``s2ac_lit.callbacks.RunInterrupted``).
+    128 + SIGINT, ``s2ac_lit.trainer.callbacks.RunInterrupted``).
     """
     start = time.perf_counter()
     folder = spec.folder(out)
@@ -158,7 +159,7 @@ def run(spec: RunSpec, out: Path) -> RunResult:
         mode, args = "resume", ["--resume", str(folder)]
         # The harness owns its run folders (a fresh start empties them): a lock left by an
         # attempt that was killed, maybe on another node where it cannot be checked, is stale.
-        (folder / LOCK_FILE).unlink(missing_ok=True)
+        (folder / LOCK_NAME).unlink(missing_ok=True)
     else:
         mode = "fresh"
         shutil.rmtree(folder, ignore_errors=True)
@@ -168,7 +169,7 @@ def run(spec: RunSpec, out: Path) -> RunResult:
     attempt = {"mode": mode, "time": time.time(), "host": socket.gethostname(), "pid": os.getpid()}
     with (folder / ATTEMPTS_FILE).open("a") as f:
         f.write(json.dumps(attempt) + "\n")
-    env = {**os.environ, RUN_FOLDER_ENV: str(folder), "OMP_WAIT_POLICY": "PASSIVE"}
+    env = {**os.environ, FIXED_RUN_FOLDER_ENV: str(folder), "OMP_WAIT_POLICY": "PASSIVE"}
     package_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     with (folder / LOG_FILE).open("a") as log:

@@ -139,10 +139,11 @@ def plan(
     then the seed: ``seeds`` is a count (seeds 0..N-1) or a list of seeds, e.g. more seeds for
     a finished suite; None takes each algorithm's ``seeds`` (or the suite's). ``tasks``
     (default: all) is checked against the suite. Runs come seed by seed (every task and
-    algorithm of seed 0 first), so that a suite stopped early compares all algorithms. A bad key or value raises :class:`SuiteError` before anything runs. Settings of a
-    task's preset that an algorithm does not read (S2AC's ``svgd.*`` for SAC) stay at their
-    defaults in that algorithm's runs, as do such keys of the suite's overrides and ``--set``;
-    an algorithm's own overrides must be keys it reads.
+    algorithm of seed 0 first), so that a suite stopped early compares all algorithms. A bad
+    key or value raises :class:`SuiteError` before anything runs. Settings of a task's preset
+    that an algorithm does not read (S2AC's ``svgd.*`` for SAC) stay at their defaults in that
+    algorithm's runs, as do such keys of the suite's overrides and ``--set``; an algorithm's
+    own overrides must be keys it reads.
     """
     runs = []
     for task_name in select(tasks, list(suite.tasks), "task"):

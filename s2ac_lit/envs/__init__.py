@@ -1,7 +1,8 @@
 """Environments: the multigoal point mass registered with gymnasium (docs/algorithm.md §Multigoal).
 
 Importing this package registers the ids in :data:`MULTIGOAL_IDS`, each wrapped in gymnasium's
-``TimeLimit`` of 30 steps, so ``gymnasium.make`` and ``torchrl.envs.GymEnv`` find them.
+``TimeLimit`` of 30 steps, so ``gymnasium.make`` and ``torchrl.envs.GymEnv`` find them, and their
+run output, the goal map (``s2ac_lit.envs.outputs``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from s2ac_lit.envs.multigoal import (
     MAXENT_WALL,
     MultiGoalEnv,
 )
+from s2ac_lit.envs.outputs import register_run_output, run_output
 
 MULTIGOAL_IDS: dict[str, dict[str, object]] = {
     "s2ac_lit/MultiGoalMaxEnt-v0": {"goals": MAXENT_GOALS, "wall": None},
@@ -25,9 +27,15 @@ MULTIGOAL_IDS: dict[str, dict[str, object]] = {
 }
 
 
+GOAL_MAP = "s2ac_lit.analysis.goal_map:write_goal_map"
+"""The multigoal ids' run output: the goal map (``s2ac_lit.envs.outputs``)."""
+
+
 def register_envs() -> None:
-    """Register the multigoal ids with gymnasium; ids already registered are left alone."""
+    """Register the multigoal ids with gymnasium (ids already registered are left alone) and
+    their run output, the goal map."""
     for env_id, kwargs in MULTIGOAL_IDS.items():
+        register_run_output(env_id, GOAL_MAP)
         if env_id not in gymnasium.registry:
             gymnasium.register(
                 env_id,
@@ -39,7 +47,7 @@ def register_envs() -> None:
 
 register_envs()
 
-__all__ = ["MULTIGOAL_IDS", "MultiGoalEnv", "register_envs"]
+__all__ = ["MULTIGOAL_IDS", "MultiGoalEnv", "register_envs", "run_output"]
 
 from s2ac_lit.envs.factory import (  # noqa: E402
     EnvDims,

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from tensordict import TensorDict, TensorDictBase, TensorDictParams
 from tensordict.utils import NestedKey
@@ -31,6 +31,28 @@ from s2ac_lit.actor import SVGDActor
 from s2ac_lit.networks import QEnsemble
 
 Info = dict[str, Tensor]
+
+
+class EntropyEstimate(NamedTuple):
+    """Entropy of π(·|s) at each probe state and the actions it was estimated from.
+
+    Attributes:
+        entropy: ``[P]`` -mean log π(a|s) over the samples; NaN where π has no density.
+        actions: ``[P, N, A]`` the samples (for
+            :func:`s2ac_lit.analysis.entropy.knn.knn_entropy`).
+    """
+
+    entropy: Tensor
+    actions: Tensor
+
+
+def check_probe_observations(observations: Tensor) -> None:
+    if observations.dim() != 2:
+        raise RuntimeError(
+            f"expected probe observations of shape [P, O], got {tuple(observations.shape)}"
+        )
+
+
 Reduction = Literal["mean", "sum", "none"]
 REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
 

@@ -29,9 +29,11 @@ from torchrl.envs.utils import ExplorationType, exploration_type
 from s2ac_lit.actor import SELECTIONS, Selection, SVGDActor, gather_particle, select_particle
 from s2ac_lit.networks import QEnsemble
 from s2ac_lit.objectives.common import (
+    EntropyEstimate,
     Info,
     Reduction,
     SamplerLoss,
+    check_probe_observations,
     merge_phases,
     using_params,
 )
@@ -295,3 +297,32 @@ class S2ACPolicy(TensorDictModuleBase):
         observation = tensordict[self.in_keys[0]]
         tensordict.set(self.out_keys[0], self.act(observation, self.selection_mode()))
         return tensordict
+
+
+def s2ac_entropy(
+    loss: S2ACLoss, observations: Tensor, *, num_samples: int = 1000
+) -> EntropyEstimate:
+    """-mean log π of S2AC's particles: the SVGD chain's closed-form log-density.
+
+    See docs/algorithm.md §Sampler and §Multigoal.
+
+    The policy is the M-particle chain the agent was trained with; a chain with more particles
+    would be another distribution (the kernel couples them). So each probe state is repeated
+    ⌈N/M⌉ times and every copy runs an independent M-particle chain: N ≈ ⌈N/M⌉·M samples of
+    the trained policy, each with its log π (squash correction included). The log π is the
+    sampler's own estimate (first order in ε, with the agent's ``self_term`` setting), so it
+    may differ from the kNN estimate of the same actions
+    (:func:`s2ac_lit.analysis.entropy.knn.knn_entropy`).
+
+    Shapes:
+        observations: ``[P, O]`` → entropy ``[P]``, actions ``[P, ⌈N/M⌉·M, A]``.
+    """
+    check_probe_observations(observations)
+    actor = loss.actor_network
+    copies = max(1, math.ceil(num_samples / actor.num_particles))
+    obs = observations.unsqueeze(-2).expand(-1, copies, -1)
+    with loss.bind(loss.qvalue_network_params.detach()):
+        sample = actor.sample(obs, loss.qvalue_network, loss.sampler_temperature())
+    log_prob = sample.log_prob.detach().flatten(-2)  # [P, copies, M] → [P, N]
+    actions = sample.action.detach().flatten(-3, -2)  # [P, copies, M, A] → [P, N, A]
+    return EntropyEstimate(-log_prob.mean(-1), actions)

@@ -25,6 +25,7 @@ from torchrl.modules import MLP, ProbabilisticActor, TanhNormal, ValueOperator
 from torchrl.objectives import SACLoss
 
 from s2ac_lit.networks import Activation, activation_layer, mlp
+from s2ac_lit.objectives.common import EntropyEstimate, check_probe_observations
 
 OBSERVATION_KEY = "observation"
 ACTION_KEY = "action"
@@ -142,3 +143,27 @@ def sac_loss_phases(loss: SACLoss, tensordict: TensorDictBase) -> Iterator[Tenso
         },
         batch_size=[],
     )
+
+
+def sac_entropy(
+    actor: ProbabilisticActor,
+    observations: Tensor,
+    *,
+    num_samples: int = 1000,
+    observation_key: str = OBSERVATION_KEY,
+) -> EntropyEstimate:
+    """-mean log π of samples of a ``ProbabilisticActor`` (SAC's tanh-Normal).
+
+    Samples and log-densities come from the same ``actor.get_dist`` distribution; the tanh
+    transform caches each sample's pre-image, so log π is exact even where tanh saturates.
+
+    Shapes:
+        observations: ``[P, O]`` → entropy ``[P]``, actions ``[P, N, A]``.
+    """
+    check_probe_observations(observations)
+    td = TensorDict({observation_key: observations}, batch_size=observations.shape[:1])
+    with torch.no_grad():
+        dist = actor.get_dist(td)
+        actions = dist.sample((num_samples,))  # [N, P, A]
+        log_prob = dist.log_prob(actions)  # [N, P]
+    return EntropyEstimate(-log_prob.mean(0), actions.transpose(0, 1))

@@ -46,9 +46,11 @@ from torchrl.envs.utils import ExplorationType, exploration_type
 from s2ac_lit.actor import SELECTIONS, Selection, SVGDActor, gather_particle, select_particle
 from s2ac_lit.networks import QEnsemble
 from s2ac_lit.objectives.common import (
+    EntropyEstimate,
     Info,
     Reduction,
     SamplerLoss,
+    check_probe_observations,
     merge_phases,
     using_params,
 )
@@ -270,3 +272,21 @@ class SQLPolicy(TensorDictModuleBase):
         observation = tensordict.get(self.in_keys[0])
         tensordict.set(self.out_keys[0], self.act(observation, self.selection_mode()))
         return tensordict
+
+
+def sql_samples(loss: SQLLoss, observations: Tensor, *, num_samples: int = 1000) -> EntropyEstimate:
+    """Samples of SQL's amortised sampler; the entropy is NaN.
+
+    a = squash(g_ψ(s, ξ)) is a neural map of noise with no tractable density (g_ψ is not
+    invertible in general), so SQL has no log π; use the kNN estimate
+    (:func:`s2ac_lit.analysis.entropy.knn.knn_entropy`) on the actions.
+
+    Shapes:
+        observations: ``[P, O]`` → entropy ``[P]`` (NaN), actions ``[P, N, A]``.
+    """
+    check_probe_observations(observations)
+    actor = loss.actor_network
+    with torch.no_grad(), loss.bind():
+        actions = actor.squash(actor.sample_amortized(observations, num_samples))
+    nan = torch.full(observations.shape[:1], math.nan, dtype=actions.dtype)
+    return EntropyEstimate(nan, actions)

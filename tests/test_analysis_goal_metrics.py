@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import s2ac_lit.envs  # also registers the ids
-from s2ac_lit.envs.metrics import (
+from s2ac_lit.analysis.goal_metrics import (
     PROBE_STATES,
     distinct_goals_reached,
     goal_hit_rates,

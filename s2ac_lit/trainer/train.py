@@ -9,14 +9,12 @@ from __future__ import annotations
 import argparse
 import difflib
 import hashlib
-import json
 import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import gymnasium
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
@@ -24,11 +22,13 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.profilers import AdvancedProfiler, Profiler, SimpleProfiler
 from lightning.pytorch.strategies import StrategyRegistry
 from omegaconf import OmegaConf
-from torchrl.envs.utils import ExplorationType
 
 from s2ac_lit.algorithms import check_config, without_unread
-from s2ac_lit.allocator import keep_freed_host_memory
-from s2ac_lit.callbacks import (
+from s2ac_lit.config import Config, ConfigError, TrainerConfig, merge_config, to_config, to_yaml
+from s2ac_lit.envs import EnvError, check_env_spaces, env_dims, make_env, run_output
+from s2ac_lit.errors import cli, report
+from s2ac_lit.trainer.allocator import keep_freed_host_memory
+from s2ac_lit.trainer.callbacks import (
     GracefulStop,
     LogCheckpoint,
     PeriodicEvaluation,
@@ -37,7 +37,7 @@ from s2ac_lit.callbacks import (
     RunInterrupted,
     RunSummary,
 )
-from s2ac_lit.checkpoints import (
+from s2ac_lit.trainer.checkpoints import (
     CheckpointError,
     check_compatible,
     find_checkpoint,
@@ -46,32 +46,26 @@ from s2ac_lit.checkpoints import (
     read_checkpoint,
     run_folder_of,
 )
-from s2ac_lit.config import Config, ConfigError, TrainerConfig, merge_config, to_config, to_yaml
-from s2ac_lit.console import quiet_third_party
-from s2ac_lit.csvlog import ContinuingCSVLogger
-from s2ac_lit.data import ReplayDataModule
-from s2ac_lit.envs import MULTIGOAL_IDS, EnvError, check_env_spaces, env_dims, make_env
-from s2ac_lit.envs.experiment import evaluate_episodes, numpy_policy
-from s2ac_lit.envs.metrics import plot_trajectories
-from s2ac_lit.errors import cli, report
-from s2ac_lit.module import RLModule
-from s2ac_lit.runfolder import AtomicCheckpointIO, RunLock, atomic_write_text, remove_leftovers
+from s2ac_lit.trainer.console import quiet_third_party
+from s2ac_lit.trainer.csvlog import ContinuingCSVLogger
+from s2ac_lit.trainer.data import ReplayDataModule
+from s2ac_lit.trainer.layout import (
+    CHECKPOINTS_DIR,
+    CONFIG_FILE,
+    FIXED_RUN_FOLDER_ENV,
+    RUN_FOLDER_ENV,
+)
+from s2ac_lit.trainer.module import RLModule
+from s2ac_lit.trainer.runfolder import (
+    AtomicCheckpointIO,
+    RunLock,
+    atomic_write_text,
+    remove_leftovers,
+)
 from s2ac_lit.update import NonFiniteError
 
 NON_FINITE_EXIT = 3
 """Exit code of a run stopped by a NaN or infinite loss or gradient."""
-
-GOAL_MAP_EPISODES = 20
-"""Sampled episodes drawn on a multigoal run's goal map (hit rates in steps of 5 %)."""
-GOAL_MAP_SEED = 100_000
-"""Seed of those episodes; never a training seed (the same offset as tools/multigoal.py)."""
-
-RUN_FOLDER_ENV = "S2AC_RUN_FOLDER"
-"""DDP ranks launched as subprocesses inherit the run folder of rank 0 through this variable."""
-FIXED_RUN_FOLDER_ENV = "S2AC_FIXED_RUN_FOLDER"
-"""A new run goes into this folder instead of a new one under ``run_dir`` (the benchmark
-harness's run folders). Unlike :data:`RUN_FOLDER_ENV` the process is a whole run: it locks the
-folder and stops gracefully on SIGINT/SIGTERM."""
 
 
 def new_run_folder(cfg: Config) -> Path:
@@ -83,7 +77,7 @@ def new_run_folder(cfg: Config) -> Path:
     fixed = os.environ.get(FIXED_RUN_FOLDER_ENV)
     folder = Path(fixed) if fixed else Path(cfg.run_dir) / f"{prefix}{stamp}-{digest}"
     folder.mkdir(parents=True, exist_ok=bool(fixed))
-    atomic_write_text(folder / "config.yaml", to_yaml(cfg))
+    atomic_write_text(folder / CONFIG_FILE, to_yaml(cfg))
     return folder
 
 
@@ -163,7 +157,7 @@ def cpu_threads(trainer: TrainerConfig) -> int:
 def train(cfg: Config, *, resume_from: Path | None = None) -> dict[str, Any]:
     """Fit ``cfg`` (or continue the run of checkpoint ``resume_from``); returns the summary.
 
-    The run folder is locked while training (:class:`s2ac_lit.runfolder.RunLock`). Raises
+    The run folder is locked while training (:class:`s2ac_lit.trainer.runfolder.RunLock`). Raises
     :class:`RunInterrupted` after checkpointing when SIGINT or SIGTERM arrives.
     """
     check_config(cfg)  # before a run folder exists
@@ -318,7 +312,7 @@ def _resolve(args: argparse.Namespace) -> tuple[Config, Path | None]:
         checkpoint = find_checkpoint(latest_run(Path(run_dir)))
     else:
         checkpoint = find_checkpoint(args.resume)
-    saved = run_folder_of(checkpoint) / "config.yaml"
+    saved = run_folder_of(checkpoint) / CONFIG_FILE
     if not saved.is_file():
         raise CheckpointError(f"run folder of {str(checkpoint)!r} has no config.yaml")
     # Keys the algorithm does not read go back to their defaults, so that runs from before
@@ -350,32 +344,9 @@ def main(argv: list[str] | None = None) -> int:
             f"evaluation return {summary['final_eval_return_mean']:.2f} "
             f"± {summary['final_eval_return_std']:.2f}"
         )
-        if cfg.env.id in MULTIGOAL_IDS:
-            print(goal_map(Path(summary["run_folder"]), cfg.env.id))
+        output = run_output(cfg.env.id)
+        if output is not None:
+            run_folder = Path(summary["run_folder"])
+            module = RLModule.load(find_checkpoint(run_folder / CHECKPOINTS_DIR / "last.ckpt"))
+            print(output(run_folder, cfg.env.id, module.eval().policy()))
     return 0
-
-
-def goal_map(run_folder: Path, env_id: str, episodes: int = GOAL_MAP_EPISODES) -> str:
-    """Draw sampled episodes of the final policy over the reward map; the line to print.
-
-    Writes ``goal_map.png`` (trajectories over the reward contours, goals, wall) and
-    ``goal_map.json`` (hit rate per goal) into ``run_folder``, from
-    ``episodes`` episodes of the stochastic (MaxEnt) policy.
-    """
-    module = RLModule.load(find_checkpoint(run_folder / "checkpoints" / "last.ckpt")).eval()
-    policy_fn = numpy_policy(module.policy(), exploration=ExplorationType.RANDOM)
-    torch.manual_seed(GOAL_MAP_SEED)
-    metrics, rollout = evaluate_episodes(env_id, policy_fn, episodes, GOAL_MAP_SEED)
-    rates = {int(k.split("/")[1]): v for k, v in metrics.items() if k.startswith("hit_rate/")}
-    env = gymnasium.make(env_id)
-    title = f"{env_id}: {episodes} sampled episodes"
-    path = plot_trajectories(env, rollout["positions"], run_folder / "goal_map.png", title)
-    env.close()
-    hits = {f"G{g + 1}": rates[g] for g in sorted(rates)}
-    (run_folder / "goal_map.json").write_text(json.dumps({"episodes": episodes, **hits}))
-    reached = [name for name, rate in hits.items() if rate > 0]
-    shown = ", ".join(f"{name} {rate:.0%}" for name, rate in hits.items())
-    return (
-        f"goals reached: {len(reached)} of {len(hits)} ({shown} of {episodes} sampled "
-        f"episodes, {metrics['miss_rate']:.0%} none); map in {path}"
-    )

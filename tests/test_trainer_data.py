@@ -11,8 +11,8 @@ from conftest import mock_sampler_loss
 from torchrl.envs.utils import RandomPolicy
 
 from s2ac_lit.config import CollectorConfig, ReplayConfig
-from s2ac_lit.data import ReplayFeeder, capture_rng, make_replay_buffer, restore_rng
 from s2ac_lit.envs import make_env
+from s2ac_lit.trainer.data import ReplayFeeder, capture_rng, make_replay_buffer, restore_rng
 
 SCHEDULE = CollectorConfig(
     total_frames=500,
@@ -92,7 +92,7 @@ class _ArrayTree:
 
 def test_prioritized_replay_without_the_extension_says_why() -> None:
     from s2ac_lit.config import ConfigError
-    from s2ac_lit.data import prioritized_replay_unavailable
+    from s2ac_lit.trainer.data import prioritized_replay_unavailable
 
     if prioritized_replay_unavailable() is None:
         pytest.skip("TorchRL's C++ extension loads here")
@@ -108,7 +108,7 @@ def test_prioritized_replay_weights_reach_the_loss_and_td_errors_become_prioriti
     from ``beta`` to ``beta_final``, and each batch's TD errors become its priorities."""
     from torchrl.data.replay_buffers.samplers import prioritized
 
-    import s2ac_lit.data as data
+    import s2ac_lit.trainer.data as data
     from s2ac_lit.objectives import S2ACLoss
 
     for name, fill, reduce in (("Sum", 0.0, np.sum), ("Min", np.inf, np.min)):

@@ -14,7 +14,7 @@ import pytest
 from conftest import ROOT
 
 from s2ac_lit.config import load_config
-from s2ac_lit.train import train
+from s2ac_lit.trainer.train import train
 
 MUJOCO_PRESETS = ("walker", "hopper", "halfcheetah", "ant", "humanoid")
 SMALL_BUDGET = [

@@ -1,4 +1,5 @@
-"""Host allocator settings (s2ac_lit/allocator.py): freed activations are reused, not refaulted.
+"""Host allocator settings (s2ac_lit/trainer/allocator.py): freed activations are reused, not
+refaulted.
 
 Ground truth is the kernel's count of minor page faults (``getrusage``) over S2AC updates at the
 authors' widths, whose ``[2, 1000, 256]`` activations (2 MB) are above glibc's default mmap
@@ -15,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from s2ac_lit.allocator import keep_freed_host_memory
+from s2ac_lit.trainer.allocator import keep_freed_host_memory
 
 ROOT = Path(__file__).resolve().parents[1]
 
 FAULTS_PER_UPDATE = """
 import json, resource, sys
 import torch
-from s2ac_lit.allocator import keep_freed_host_memory
+from s2ac_lit.trainer.allocator import keep_freed_host_memory
 import bench
 
 keep = sys.argv[1] == "keep"

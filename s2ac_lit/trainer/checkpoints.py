@@ -1,8 +1,8 @@
 """Finding, checking and describing run folders and checkpoints.
 
 A run folder holds ``config.yaml``, ``checkpoints/`` (Lightning ``.ckpt`` files, written
-atomically by :class:`s2ac_lit.runfolder.AtomicCheckpointIO`), ``replay/`` (buffer dumps, one
-folder per checkpointed step and rank) and the logs. Everything that reads a checkpoint goes
+atomically by :class:`s2ac_lit.trainer.runfolder.AtomicCheckpointIO`), ``replay/`` (buffer dumps,
+one folder per checkpointed step and rank) and the logs. Everything that reads a checkpoint goes
 through :func:`read_checkpoint`, which turns unreadable or foreign files into a
 :class:`CheckpointError` naming the file.
 """

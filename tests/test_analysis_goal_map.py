@@ -8,8 +8,10 @@ from pathlib import Path
 
 from conftest import save_untrained_checkpoint
 
+from s2ac_lit.analysis.goal_map import write_goal_map
 from s2ac_lit.config import load_config
-from s2ac_lit.train import goal_map
+from s2ac_lit.envs import run_output
+from s2ac_lit.trainer.module import RLModule
 
 ENV_ID = "s2ac_lit/MultiGoalMaxEnt-v0"
 EPISODES = 8  # each sampled episode is 30 SVGD-policy steps: keep the test short
@@ -28,7 +30,9 @@ def test_goal_map_writes_picture_and_rates_and_names_goals(tmp_path: Path) -> No
     run = tmp_path / "run"
     save_untrained_checkpoint(cfg, run)
 
-    line = goal_map(run, ENV_ID, EPISODES)
+    assert run_output(ENV_ID) is write_goal_map  # the multigoal ids' run output
+    policy = RLModule.load(run / "checkpoints" / "last.ckpt").eval().policy()
+    line = write_goal_map(run, ENV_ID, policy, EPISODES)
 
     assert (run / "goal_map.png").stat().st_size > 10_000  # a drawn figure, not an empty file
     saved = json.loads((run / "goal_map.json").read_text())
@@ -43,4 +47,4 @@ def test_goal_map_writes_picture_and_rates_and_names_goals(tmp_path: Path) -> No
     assert miss is not None and int(miss.group(1)) == round(100 * (1 - sum(rates)))
     assert line.endswith(str(run / "goal_map.png"))
     # Same seed, same episodes: the map is reproducible.
-    assert goal_map(run, ENV_ID, EPISODES) == line
+    assert write_goal_map(run, ENV_ID, policy, EPISODES) == line

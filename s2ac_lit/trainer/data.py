@@ -267,8 +267,8 @@ class ReplayDataModule(L.LightningDataModule):
 
     The acting policy comes from the LightningModule (``policy()``).
     Lightning checkpoints the feeder's ``state_dict`` itself (it is the train dataloader);
-    the buffer is dumped beside the checkpoint by :class:`s2ac_lit.callbacks.ReplayCheckpoint`,
-    since it can be hundreds of MB.
+    the buffer is dumped beside the checkpoint by
+    :class:`s2ac_lit.trainer.callbacks.ReplayCheckpoint`, since it can be hundreds of MB.
     """
 
     def __init__(self, cfg: Config) -> None:

@@ -29,7 +29,7 @@ _WARNINGS_IGNORED: tuple[tuple[str, type[Warning], str], ...] = (
         "You are using the `dataloader_iter` step flavor",
         Warning,
         "RLModule.training_step takes the iterator on purpose: each step draws exactly one "
-        "batch, so batch_idx stays right (docs of s2ac_lit.module).",
+        "batch, so batch_idx stays right (docs of s2ac_lit.trainer.module).",
     ),
     (
         "Found `dataloader_iter` argument in the `training_step`",

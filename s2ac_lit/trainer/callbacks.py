@@ -19,10 +19,11 @@ from lightning.fabric.utilities.apply_func import convert_tensors_to_scalars
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from s2ac_lit.config import Config
-from s2ac_lit.csvlog import ContinuingCSVLogger
 from s2ac_lit.envs import make_env
-from s2ac_lit.evaluation import evaluate_policy
-from s2ac_lit.runfolder import atomic_write_bytes, atomic_write_text, fsync_tree
+from s2ac_lit.trainer.csvlog import ContinuingCSVLogger
+from s2ac_lit.trainer.evaluation import evaluate_policy
+from s2ac_lit.trainer.layout import SUMMARY_FILE
+from s2ac_lit.trainer.runfolder import atomic_write_bytes, atomic_write_text, fsync_tree
 
 EVAL_SEED_OFFSET = 10_000  # evaluation episodes never share seeds with training
 
@@ -53,7 +54,7 @@ class RunCheckpoint(ModelCheckpoint):
 class LogCheckpoint(L.Callback):
     """Flush the CSV log with every checkpoint and record how many rows it then holds.
 
-    A resumed run keeps exactly those rows (:class:`s2ac_lit.csvlog.ContinuingCSVLogger`).
+    A resumed run keeps exactly those rows (:class:`s2ac_lit.trainer.csvlog.ContinuingCSVLogger`).
     Lightning logs an update's training metrics only after the ``on_train_batch_end`` hooks,
     where checkpoints are written; that row is written here first (Lightning's own copy of it
     follows and is dropped as a repeat), so that it belongs to the checkpoint.
@@ -308,7 +309,7 @@ class RunSummary(L.Callback):
             "final_eval_return_std": final.get("return_std"),
             "eval_history": history,
         }
-        atomic_write_text(self.run_folder / "summary.json", json.dumps(self.summary, indent=2))
+        atomic_write_text(self.run_folder / SUMMARY_FILE, json.dumps(self.summary, indent=2))
         plot_learning_curve(history, feeder.return_history, self.run_folder / "learning_curve.png")
 
 

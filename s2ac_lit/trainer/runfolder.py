@@ -22,9 +22,9 @@ from typing import IO, Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from s2ac_lit.checkpoints import CheckpointError
+from s2ac_lit.trainer.checkpoints import CheckpointError
+from s2ac_lit.trainer.layout import LOCK_NAME
 
-LOCK_NAME = ".lock"
 TMP_MARK = ".tmp"
 
 

@@ -15,17 +15,13 @@ from torchrl.envs.utils import ExplorationType
 from torchrl.modules import ProbabilisticActor, TanhNormal
 
 from s2ac_lit.algorithms import ALGORITHMS
-from s2ac_lit.envs.experiment import (
-    aggregate_over_seeds,
-    evaluate_episodes,
-    knn_entropy,
-    numpy_policy,
-    s2ac_entropy,
-    sac_entropy,
-    sql_samples,
-)
-from s2ac_lit.envs.metrics import PROBE_STATES
+from s2ac_lit.analysis.entropy.knn import knn_entropy
+from s2ac_lit.analysis.experiments import aggregate_over_seeds, evaluate_episodes, numpy_policy
+from s2ac_lit.analysis.goal_metrics import PROBE_STATES
 from s2ac_lit.objectives import S2ACLoss, SQLLoss, make_sac_loss
+from s2ac_lit.objectives.s2ac import s2ac_entropy
+from s2ac_lit.objectives.sac import sac_entropy
+from s2ac_lit.objectives.sql import sql_samples
 
 PROBES = torch.tensor(PROBE_STATES, dtype=torch.float32)
 

@@ -17,7 +17,7 @@ import pytest
 from conftest import ROOT, read_csv
 
 from s2ac_lit.config import load_config
-from s2ac_lit.train import train
+from s2ac_lit.trainer.train import train
 
 REPRODUCTION = [
     "actor.init=learned",

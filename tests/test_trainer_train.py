@@ -19,9 +19,9 @@ import torch
 from conftest import ROOT, expected_updates, run_fit, tiny
 
 from s2ac_lit.algorithms import without_unread
-from s2ac_lit.checkpoints import find_checkpoint
 from s2ac_lit.config import load_config
-from s2ac_lit.train import main, train
+from s2ac_lit.trainer.checkpoints import find_checkpoint
+from s2ac_lit.trainer.train import main, train
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 Lightning's writer deletes an existing ``metrics.csv`` when it starts. Here a resumed run keeps
 the first ``keep_rows`` rows (the rows flushed before its checkpoint, which the checkpoint
-records, see :class:`s2ac_lit.callbacks.LogCheckpoint`) and appends after them: rows written
+records, see :class:`s2ac_lit.trainer.callbacks.LogCheckpoint`) and appends after them: rows written
 after the checkpoint by the killed process are replaced, never duplicated.
 """
 
@@ -16,7 +16,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 
-from s2ac_lit.runfolder import atomic_write_text
+from s2ac_lit.trainer.runfolder import atomic_write_text
 
 
 class _ContinuingWriter(ExperimentWriter):

@@ -18,8 +18,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from s2ac_lit.entropy.samplers import HMCEstimate, hmc_run, langevin_run
-from s2ac_lit.entropy.targets import Target
+from s2ac_lit.analysis.entropy.samplers import HMCEstimate, hmc_run, langevin_run
+from s2ac_lit.analysis.entropy.targets import Target
 from s2ac_lit.kernels import BandwidthRule
 from s2ac_lit.svgd import EntropyNorm, LogDetMode, SelfTerm, SVGDOptions, svgd_run
 

@@ -24,7 +24,7 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
-from s2ac_lit.entropy.targets import LogProb
+from s2ac_lit.analysis.entropy.targets import LogProb
 
 HMCEstimate = Literal["position", "joint"]
 

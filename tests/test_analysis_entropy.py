@@ -1,4 +1,4 @@
-"""Ground truths of ``s2ac_lit.entropy`` (targets) and the estimates checked against them.
+"""Ground truths of ``s2ac_lit.analysis.entropy`` (targets) and the estimates checked against them.
 
 The targets' entropies are checked against independent computations (torch.distributions,
 grid quadrature, the ln K limit); the samplers' log-densities against closed forms on a
@@ -13,7 +13,7 @@ import math
 import pytest
 import torch
 
-from s2ac_lit.entropy import (
+from s2ac_lit.analysis.entropy import (
     PAPER_COV,
     PAPER_MEAN,
     EntropyRecord,

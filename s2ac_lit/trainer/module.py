@@ -31,7 +31,8 @@ from s2ac_lit.algorithms import (
     make_update,
     without_unread,
 )
-from s2ac_lit.checkpoints import (
+from s2ac_lit.config import Config, merge_config, to_config
+from s2ac_lit.trainer.checkpoints import (
     CheckpointError,
     check_compatible,
     find_checkpoint,
@@ -39,8 +40,7 @@ from s2ac_lit.checkpoints import (
     read_checkpoint,
     reopen_finished_run,
 )
-from s2ac_lit.config import Config, merge_config, to_config
-from s2ac_lit.data import planned_updates
+from s2ac_lit.trainer.data import planned_updates
 from s2ac_lit.update import LOSS_PREFIX, NonFiniteError, Stepper, Update
 
 COMPILE_MIN_UPDATES = 20_000

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from conftest import read_csv, tiny
 
-from s2ac_lit.checkpoints import read_checkpoint
 from s2ac_lit.config import load_config
-from s2ac_lit.module import RLModule, non_finite_state
 from s2ac_lit.objectives.s2ac import S2ACLoss
-from s2ac_lit.train import NON_FINITE_EXIT, main, train
+from s2ac_lit.trainer.checkpoints import read_checkpoint
+from s2ac_lit.trainer.module import RLModule, non_finite_state
+from s2ac_lit.trainer.train import NON_FINITE_EXIT, main, train
 from s2ac_lit.update import NonFiniteError
 
 

@@ -21,16 +21,16 @@ import pytest
 import torch
 from conftest import expected_updates, read_csv, run_fit, tiny
 
-from s2ac_lit.callbacks import GracefulStop, RunCheckpoint, RunInterrupted
-from s2ac_lit.checkpoints import find_checkpoint
 from s2ac_lit.config import load_config
-from s2ac_lit.runfolder import (
+from s2ac_lit.trainer.callbacks import GracefulStop, RunCheckpoint, RunInterrupted
+from s2ac_lit.trainer.checkpoints import find_checkpoint
+from s2ac_lit.trainer.runfolder import (
     LOCK_NAME,
     AtomicCheckpointIO,
     atomic_write_text,
     remove_leftovers,
 )
-from s2ac_lit.train import main, train
+from s2ac_lit.trainer.train import main, train
 
 FRAMES = 400
 BUDGET = [
@@ -215,7 +215,7 @@ def test_atomic_write_keeps_the_old_file_when_interrupted(tmp_path: Path) -> Non
     def fail(_: object) -> None:
         raise KeyboardInterrupt
 
-    from s2ac_lit import runfolder
+    from s2ac_lit.trainer import runfolder
 
     with pytest.raises(KeyboardInterrupt):
         runfolder.atomic_write(target, lambda file: (file.write(b"half"), fail(file)))

@@ -8,11 +8,11 @@ from __future__ import annotations
 import pytest
 from conftest import TINY, expected_updates
 
-from s2ac_lit import module
+from s2ac_lit.trainer import module
 from s2ac_lit.config import load_config
-from s2ac_lit.data import planned_updates
-from s2ac_lit.module import COMPILE_MIN_UPDATES, RLModule, compiles
 from s2ac_lit.networks import QEnsemble
+from s2ac_lit.trainer.data import planned_updates
+from s2ac_lit.trainer.module import COMPILE_MIN_UPDATES, RLModule, compiles
 
 # Tiny fits make (F/50 - 1)·10 updates over F frames (conftest.expected_updates).
 LONG_FRAMES = (COMPILE_MIN_UPDATES // 10 + 1) * 50

@@ -10,15 +10,15 @@ live in ``tools/entropy_eval.py``.
 
 from __future__ import annotations
 
-from s2ac_lit.entropy.evaluation import (
+from s2ac_lit.analysis.entropy.samplers import ChainResult, hmc_run, langevin_run, score_and_hessian
+from s2ac_lit.analysis.entropy.study import (
     EntropyRecord,
     SamplerConfig,
     evaluate,
     initial_particles,
     mean_ci,
 )
-from s2ac_lit.entropy.samplers import ChainResult, hmc_run, langevin_run, score_and_hessian
-from s2ac_lit.entropy.targets import (
+from s2ac_lit.analysis.entropy.targets import (
     PAPER_COV,
     PAPER_MEAN,
     Target,

@@ -1,0 +1,24 @@
+"""The names of a run folder and the environment variables that place a run: torch-free.
+
+One source for the trainer (which writes them) and the benchmark driver (which reads them
+without importing torch, Lightning or TorchRL). README §Quick start lists what a run folder
+holds.
+"""
+
+from __future__ import annotations
+
+CONFIG_FILE = "config.yaml"
+"""The resolved config of the run (what ``--resume`` reads)."""
+SUMMARY_FILE = "summary.json"
+"""Frames, updates, wall time and the evaluation history; ``"finished": false`` while partial."""
+LOCK_NAME = ".lock"
+"""Held by the process that trains in the folder (pid and host)."""
+CHECKPOINTS_DIR = "checkpoints"
+"""Lightning checkpoints: ``last.ckpt`` and ``step=N.ckpt``."""
+
+RUN_FOLDER_ENV = "S2AC_RUN_FOLDER"
+"""DDP ranks launched as subprocesses inherit the run folder of rank 0 through this variable."""
+FIXED_RUN_FOLDER_ENV = "S2AC_FIXED_RUN_FOLDER"
+"""A new run goes into this folder instead of a new one under ``run_dir`` (the benchmark
+harness's run folders). Unlike :data:`RUN_FOLDER_ENV` the process is a whole run: it locks the
+folder and stops gracefully on SIGINT/SIGTERM."""
