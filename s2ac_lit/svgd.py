@@ -67,12 +67,15 @@ class SVGDOptions:
             ``"m-1"`` (authors' code).
         self_term: add the j = i term ε·Δf(x_i)/M that the closed form leaves out:
             ``"none"`` (the paper), ``"exact"`` (D extra backward passes) or ``"hutchinson"``
-            (one Rademacher probe per step, drawn from the run's ``generator``).
+            (one Rademacher probe per step, drawn from the run's ``generator``; with a
+            ``score_fn`` its Hessian-vector product is a central difference of two more
+            ``score_fn`` calls, so no second-order autograd runs). When on, the term's
+            ‖∇²f(x_i)‖/M also enters the invertibility bound and hence the step cap.
         max_step_norm: if set, each group's step size is shrunk (per step, detached) so that
-            the invertibility bound ε‖∂φ/∂x‖ stays at or below this value; the closed-form
-            log-density is only valid for an invertible step map (docs/algorithm.md
-            §Stability). None keeps ε fixed (the paper and the authors' sampler); the S2AC
-            actor and the trainer default to 0.5.
+            the invertibility bound ε‖∂φ/∂x‖ (with the self term when it is on) stays at or
+            below this value; the closed-form log-density is only valid for an invertible step
+            map (docs/algorithm.md §Stability). None keeps ε fixed (the paper and the authors'
+            sampler); the S2AC actor and the trainer default to 0.5.
 
     Raises:
         ValueError: a value out of range or not among the allowed choices, named as
@@ -115,9 +118,10 @@ class SVGDResult(NamedTuple):
         particles: ``[..., M, D]`` particles after the last step.
         log_q: ``[..., M]`` log-density of each final particle.
         sigma2: ``[..., L]`` kernel variance used at each step.
-        step_norm_bound: ``[..., L]`` upper bound on max_i ε‖∂φ(x_i)/∂x_i‖₂ without the self
-            (Hessian) term, or None unless ``diagnostics=True``. Below 1 the step map of each
-            particle is invertible, which the change of variables needs.
+        step_norm_bound: ``[..., L]`` upper bound on max_i ε‖∂φ(x_i)/∂x_i‖₂, or None unless
+            ``diagnostics=True``. Below 1 the step map of each particle is invertible, which
+            the change of variables needs. The self (Hessian) term enters only when
+            ``self_term`` is on: exactly (``exact``) or as Hutchinson's estimate.
     """
 
     particles: Tensor
@@ -167,6 +171,21 @@ def stein_trace(
     return -(drift + spread) / (n * s2)
 
 
+class _Derivatives(NamedTuple):
+    """∇f at the particles and, with a self term, Δf and a norm of ∇²f for the bound."""
+
+    score: Tensor
+    laplacian: Tensor | None
+    hessian_norm: Tensor | None
+
+
+def _fd_step(x: Tensor) -> Tensor:
+    """Central-difference step per particle: ∛(machine ε)·max(1, |x_i|_∞), which balances
+    the O(h²) truncation against the O(ε_mach/h) rounding of the difference of scores."""
+    eps = torch.finfo(x.dtype).eps ** (1.0 / 3.0)
+    return eps * x.detach().abs().amax(-1, keepdim=True).clamp_min(1.0)
+
+
 def _score_and_laplacian(
     log_prob: LogProb,
     x: Tensor,
@@ -175,22 +194,35 @@ def _score_and_laplacian(
     self_term: SelfTerm,
     generator: torch.Generator | None,
     score_fn: ScoreFn | None = None,
-) -> tuple[Tensor, Tensor | None]:
+) -> _Derivatives:
     """∇f(x) and, if asked, Δf(x) (exact, D backward passes, or Hutchinson's estimate).
 
-    ∇f comes from ``score_fn`` when given (no autograd at all unless ``create_graph`` or a
-    Laplacian needs it), otherwise from autograd through ``log_prob``.
+    ∇f comes from ``score_fn`` when given (no autograd at all unless ``create_graph`` or an
+    exact Laplacian needs it), otherwise from autograd through ``log_prob``. Hutchinson's
+    probe vᵀ∇²f v needs ∇²f v: with ``score_fn`` it is the central difference
+    (∇f(x + hv) - ∇f(x - hv))/(2h), two more calls of ``score_fn`` and no second-order
+    autograd (so it works through compiled critic kernels, which cannot differentiate twice);
+    otherwise autograd's Hessian-vector product. The Hessian norm (detached, ``[..., M]``) is
+    the Frobenius norm ‖∇²f‖_F ≥ ‖∇²f‖₂: exact, or Hutchinson's ‖∇²f v‖ (E‖Hv‖² = ‖H‖²_F).
     """
-    needs_hessian = self_term != "none"
-    if score_fn is not None and not needs_hessian:
+    if score_fn is not None and self_term != "exact":
         with nullcontext() if create_graph else torch.no_grad():
             score = score_fn(x)
-        if score.shape != x.shape:
-            raise RuntimeError(
-                f"score_fn must map particles {tuple(x.shape)} to the same shape, "
-                f"got {tuple(score.shape)}"
-            )
-        return score, None
+            if score.shape != x.shape:
+                raise RuntimeError(
+                    f"score_fn must map particles {tuple(x.shape)} to the same shape, "
+                    f"got {tuple(score.shape)}"
+                )
+            if self_term == "none":
+                return _Derivatives(score, None, None)
+            v = _rademacher(x, generator)
+            h = _fd_step(x)
+            shifted = score_fn(torch.stack([x + h * v, x - h * v]))
+            hv = (shifted[0] - shifted[1]) / (2.0 * h)
+            laplacian = (hv * v).sum(-1)
+        return _Derivatives(score, laplacian, hv.detach().norm(dim=-1))
+    needs_hessian = self_term != "none"
+    hessian_norm = None
     with torch.enable_grad():
         xg = x if x.requires_grad else x.detach().requires_grad_(True)
         if score_fn is not None:
@@ -203,29 +235,43 @@ def _score_and_laplacian(
                     f"got {tuple(log_p.shape)}"
                 )
             if not log_p.requires_grad:  # a flat target: no driving force, only repulsion
-                flat_laplacian = x.new_zeros(x.shape[:-1]) if needs_hessian else None
-                return torch.zeros_like(x), flat_laplacian
+                flat = x.new_zeros(x.shape[:-1]) if needs_hessian else None
+                return _Derivatives(torch.zeros_like(x), flat, flat)
             (score,) = torch.autograd.grad(
                 log_p.sum(), xg, create_graph=create_graph or needs_hessian, materialize_grads=True
             )
         laplacian = None
         if self_term == "exact":
-            laplacian = sum(
+            # Each backward pass gives one row of every particle's Hessian (f is per particle).
+            rows = [
                 torch.autograd.grad(
-                    score[..., k].sum(), xg, create_graph=create_graph, retain_graph=True
-                )[0][..., k]
+                    score[..., k].sum(),
+                    xg,
+                    create_graph=create_graph,
+                    retain_graph=True,
+                    materialize_grads=True,
+                )[0]
                 for k in range(x.shape[-1])
-            )
+            ]
+            laplacian = sum(row[..., k] for k, row in enumerate(rows))
+            hessian_norm = torch.stack([row.detach() for row in rows], -2).flatten(-2).norm(dim=-1)
         elif self_term == "hutchinson":
-            # Rademacher probes: E[vᵀ H v] = Tr H with the smallest variance among ±1 probes.
-            v = torch.randint(0, 2, x.shape, generator=generator, device=x.device)
-            v = v.to(x.dtype).mul_(2).sub_(1)
-            (hv,) = torch.autograd.grad((score * v).sum(), xg, create_graph=create_graph)
+            v = _rademacher(x, generator)
+            (hv,) = torch.autograd.grad(
+                (score * v).sum(), xg, create_graph=create_graph, materialize_grads=True
+            )
             laplacian = (hv * v).sum(-1)
+            hessian_norm = hv.detach().norm(dim=-1)
     if not create_graph:
         score = score.detach()
         laplacian = None if laplacian is None else laplacian.detach()
-    return score, laplacian
+    return _Derivatives(score, laplacian, hessian_norm)
+
+
+def _rademacher(x: Tensor, generator: torch.Generator | None) -> Tensor:
+    """±1 probes: E[vᵀHv] = Tr H with the smallest variance among probes of that kind."""
+    v = torch.randint(0, 2, x.shape, generator=generator, device=x.device)
+    return v.to(x.dtype).mul_(2).sub_(1)
 
 
 def exact_step_log_det(log_prob: LogProb, x: Tensor, sigma2: Tensor, step_size: float) -> Tensor:
@@ -266,12 +312,19 @@ def exact_step_log_det(log_prob: LogProb, x: Tensor, sigma2: Tensor, step_size: 
 
 
 def _step_norm_bound(
-    score: Tensor, kernel: Tensor, sq_dists: Tensor, sigma2: Tensor, step_size: float
+    score: Tensor,
+    kernel: Tensor,
+    sq_dists: Tensor,
+    sigma2: Tensor,
+    step_size: float,
+    hessian_norm: Tensor | None = None,
 ) -> Tensor:
-    """Triangle-inequality bound on max_i ε‖∂φ(x_i)/∂x_i‖₂ (j ≠ i terms).
+    """Triangle-inequality bound on max_i ε‖∂φ(x_i)/∂x_i‖₂.
 
     Each j ≠ i term of ∂φ_i/∂x_i is (k_ij/(Mσ²))[-∇f(x_j)(x_i-x_j)ᵀ + I - (x_i-x_j)(x_i-x_j)ᵀ/σ²];
-    the first has norm ‖∇f(x_j)‖·|x_i-x_j|, the second max(1, |1 - |x_i-x_j|²/σ²|).
+    the first has norm ‖∇f(x_j)‖·|x_i-x_j|, the second max(1, |1 - |x_i-x_j|²/σ²|). The j = i
+    term is ∇²f(x_i)/M; ``hessian_norm`` (``[..., M]``, an upper bound of ‖∇²f(x_i)‖₂ or an
+    estimate of one) adds it, None leaves it out.
     """
     m = kernel.shape[-1]
     s2 = sigma2[..., None, None]
@@ -280,6 +333,8 @@ def _step_norm_bound(
         (1.0 - sq_dists / s2).abs(), min=1.0
     )
     bound = (kernel * (1.0 - eye) * per_pair).sum(-1) / (m * s2.squeeze(-1))
+    if hessian_norm is not None:
+        bound = bound + hessian_norm / m
     return step_size * bound.amax(-1)
 
 
@@ -367,7 +422,7 @@ def svgd_run(
     graph = nullcontext() if differentiable else torch.no_grad()
     sigma2s, norm_bounds = [], []
     for _ in range(options.steps):
-        score, laplacian = _score_and_laplacian(
+        score, laplacian, hessian_norm = _score_and_laplacian(
             log_prob,
             x,
             create_graph=differentiable,
@@ -385,7 +440,12 @@ def svgd_run(
             if diagnostics or max_step_norm is not None:
                 with torch.no_grad():
                     norm_bound = _step_norm_bound(
-                        score.detach(), kernel.detach(), sq_dists.detach(), sigma2, step_size
+                        score.detach(),
+                        kernel.detach(),
+                        sq_dists.detach(),
+                        sigma2,
+                        step_size,
+                        hessian_norm,
                     )
                 norm_bounds.append(norm_bound)
                 if max_step_norm is not None:
@@ -435,9 +495,9 @@ def svgd_direction_at(
         x: ``[..., M, D]`` → ``[..., M, D]``.
     """
     x = x.detach()
-    score, _ = _score_and_laplacian(
+    score = _score_and_laplacian(
         log_prob, x, create_graph=False, self_term="none", generator=None, score_fn=score_fn
-    )
+    ).score
     sq_dists = pairwise_sq_dists(x)
     sigma2 = kernels.bandwidth(
         sq_dists, options.bandwidth, include_diagonal=options.include_diagonal

@@ -8,8 +8,10 @@ ms per update of S2AC(φ,θ) and of TorchRL's SACLoss on the same critic sizes, 
 device, and their ratio (with ``--compile``: also the eager S2AC update, the compile time and
 the updates that repay it); the FLOPs of one update (counted by ``torch.utils.flop_counter``) and
 the achieved GFLOP/s; ms per acting step (full sampler, amortised sampler, SAC); frames/s of the
-whole Lightning trainer loop on the multigoal env; peak memory. Numbers are only comparable
-within one run: report ratios.
+whole Lightning trainer loop on the multigoal env; peak memory. With ``--self-term`` S2AC's
+sampler adds the entropy's self term, and the same run also times the update without it and
+both of the update's samplers (the actor's, differentiated, and the critic target's) with and
+without it. Numbers are only comparable within one run: report ratios.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from s2ac_lit.config import load_config
 from s2ac_lit.errors import cli, positive_int
 from s2ac_lit.networks import QEnsemble
 from s2ac_lit.objectives.common import SamplerLoss
+from s2ac_lit.svgd import SELF_TERMS
 from s2ac_lit.trainer.allocator import keep_freed_host_memory
 
 
@@ -53,6 +56,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--hidden", type=positive_int, default=256)
     p.add_argument("--precision", choices=("32", "bf16"), default="32")
     p.add_argument("--compile", action="store_true", help="torch.compile S2AC's critic kernels")
+    p.add_argument(
+        "--self-term",
+        choices=SELF_TERMS,
+        default="none",
+        help="svgd.self_term of S2AC's sampler; not 'none': also time it against 'none'",
+    )
     p.add_argument("--iters", type=positive_int, default=10)
     p.add_argument("--repeats", type=positive_int, default=5)
     p.add_argument("--skip-trainer", action="store_true", help="skip the trainer-loop timing")
@@ -143,6 +152,7 @@ def make_update(
     *,
     amortized: bool = False,
     compiled: bool | None = None,
+    self_term: str | None = None,
 ):
     """The registry's loss and policy, and a closure doing one full update.
 
@@ -150,7 +160,8 @@ def make_update(
     their sum, the finite guard, fused Adam over the parameter groups, target update. Both
     algorithms get ``--hidden``-wide critics (SAC's actor has the critic's widths); S2AC's init
     network has three such layers. S2AC's critic kernels are compiled with ``--compile``
-    unless ``compiled`` says otherwise.
+    unless ``compiled`` says otherwise; its sampler's self term is ``--self-term`` unless
+    ``self_term`` says otherwise.
     """
     h = args.hidden
     overrides = [f"algo={algo}", f"critic.hidden_sizes=[{h},{h}]"]
@@ -160,6 +171,7 @@ def make_update(
             f"svgd.steps={args.steps}",
             f"actor.hidden_sizes=[{h},{h},{h}]",
             f"actor.amortized={str(amortized).lower()}",
+            f"svgd.self_term={args.self_term if self_term is None else self_term}",
         ]
     cfg = load_config(overrides=overrides)
     low, high = [-1.0] * args.act_dim, [1.0] * args.act_dim
@@ -176,6 +188,22 @@ def make_update(
             step(batch)
 
     return loss, algorithm.policy, update
+
+
+def sampler_calls(loss, args: argparse.Namespace, device: torch.device) -> dict[str, Callable]:
+    """S2AC's two samplers in one update: the actor's (differentiable, with a backward to the
+    init network) and the critic target's (detached), on a batch of states."""
+    obs = torch.randn(args.batch, args.obs_dim, device=device)
+    actor, critic, temperature = loss.actor_network, loss.qvalue_network, 0.2
+
+    def actor_sampler() -> None:
+        sample = actor.sample(obs, critic, temperature, differentiable=True)
+        sample.log_prob.mean().backward()
+
+    def target_sampler() -> None:
+        actor.sample(obs, critic, temperature)
+
+    return {"actor_sampler": actor_sampler, "target_sampler": target_sampler}
 
 
 class FlopCounter(TorchDispatchMode):
@@ -309,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         "compile": args.compile,
         "keep_freed_memory": not args.system_allocator,
     }
-    _, s2ac_policy, s2ac_update = make_update("s2ac", args, device)
+    s2ac_loss, s2ac_policy, s2ac_update = make_update("s2ac", args, device)
     _, sac_policy, sac_update = make_update("sac", args, device)
     probes = matmul_probes(args, device)
     compared = {}
@@ -322,6 +350,15 @@ def main(argv: list[str] | None = None) -> int:
         synchronize(device)
         first_calls_s = time.perf_counter() - start
         compared["s2ac_eager"] = make_update("s2ac", args, device, compiled=False)[2]
+    if args.self_term != "none":
+        # The self term's cost: the same update and samplers without it, timed interleaved.
+        plain_loss, _, compared["s2ac_no_self_term"] = make_update(
+            "s2ac", args, device, self_term="none"
+        )
+        for name, call in sampler_calls(s2ac_loss, args, device).items():
+            compared[name] = call
+        for name, call in sampler_calls(plain_loss, args, device).items():
+            compared[f"{name}_no_self_term"] = call
     # Updates and matmul probes interleaved: the floor is measured under the same load.
     timed = time_ms_interleaved(
         {"s2ac": s2ac_update, "sac": sac_update}
@@ -340,6 +377,14 @@ def main(argv: list[str] | None = None) -> int:
         results["compile_break_even_updates"] = (
             results["compile_s"] / saved_s if saved_s > 0 else float("inf")
         )
+    if args.self_term != "none":
+        results["self_term"] = args.self_term
+        results["s2ac_no_self_term_update_ms"] = timed["s2ac_no_self_term"]
+        results["self_term_update_cost"] = timed["s2ac"] / timed["s2ac_no_self_term"]
+        for name in ("actor_sampler", "target_sampler"):
+            results[f"{name}_ms"] = timed[name]
+            results[f"{name}_no_self_term_ms"] = timed[f"{name}_no_self_term"]
+            results[f"self_term_{name}_cost"] = timed[name] / timed[f"{name}_no_self_term"]
     results["sac_update_ms"] = timed["sac"]
     results["update_ratio"] = results["s2ac_update_ms"] / results["sac_update_ms"]
     if args.baseline:

@@ -9,8 +9,16 @@ contrast. Every configuration runs once per seed (seeds 0..N-1); each sweep writ
 ``<sweep>.csv`` (one row per run), ``<sweep>_summary.csv`` (mean and 95% t-interval over seeds),
 ``<sweep>.md`` and PNG plots into ``--out``, and prints the markdown table.
 
+Two sweeps measure the regime S2AC trains in instead (``s2ac_lit.analysis.entropy.regime``):
+``regime`` compares the closed form, the closed form with the self term (exact and Hutchinson)
+and the exact log-det mode at M = 10-50, L = 3-10, ε = 0.1 with the truth measured from the
+sampler's pooled output (``--pool`` particles per case); ``knn`` checks that truth, the
+sample-only estimators, on targets of known entropy. They write ``<sweep>.csv``, ``<sweep>.md``
+and one plot, and run one seed unless ``--seeds`` says otherwise.
+
 Examples:
     python tools/entropy_eval.py --sweep bandwidth heuristics --seeds 5 --out "$TMPDIR/entropy"
+    python tools/entropy_eval.py --sweep regime knn --out docs/results/entropy_regime
     python tools/entropy_eval.py --sweep all --quick --out "$TMPDIR/entropy_quick"
     python tools/entropy_eval.py --custom my_module:my_target --out "$TMPDIR/entropy_custom"
 """
@@ -49,9 +57,26 @@ from s2ac_lit.analysis.entropy import (
     mean_ci,
     paper_gaussian,
 )
+from s2ac_lit.analysis.entropy.regime import (
+    ESTIMATORS,
+    RegimeRecord,
+    TruthCheckRecord,
+    check_truth,
+    evaluate_regime,
+    regime_cases,
+    truth_check_targets,
+)
 from s2ac_lit.errors import UsageError, cli, positive_int
 
 SWEEPS = ("bandwidth", "particles", "init", "dims", "modes", "samplers", "heuristics")
+REGIME_SWEEPS = ("regime", "knn")
+"""Sweeps of the training regime, with sample-only truths (one seed by default)."""
+ESTIMATOR_LABELS = {
+    "none": "closed form (paper)",
+    "exact": "+ self term, exact",
+    "hutchinson": "+ self term, Hutchinson",
+    "logdet": "exact log-det mode",
+}
 PAPER_SIGMA2 = (0.1, 1.0, 3.0, 5.0, 7.0, 10.0, 100.0)
 PAPER_SIZES = ((10, 20), (20, 20), (100, 100), (200, 200))
 HEURISTICS = ("median", "mean_half", "trace", 5.0)
@@ -340,6 +365,185 @@ def run_sweep(sweep: Sweep, seeds: int, out: Path, dtype: torch.dtype) -> str:
     return table
 
 
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+def regime_table(records: Sequence[RegimeRecord]) -> str:
+    """One row per case: H(q⁰), the truth (Gaussian-fit bound) and each estimator's estimate
+    with its error; with the step cap each estimator's particles have their own truth,
+    shown after its error. Means over seeds."""
+    by_case: dict[str, dict[str, list[RegimeRecord]]] = {}
+    for r in records:
+        by_case.setdefault(r.label, {}).setdefault(r.estimator, []).append(r)
+    heads = [ESTIMATOR_LABELS[e] for e in ESTIMATORS]
+    lines = [
+        "| case | H(q⁰) | truth (Gaussian fit) | " + " | ".join(heads) + " |",
+        "|---" * (3 + len(heads)) + "|",
+    ]
+    for label, per in by_case.items():
+        base = per["none"]
+        cells = []
+        for e in ESTIMATORS:
+            rs = per.get(e)
+            if not rs:
+                cells.append("–")
+                continue
+            cell = f"{_mean([r.estimate for r in rs]):.3f} ({_mean([r.error for r in rs]):+.3f}"
+            own_truth = _mean([r.truth for r in rs])
+            if abs(own_truth - _mean([r.truth for r in base])) > 1e-12:
+                cell += f" vs {own_truth:.3f}"
+            cells.append(cell + ")")
+        truth = (
+            f"{_mean([r.truth for r in base]):.3f} ({_mean([r.gaussian_fit for r in base]):.3f})"
+        )
+        lines.append(
+            f"| {label} | {_mean([r.h0 for r in base]):.3f} | {truth} | " + " | ".join(cells) + " |"
+        )
+    return "\n".join(lines)
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])
+
+
+def regime_overview(records: Sequence[RegimeRecord]) -> str:
+    """Median |error| and median share of the entropy change missed, per curvature and
+    estimator, over the cases at M = 10, L = 3, ``mean_half``, without the cap."""
+    base = [
+        r
+        for r in records
+        if r.particles == 10
+        and r.steps == 3
+        and r.bandwidth == "mean_half"
+        and math.isnan(r.max_step_norm)
+    ]
+    curvatures = sorted({r.curvature for r in base})
+    lines = [
+        "| curvature | cases | " + " | ".join(ESTIMATOR_LABELS[e] for e in ESTIMATORS) + " |",
+        "|---" * (2 + len(ESTIMATORS)) + "|",
+    ]
+    for c in curvatures:
+        cells = []
+        for e in ESTIMATORS:
+            rs = [r for r in base if r.curvature == c and r.estimator == e]
+            error, missed = _median([abs(r.error) for r in rs]), _median([r.missed for r in rs])
+            cells.append(f"{error:.3f} ({100 * missed:.0f} %)")
+        n = len({r.label for r in base if r.curvature == c})
+        lines.append(f"| ×{c:g} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_regime(records: Sequence[RegimeRecord], path: Path) -> None:
+    """Error of each estimator against the truth's change H(q_L) - H(q⁰), one point per case."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for k, e in enumerate(ESTIMATORS):
+        rs = [r for r in records if r.estimator == e]
+        ax.scatter(
+            [r.truth - r.h0 for r in rs],
+            [r.error for r in rs],
+            s=12,
+            color=f"C{k}",
+            label=ESTIMATOR_LABELS[e],
+        )
+    ax.axhline(0.0, color="k", lw=0.8)
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_yscale("symlog", linthresh=0.1)
+    ax.set(xlabel="entropy change of the steps, truth (nats)", ylabel="estimate - truth (nats)")
+    ax.legend(fontsize=7)
+    _save(fig, path)
+
+
+def run_regime(seeds: int, out: Path, *, pool: int, quick: bool) -> str:
+    """The ``regime`` sweep: every case of :func:`regime_cases` on seeds 0..N-1."""
+    records = [
+        r
+        for case in regime_cases(quick=quick)
+        for seed in range(seeds)
+        for r in evaluate_regime(case, seed=seed, pool=pool)
+    ]
+    _write_csv(out / "regime.csv", [dataclasses.asdict(r) for r in records])
+    plot_regime(records, out / "regime_errors.png")
+    pools = sorted({r.pool for r in records})
+    table = (
+        "**SVGD's entropy estimates in the training regime** (ε = 0.1, quadratic targets, "
+        "q⁰ = N(0, s²I)): estimate (estimate - truth)\n\n"
+        + regime_table(records)
+        + "\n\n**Median |error| in nats (median share of the entropy change missed)**, "
+        "M = 10, L = 3, `mean_half`, no cap, all D and s\n\n"
+        + regime_overview(records)
+        + f"\n\nTruth: calibrated whitened kNN entropy (k = 5) of {'/'.join(map(str, pools))} "
+        f"pooled particles; {seeds} seed(s). Where the cap is on, each estimator's particles "
+        "move differently (the self term enters the cap) and its error is against its own "
+        "truth (shown after 'vs')."
+    )
+    (out / "regime.md").write_text(table + "\n")
+    return table
+
+
+def knn_sizes(dim: int, *, quick: bool) -> tuple[tuple[int, bool], ...]:
+    """(N, calibrate) pairs of the ``knn`` sweep: 5k and 20k everywhere; in D = 17 also 80k,
+    uncalibrated (its Gaussian reference would cost three more 80k estimates)."""
+    if quick:
+        return ((1000, True),)
+    return ((5000, True), (20_000, True), *(((80_000, False),) if dim >= 17 else ()))
+
+
+def knn_table(records: Sequence[TruthCheckRecord]) -> str:
+    """Error of each sample-only estimator (estimate - truth), mean over seeds."""
+    groups: dict[tuple[str, int], list[TruthCheckRecord]] = {}
+    for r in records:
+        groups.setdefault((r.target, r.n), []).append(r)
+    lines = [
+        "| target | N | truth | kNN | kNN whitened | kNN calibrated | Gaussian fit (bound) |",
+        "|---" * 7 + "|",
+    ]
+    for (target, n), rs in groups.items():
+        truth = _mean([r.truth for r in rs])
+        errs = [
+            _mean([getattr(r, key) for r in rs]) - truth
+            for key in ("raw", "whitened", "calibrated", "gaussian_fit")
+        ]
+        cells = ["–" if math.isnan(e) else f"{e:+.3f}" for e in errs]
+        lines.append(f"| {target} | {n} | {truth:.3f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def run_knn_check(seeds: int, out: Path, *, quick: bool) -> str:
+    """The ``knn`` sweep: the ground truth of ``regime`` on targets of known entropy."""
+    dims = (3,) if quick else (3, 6, 8, 17)
+    records = [
+        check_truth(target, n, seed=seed, calibrate=calibrate)
+        for d in dims
+        for target in truth_check_targets(d)
+        for n, calibrate in knn_sizes(d, quick=quick)
+        for seed in range(seeds)
+    ]
+    _write_csv(out / "knn.csv", [dataclasses.asdict(r) for r in records])
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for k, key in enumerate(("raw", "whitened", "calibrated", "gaussian_fit")):
+        rs = [r for r in records if not math.isnan(getattr(r, key))]
+        ax.scatter(
+            [r.dim + 0.15 * k for r in rs],
+            [getattr(r, key) - r.truth for r in rs],
+            s=12,
+            color=f"C{k}",
+            label=key,
+        )
+    ax.axhline(0.0, color="k", lw=0.8)
+    ax.set(xlabel="dimension", ylabel="estimate - truth (nats)")
+    ax.legend(fontsize=7)
+    _save(fig, out / "knn_errors.png")
+    table = (
+        "**Sample-only entropy estimators against known entropies** (k = 5): estimate - truth "
+        f"in nats, mean over {seeds} seed(s)\n\n" + knn_table(records)
+    )
+    (out / "knn.md").write_text(table + "\n")
+    return table
+
+
 def load_custom(spec: str) -> Target:
     """``module:attr``: a :class:`Target`, or a zero-argument callable that returns one."""
     module, _, attr = spec.partition(":")
@@ -366,11 +570,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--sweep",
         nargs="+",
         default=["bandwidth"],
-        choices=(*SWEEPS, "all"),
+        choices=(*SWEEPS, *REGIME_SWEEPS, "all"),
         help="sweeps to run (all: every one)",
     )
     parser.add_argument(
-        "--seeds", type=positive_int, default=5, help="seeds 0..N-1 per configuration"
+        "--seeds",
+        type=positive_int,
+        help="seeds 0..N-1 per configuration (default: 5; regime and knn: 1)",
+    )
+    parser.add_argument(
+        "--pool",
+        type=positive_int,
+        default=20_000,
+        help="regime: particles pooled per case for the truth (quick: 2000)",
     )
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for smoke tests")
@@ -387,16 +599,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     custom = load_custom(args.custom) if args.custom else None
     args.out.mkdir(parents=True, exist_ok=True)
-    names = list(SWEEPS) if "all" in args.sweep else _ordered(args.sweep)
-    sweeps = [build_sweep(n, quick=args.quick) for n in names]
+    names = [*SWEEPS, *REGIME_SWEEPS] if "all" in args.sweep else _ordered(args.sweep)
+    sweeps = [build_sweep(n, quick=args.quick) for n in names if n in SWEEPS]
     if custom is not None:
         sweeps.append(build_sweep("custom", quick=args.quick, custom=custom))
     dtype = getattr(torch, args.dtype)
     tables, start = [], time.perf_counter()
     for sweep in sweeps:
         t0 = time.perf_counter()
-        table = run_sweep(sweep, args.seeds, args.out, dtype)
+        table = run_sweep(sweep, args.seeds or 5, args.out, dtype)
         tables.append(f"{table}\n\n_{sweep.name}: {time.perf_counter() - t0:.1f} s_")
+        print(tables[-1] + "\n", flush=True)
+    for name in (n for n in names if n in REGIME_SWEEPS):
+        t0 = time.perf_counter()
+        if name == "regime":
+            pool = min(args.pool, 2000) if args.quick else args.pool
+            table = run_regime(args.seeds or 1, args.out, pool=pool, quick=args.quick)
+        else:
+            table = run_knn_check(args.seeds or 1, args.out, quick=args.quick)
+        tables.append(f"{table}\n\n_{name}: {time.perf_counter() - t0:.1f} s_")
         print(tables[-1] + "\n", flush=True)
     total = f"Total wall time: {time.perf_counter() - start:.1f} s ({args.threads} thread)."
     (args.out / "summary.md").write_text("\n\n".join(tables) + f"\n\n{total}\n")
