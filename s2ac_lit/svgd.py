@@ -37,6 +37,8 @@ from s2ac_lit.kernels import BANDWIDTH_RULES, BandwidthRule, pairwise_sq_dists, 
 LogProb = Callable[[Tensor], Tensor]
 ScoreFn = Callable[[Tensor], Tensor]
 """∇f: maps particles ``[..., M, D]`` to ``[..., M, D]``."""
+ScoreHvpFn = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
+"""(x, v) ↦ (∇f(x), ∇²f(x)v), both ``[..., M, D]``: what Hutchinson's probe needs."""
 Box = tuple[Tensor | float, Tensor | float]
 """``(low, high)``, tensors or floats broadcastable to the particles."""
 EntropyNorm = Literal["m", "m-1"]
@@ -67,10 +69,10 @@ class SVGDOptions:
             ``"m-1"`` (authors' code).
         self_term: add the j = i term ε·Δf(x_i)/M that the closed form leaves out:
             ``"none"`` (the paper), ``"exact"`` (D extra backward passes) or ``"hutchinson"``
-            (one Rademacher probe per step, drawn from the run's ``generator``; with a
-            ``score_fn`` its Hessian-vector product is a central difference of two more
-            ``score_fn`` calls, so no second-order autograd runs). When on, the term's
-            ‖∇²f(x_i)‖/M also enters the invertibility bound and hence the step cap.
+            (one Rademacher probe per step, drawn from the run's ``generator``; its
+            Hessian-vector product comes from ``svgd_run``'s ``score_hvp_fn`` when given,
+            otherwise from autograd). When on, the term's ‖∇²f(x_i)‖/M also enters the
+            invertibility bound and hence the step cap.
         max_step_norm: if set, each group's step size is shrunk (per step, detached) so that
             the invertibility bound ε‖∂φ/∂x‖ (with the self term when it is on) stays at or
             below this value; the closed-form log-density is only valid for an invertible step
@@ -179,11 +181,32 @@ class _Derivatives(NamedTuple):
     hessian_norm: Tensor | None
 
 
-def _fd_step(x: Tensor) -> Tensor:
-    """Central-difference step per particle: ∛(machine ε)·max(1, |x_i|_∞), which balances
-    the O(h²) truncation against the O(ε_mach/h) rounding of the difference of scores."""
+def finite_difference_step(x: Tensor) -> Tensor:
+    """Central-difference step per particle, h = ∛(machine ε)·max(1, |x_i|_∞): it balances
+    the difference's O(h²) truncation against its O(ε_mach/h) rounding.
+
+    Shapes:
+        x: ``[..., D]`` → ``[..., 1]``.
+    """
     eps = torch.finfo(x.dtype).eps ** (1.0 / 3.0)
     return eps * x.detach().abs().amax(-1, keepdim=True).clamp_min(1.0)
+
+
+def central_difference_hvp(score_fn: ScoreFn, x: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    """∇f(x) and ∇²f(x)v ≈ (∇f(x + hv) - ∇f(x - hv))/(2h), from one call of ``score_fn``
+    on the three points stacked (h: :func:`finite_difference_step`).
+
+    A :data:`ScoreHvpFn` for a smooth f. No second-order autograd runs, so it also works
+    through compiled kernels, which cannot differentiate twice; gradients through it are
+    first order in ``score_fn``. Not for an f with kinks (a minimum over critics): a
+    difference across one is a spike, see :meth:`s2ac_lit.actor.QEnergy.score_and_hvp`.
+
+    Shapes:
+        x, v: ``[..., M, D]`` → ``[..., M, D]`` twice.
+    """
+    h = finite_difference_step(x)
+    score = score_fn(torch.stack([x, x + h * v, x - h * v]))
+    return score[0], (score[1] - score[2]) / (2.0 * h)
 
 
 def _score_and_laplacian(
@@ -194,33 +217,37 @@ def _score_and_laplacian(
     self_term: SelfTerm,
     generator: torch.Generator | None,
     score_fn: ScoreFn | None = None,
+    score_hvp_fn: ScoreHvpFn | None = None,
 ) -> _Derivatives:
     """∇f(x) and, if asked, Δf(x) (exact, D backward passes, or Hutchinson's estimate).
 
-    ∇f comes from ``score_fn`` when given (no autograd at all unless ``create_graph`` or an
-    exact Laplacian needs it), otherwise from autograd through ``log_prob``. Hutchinson's
-    probe vᵀ∇²f v needs ∇²f v: with ``score_fn`` it is the central difference
-    (∇f(x + hv) - ∇f(x - hv))/(2h), two more calls of ``score_fn`` and no second-order
-    autograd (so it works through compiled critic kernels, which cannot differentiate twice);
-    otherwise autograd's Hessian-vector product. The Hessian norm (detached, ``[..., M]``) is
-    the Frobenius norm ‖∇²f‖_F ≥ ‖∇²f‖₂: exact, or Hutchinson's ‖∇²f v‖ (E‖Hv‖² = ‖H‖²_F).
+    ∇f comes from ``score_fn`` when given (no autograd at all unless ``create_graph`` or a
+    Laplacian needs it), otherwise from autograd through ``log_prob``. Hutchinson's probe
+    vᵀ∇²f v takes ∇f and ∇²f v from ``score_hvp_fn`` when given (e.g. a central difference of
+    an explicit score: no second-order autograd, so compiled kernels work), otherwise from
+    autograd's Hessian-vector product. The Hessian norm (detached, ``[..., M]``) is the
+    Frobenius norm ‖∇²f‖_F ≥ ‖∇²f‖₂: exact, or Hutchinson's ‖∇²f v‖ (E‖Hv‖² = ‖H‖²_F).
     """
-    if score_fn is not None and self_term != "exact":
+    if self_term == "hutchinson" and score_hvp_fn is not None:
+        v = _rademacher(x, generator)
         with nullcontext() if create_graph else torch.no_grad():
-            score = score_fn(x)
-            if score.shape != x.shape:
+            score, hv = score_hvp_fn(x, v)
+            if score.shape != x.shape or hv.shape != x.shape:
                 raise RuntimeError(
-                    f"score_fn must map particles {tuple(x.shape)} to the same shape, "
-                    f"got {tuple(score.shape)}"
+                    f"score_hvp_fn must map particles {tuple(x.shape)} to two tensors of that "
+                    f"shape, got {tuple(score.shape)} and {tuple(hv.shape)}"
                 )
-            if self_term == "none":
-                return _Derivatives(score, None, None)
-            v = _rademacher(x, generator)
-            h = _fd_step(x)
-            shifted = score_fn(torch.stack([x + h * v, x - h * v]))
-            hv = (shifted[0] - shifted[1]) / (2.0 * h)
             laplacian = (hv * v).sum(-1)
         return _Derivatives(score, laplacian, hv.detach().norm(dim=-1))
+    if score_fn is not None and self_term == "none":
+        with nullcontext() if create_graph else torch.no_grad():
+            score = score_fn(x)
+        if score.shape != x.shape:
+            raise RuntimeError(
+                f"score_fn must map particles {tuple(x.shape)} to the same shape, "
+                f"got {tuple(score.shape)}"
+            )
+        return _Derivatives(score, None, None)
     needs_hessian = self_term != "none"
     hessian_norm = None
     with torch.enable_grad():
@@ -381,6 +408,7 @@ def svgd_run(
     logdet: LogDetMode = "closed_form",
     generator: torch.Generator | None = None,
     score_fn: ScoreFn | None = None,
+    score_hvp_fn: ScoreHvpFn | None = None,
     diagnostics: bool = False,
 ) -> SVGDResult:
     """Move particles with L SVGD steps towards exp(log_prob) and track their log-densities.
@@ -407,6 +435,10 @@ def svgd_run(
         score_fn: ∇f, if known in closed form (e.g. an MLP's explicit input gradient). Then
             no autograd runs for the score, which is much cheaper when not differentiating.
             It must agree with ``log_prob``, which the exact log-det mode still uses.
+        score_hvp_fn: (x, v) ↦ (∇f(x), ∇²f(x)v) for Hutchinson's probe (``self_term=
+            "hutchinson"``; other settings ignore it), e.g. :func:`central_difference_hvp`
+            of an explicit score: then the probe needs no second-order autograd, which
+            compiled kernels cannot do. Without it the probe is autograd's.
         diagnostics: also return the invertibility bound at the configured ε, per step.
 
     Returns:
@@ -429,6 +461,7 @@ def svgd_run(
             self_term=options.self_term,
             generator=generator,
             score_fn=score_fn,
+            score_hvp_fn=score_hvp_fn,
         )
         with graph:
             sq_dists = pairwise_sq_dists(x)
@@ -510,7 +543,8 @@ def svgd_sample(
 ) -> tuple[Tensor, Tensor]:
     """Particles after L SVGD steps and their log-densities: :func:`svgd_run` without extras.
 
-    Keyword arguments (``differentiable``, ``box``, ``logdet``, ``generator``, ``score_fn``)
+    Keyword arguments (``differentiable``, ``box``, ``logdet``, ``generator``, ``score_fn``,
+    ``score_hvp_fn``)
     are those of :func:`svgd_run`.
 
     Returns:

@@ -14,11 +14,15 @@ Two sweeps measure the regime S2AC trains in instead (``s2ac_lit.analysis.entrop
 and the exact log-det mode at M = 10-50, L = 3-10, ε = 0.1 with the truth measured from the
 sampler's pooled output (``--pool`` particles per case); ``knn`` checks that truth, the
 sample-only estimators, on targets of known entropy. They write ``<sweep>.csv``, ``<sweep>.md``
-and one plot, and run one seed unless ``--seeds`` says otherwise.
+and one plot, and run one seed unless ``--seeds`` says otherwise. ``--checkpoint`` (with one
+``--replay`` dump each) runs the same comparison on trained S2AC critics at replay states
+(``s2ac_lit.analysis.entropy.critic``; ``critic.csv``, ``critic.md``).
 
 Examples:
     python tools/entropy_eval.py --sweep bandwidth heuristics --seeds 5 --out "$TMPDIR/entropy"
     python tools/entropy_eval.py --sweep regime knn --out docs/results/entropy_regime
+    python tools/entropy_eval.py --checkpoint RUN/checkpoints/step=5000.ckpt \\
+        --replay RUN/replay/step-5000/rank-0 --states 64 --out "$TMPDIR/entropy_critic"
     python tools/entropy_eval.py --sweep all --quick --out "$TMPDIR/entropy_quick"
     python tools/entropy_eval.py --custom my_module:my_target --out "$TMPDIR/entropy_custom"
 """
@@ -57,6 +61,12 @@ from s2ac_lit.analysis.entropy import (
     mean_ci,
     paper_gaussian,
 )
+from s2ac_lit.analysis.entropy.critic import (
+    CRITIC_ESTIMATORS,
+    CriticRecord,
+    evaluate_critic,
+    replay_observations,
+)
 from s2ac_lit.analysis.entropy.regime import (
     ESTIMATORS,
     RegimeRecord,
@@ -71,6 +81,13 @@ from s2ac_lit.errors import UsageError, cli, positive_int
 SWEEPS = ("bandwidth", "particles", "init", "dims", "modes", "samplers", "heuristics")
 REGIME_SWEEPS = ("regime", "knn")
 """Sweeps of the training regime, with sample-only truths (one seed by default)."""
+CRITIC_LABELS = {
+    "none": "closed form",
+    "hutchinson": "+ self, Hutchinson",
+    "none_nocap": "closed form, no cap",
+    "exact_nocap": "+ self exact, no cap",
+    "logdet": "exact log-det, no cap",
+}
 ESTIMATOR_LABELS = {
     "none": "closed form (paper)",
     "exact": "+ self term, exact",
@@ -544,6 +561,148 @@ def run_knn_check(seeds: int, out: Path, *, quick: bool) -> str:
     return table
 
 
+def _quantile(values: list[float], q: float) -> float:
+    return float(torch.quantile(torch.tensor(values, dtype=torch.float64), q))
+
+
+def _ranks(values: Sequence[float]) -> list[float]:
+    """Ranks from 0, ties sharing their mean rank."""
+    order = sorted(range(len(values)), key=values.__getitem__)
+    ranks = [0.0] * len(values)
+    start = 0
+    while start < len(order):
+        end = start
+        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
+            end += 1
+        for k in range(start, end + 1):
+            ranks[order[k]] = 0.5 * (start + end)
+        start = end + 1
+    return ranks
+
+
+def _spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman's rank correlation (NaN when either side is constant)."""
+    ra, rb = (torch.tensor(_ranks(v), dtype=torch.float64) for v in (a, b))
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    norm = float(ra.norm() * rb.norm())
+    return float((ra * rb).sum()) / norm if norm > 0 else float("nan")
+
+
+def critic_tables(records: Sequence[CriticRecord]) -> str:
+    """Per checkpoint and estimator, the distribution over states of estimate - truth; then,
+    for the trainer's sampler with and without the self term, how the error follows the
+    energy's curvature, σθ and the cap (rank correlations, and medians by tercile)."""
+    stages = _ordered([f"{r.updates}" for r in records])
+    lines = [
+        "| updates | estimator | states | median error | 10-90 % | median abs. error | "
+        "share abs. error > 0.1 | median share of the change missed |",
+        "|---" * 8 + "|",
+    ]
+    for stage in stages:
+        for e in CRITIC_ESTIMATORS:
+            rs = [r for r in records if f"{r.updates}" == stage and r.estimator == e]
+            if not rs:
+                continue
+            err = [r.error for r in rs]
+            lines.append(
+                f"| {stage} | {CRITIC_LABELS[e]} | {len(rs)} | {_median(err):+.3f} | "
+                f"[{_quantile(err, 0.1):+.3f}, {_quantile(err, 0.9):+.3f}] | "
+                f"{_median([abs(x) for x in err]):.3f} | "
+                f"{100 * sum(abs(x) > 0.1 for x in err) / len(err):.0f} % | "
+                f"{100 * _median([r.missed for r in rs]):.0f} % |"
+            )
+    lines += [
+        "",
+        "Rank correlation (Spearman, all checkpoints) of estimate - truth with the state's "
+        "descriptors: curvature = mean eigenvalue of -∇²f at q⁰'s particles, σθ = geometric "
+        "mean of the initial std, cap = the mean factor of the trainer's step cap on ε "
+        "without the self term (1: never active), "
+        "entropy change = truth - H(q⁰).",
+        "",
+        "| estimator | curvature | σθ | cap factor | entropy change |",
+        "|---|---|---|---|---|",
+    ]
+    cap_factor = {(r.updates, r.state): r.step_scale for r in records if r.estimator == "none"}
+    for e in ("none", "hutchinson", "none_nocap", "logdet"):
+        rs = [r for r in records if r.estimator == e]
+        if len(rs) < 3:
+            continue
+        err = [r.error for r in rs]
+        cells = [
+            _spearman(err, [getattr(r, key) for r in rs]) for key in ("curvature", "sigma_theta")
+        ]
+        cells.append(_spearman(err, [cap_factor.get((r.updates, r.state), 1.0) for r in rs]))
+        cells.append(_spearman(err, [r.truth - r.h0 for r in rs]))
+        lines.append(f"| {CRITIC_LABELS[e]} | " + " | ".join(f"{c:+.2f}" for c in cells) + " |")
+    lines += [
+        "",
+        "Median estimate - truth by tercile of curvature (all checkpoints):",
+        "",
+        "| curvature tercile | range | states | "
+        + " | ".join(CRITIC_LABELS[e] for e in CRITIC_ESTIMATORS)
+        + " | median σθ | median cap factor |",
+        "|---" * (5 + len(CRITIC_ESTIMATORS)) + "|",
+    ]
+    base = [r for r in records if r.estimator == "none"]
+    if base:
+        cuts = [_quantile([r.curvature for r in base], q) for q in (1 / 3, 2 / 3)]
+        for k, (lo, hi) in enumerate(zip([-math.inf, *cuts], [*cuts, math.inf], strict=True)):
+            keys = {(r.updates, r.state) for r in base if lo < r.curvature <= hi}
+            if not keys:
+                continue
+            cells = []
+            for e in CRITIC_ESTIMATORS:
+                errs = [
+                    r.error for r in records if r.estimator == e and (r.updates, r.state) in keys
+                ]
+                cells.append(f"{_median(errs):+.3f}" if errs else "–")
+            sel = [r for r in base if (r.updates, r.state) in keys]
+            rng = f"{min(r.curvature for r in sel):.1f}-{max(r.curvature for r in sel):.1f}"
+            lines.append(
+                f"| {k + 1} | {rng} | {len(keys)} | " + " | ".join(cells) + f" | "
+                f"{_median([r.sigma_theta for r in sel]):.2f} | "
+                f"{_median([r.step_scale for r in sel]):.2f} |"
+            )
+    return "\n".join(lines)
+
+
+def run_critic(
+    checkpoints: Sequence[Path],
+    replays: Sequence[Path],
+    out: Path,
+    *,
+    states: int,
+    groups: int,
+    seed: int,
+) -> str:
+    """The ``critic`` sweep: :func:`evaluate_critic` at ``states`` replay states of each
+    checkpoint (each with its own replay dump), ``groups`` chains per state."""
+    from s2ac_lit.trainer.module import RLModule
+
+    records = []
+    for checkpoint, replay in zip(checkpoints, replays, strict=True):
+        module = RLModule.load(checkpoint)
+        updates = int(torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"])
+        observations = replay_observations(module, replay, states, seed=seed)
+        records += evaluate_critic(
+            module,
+            observations,
+            groups=groups,
+            seed=seed,
+            checkpoint=checkpoint.name,
+            updates=updates,
+        )
+        _write_csv(out / "critic.csv", [dataclasses.asdict(r) for r in records])
+    pools = sorted({r.pool for r in records})
+    table = (
+        f"**SVGD's entropy estimates on trained critics** ({len(checkpoints)} checkpoint(s), "
+        f"{states} replay states each, {'/'.join(map(str, pools))} pooled pre-squash particles "
+        "per state; estimate - truth in nats)\n\n" + critic_tables(records)
+    )
+    (out / "critic.md").write_text(table + "\n")
+    return table
+
+
 def load_custom(spec: str) -> Target:
     """``module:attr``: a :class:`Target`, or a zero-argument callable that returns one."""
     module, _, attr = spec.partition(":")
@@ -569,14 +728,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--sweep",
         nargs="+",
-        default=["bandwidth"],
         choices=(*SWEEPS, *REGIME_SWEEPS, "all"),
-        help="sweeps to run (all: every one)",
+        help="sweeps to run (all: every one; default: bandwidth, or none with --checkpoint)",
     )
     parser.add_argument(
         "--seeds",
         type=positive_int,
         help="seeds 0..N-1 per configuration (default: 5; regime and knn: 1)",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="critic: trained S2AC checkpoints (a run's checkpoints/step=N.ckpt)",
+    )
+    parser.add_argument(
+        "--replay",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="critic: one replay dump per checkpoint (the run's replay/step-N/rank-R)",
+    )
+    parser.add_argument(
+        "--states", type=positive_int, default=64, help="critic: replay states per checkpoint"
+    )
+    parser.add_argument(
+        "--groups",
+        type=positive_int,
+        default=500,
+        help="critic: independent M-particle chains per state (the pooled truth's sample)",
     )
     parser.add_argument(
         "--pool",
@@ -596,10 +777,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.out.exists() and not args.out.is_dir():
         parser.error(f"--out {str(args.out)!r} is a file, not a folder")
+    if len(args.checkpoint) != len(args.replay):
+        parser.error(
+            f"--checkpoint and --replay need one dump per checkpoint, got {len(args.checkpoint)} "
+            f"and {len(args.replay)}"
+        )
+    for path in (*args.checkpoint, *args.replay):
+        if not path.exists():
+            parser.error(f"{str(path)!r} does not exist")
     torch.set_num_threads(args.threads)
     custom = load_custom(args.custom) if args.custom else None
     args.out.mkdir(parents=True, exist_ok=True)
-    names = [*SWEEPS, *REGIME_SWEEPS] if "all" in args.sweep else _ordered(args.sweep)
+    requested = args.sweep or ([] if args.checkpoint else ["bandwidth"])
+    names = [*SWEEPS, *REGIME_SWEEPS] if "all" in requested else _ordered(requested)
     sweeps = [build_sweep(n, quick=args.quick) for n in names if n in SWEEPS]
     if custom is not None:
         sweeps.append(build_sweep("custom", quick=args.quick, custom=custom))
@@ -609,6 +799,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         t0 = time.perf_counter()
         table = run_sweep(sweep, args.seeds or 5, args.out, dtype)
         tables.append(f"{table}\n\n_{sweep.name}: {time.perf_counter() - t0:.1f} s_")
+        print(tables[-1] + "\n", flush=True)
+    if args.checkpoint:
+        t0 = time.perf_counter()
+        table = run_critic(
+            args.checkpoint,
+            args.replay,
+            args.out,
+            states=args.states,
+            groups=args.groups,
+            seed=0,
+        )
+        tables.append(f"{table}\n\n_critic: {time.perf_counter() - t0:.1f} s_")
         print(tables[-1] + "\n", flush=True)
     for name in (n for n in names if n in REGIME_SWEEPS):
         t0 = time.perf_counter()
