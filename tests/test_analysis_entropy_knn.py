@@ -70,6 +70,7 @@ def test_calibrated_knn_recovers_anisotropic_gaussian_entropies(dim: int) -> Non
     estimate = calibrated_knn_entropy(x)
     assert estimate.entropy == pytest.approx(target.entropy, abs=0.1)
     assert estimate.whitened - estimate.bias == estimate.entropy
+    assert estimate.bounded == min(estimate.entropy, estimate.gaussian_fit)
     assert estimate.gaussian_fit == pytest.approx(target.entropy, abs=0.05)
 
 

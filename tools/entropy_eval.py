@@ -481,6 +481,12 @@ def run_regime(seeds: int, out: Path, *, pool: int, quick: bool) -> str:
         for seed in range(seeds)
         for r in evaluate_regime(case, seed=seed, pool=pool)
     ]
+    return write_regime(records, out)
+
+
+def write_regime(records: Sequence[RegimeRecord], out: Path) -> str:
+    """``regime.csv``, ``regime_errors.png`` and ``regime.md``; returns the markdown."""
+    seeds = len({r.seed for r in records})
     _write_csv(out / "regime.csv", [dataclasses.asdict(r) for r in records])
     plot_regime(records, out / "regime_errors.png")
     pools = sorted({r.pool for r in records})
@@ -492,7 +498,8 @@ def run_regime(seeds: int, out: Path, *, pool: int, quick: bool) -> str:
         "M = 10, L = 3, `mean_half`, no cap, all D and s\n\n"
         + regime_overview(records)
         + f"\n\nTruth: calibrated whitened kNN entropy (k = 5) of {'/'.join(map(str, pools))} "
-        f"pooled particles; {seeds} seed(s). Where the cap is on, each estimator's particles "
+        "pooled particles, at most their Gaussian fit (an upper bound, shown in parentheses); "
+        f"{seeds} seed(s). Where the cap is on, each estimator's particles "
         "move differently (the self term enters the cap) and its error is against its own "
         "truth (shown after 'vs')."
     )

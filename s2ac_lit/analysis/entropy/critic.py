@@ -6,8 +6,8 @@ The regime sweep (:mod:`~s2ac_lit.analysis.entropy.regime`) on a checkpoint's re
 each state s, f(u) = min_k Q_k(s, squash(u))/T with the run's temperature, the actor's own q⁰
 (S2AC(φ,θ): N(μθ(s), σθ(s)²) truncated) and the run's sampler settings. ``groups`` independent
 M-particle chains per state give the pooled pre-squash particles whose calibrated kNN entropy
-is the truth of that state (the squash's log-Jacobian is exact and common to every estimator,
-so the comparison in u is the one that matters).
+(at most the Gaussian-fit bound) is the truth of that state (the squash's log-Jacobian is exact
+and common to every estimator, so the comparison in u is the one that matters).
 
 Per state, the estimators are those of the trainer's sampler (its cap included): ``none``
 (the closed form) and ``hutchinson`` (with the self term, which also enters the cap, so the
@@ -44,9 +44,10 @@ class CriticRecord:
     """One estimator at one state of one checkpoint.
 
     ``truth``: the calibrated kNN entropy of the state's pooled pre-squash particles (this
-    estimator's particles); ``h0``: the exact entropy of q⁰; ``error`` = ``estimate`` -
-    ``truth``; ``missed``: -error / (truth - h0). State descriptors (the same for every
-    estimator of a state): ``sigma_theta`` (geometric mean of σθ(s), or σ₀),
+    estimator's particles), at most their Gaussian fit ``gaussian_fit``; ``h0``: the exact
+    entropy of q⁰; ``error`` = ``estimate`` - ``truth``; ``missed``: -error / (truth - h0).
+    State descriptors (the same for every estimator of a state): ``sigma_theta`` (geometric
+    mean of σθ(s), or σ₀),
     ``curvature`` (mean over the initial particles of -Δf/A, the mean eigenvalue of -∇²f),
     ``self_size`` (mean over them of ε·L·Δf/M, the self term's size if the particles stayed
     put). Per estimator: ``step_scale`` (the cap's mean factor on ε), ``bound_max`` (the
@@ -201,11 +202,11 @@ def evaluate_critic(
                         estimator=name,
                         pool=groups * u0.shape[-2],
                         h0=h0,
-                        truth=truth.entropy,
+                        truth=truth.bounded,
                         gaussian_fit=truth.gaussian_fit,
                         estimate=estimate,
-                        error=estimate - truth.entropy,
-                        missed=(truth.entropy - estimate) / (truth.entropy - h0),
+                        error=estimate - truth.bounded,
+                        missed=(truth.bounded - estimate) / (truth.bounded - h0),
                         step_scale=scale,
                         bound_max=float(run.step_norm_bound.amax()),
                         wall_s=time.perf_counter() - start,
