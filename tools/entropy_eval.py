@@ -789,9 +789,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"--checkpoint and --replay need one dump per checkpoint, got {len(args.checkpoint)} "
             f"and {len(args.replay)}"
         )
-    for path in (*args.checkpoint, *args.replay):
-        if not path.exists():
-            parser.error(f"{str(path)!r} does not exist")
+    for flag, paths in (("--checkpoint", args.checkpoint), ("--replay", args.replay)):
+        for path in paths:
+            if not path.exists():
+                parser.error(f"{flag} {str(path)!r} does not exist")
     torch.set_num_threads(args.threads)
     custom = load_custom(args.custom) if args.custom else None
     args.out.mkdir(parents=True, exist_ok=True)
