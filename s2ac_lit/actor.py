@@ -266,23 +266,23 @@ class QEnergy:
         return self._score(u, grad, q.argmin(0, keepdim=True))
 
     def score_and_hvp(self, u: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """∇ᵤf(u) and ∇²ᵤf(u)·v, the latter by a central difference of the closed-form score
-        (:func:`~s2ac_lit.svgd.central_difference_hvp`'s step), all three points in one
-        critic call, with the minimal critic chosen at u for all three: min_k Q_k has a kink
-        where two critics cross, and a difference across it would be a spike of size
-        |∇Q₁ - ∇Q₂|/h instead of either critic's curvature.
+        """∇ᵤf(u) and ∇²ᵤf(u)·v, the latter by a forward difference of the closed-form score
+        (:func:`~s2ac_lit.svgd.finite_difference_hvp`'s step), both points in one critic
+        call, with the minimal critic chosen at u for both: min_k Q_k has a kink where two
+        critics cross, and a difference across it would be a spike of size |∇Q₁ - ∇Q₂|/h
+        instead of either critic's curvature.
 
         Shapes:
             u, v: ``[..., M, A]`` → ``[..., M, A]`` twice.
         """
         h = finite_difference_step(u)
-        points = torch.stack([u, u + h * v, u - h * v])
+        points = torch.stack([u, u + h * v])
         q, grad = self.critic.value_and_action_grad(
             self.observation, self.actor.energy_input(points)
         )
         index = q[:, :1].argmin(0, keepdim=True).expand(1, *q.shape[1:])
         score = self._score(points, grad, index)
-        return score[0], (score[1] - score[2]) / (2.0 * h)
+        return score[0], (score[1] - score[0]) / h
 
     def _score(self, u: Tensor, grad: Tensor, index: Tensor) -> Tensor:
         """∇ᵤf from every critic's ∇ₐQ ``[K, ..., M, A]`` and the critic to take per particle

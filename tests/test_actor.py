@@ -24,7 +24,7 @@ from s2ac_lit.actor import (
 )
 from s2ac_lit.config import load_config
 from s2ac_lit.networks import QEnsemble
-from s2ac_lit.svgd import SVGDOptions, central_difference_hvp, svgd_run
+from s2ac_lit.svgd import SVGDOptions, finite_difference_hvp, svgd_run
 
 F64 = torch.float64
 LOW, HIGH = [-2.0, 0.0], [2.0, 1.0]
@@ -192,7 +192,9 @@ def test_closed_form_energy_score_matches_autograd(squash_correction: bool) -> N
 
 
 def test_closed_form_score_gives_the_same_sample_and_gradients() -> None:
-    """Sampling (and differentiating through it) with the explicit ∇ₐQ equals autograd's."""
+    """Sampling (and differentiating through it) with the explicit ∇ₐQ equals autograd's. The
+    default sampler's self term then takes its Hessian-vector product by a forward difference
+    (1e-8 relative in float64) where autograd's is exact, hence rtol 1e-7."""
     actor = make_actor("learned", 3, num_particles=6, hidden_sizes=(16,))
     actor.double()
     critic = QEnsemble(3, 2, hidden_sizes=(16, 16)).double()
@@ -207,7 +209,7 @@ def test_closed_form_score_gives_the_same_sample_and_gradients() -> None:
         (grad,) = torch.autograd.grad(sample.log_prob.sum() + sample.action.sum(), weight)
         results.append((sample.action.detach(), sample.log_prob.detach(), grad))
     for a, b in zip(*results, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-9)
 
 
 def test_compiled_critic_kernels_match_eager() -> None:
@@ -411,8 +413,8 @@ class TwoBowls(torch.nn.Module):
 
 
 def test_score_and_hvp_matches_autograd_on_a_critic_ensemble() -> None:
-    """∇²f v by the central difference equals autograd's Hessian-vector product of the energy
-    (float64; the difference's error is ~1e-10 relative)."""
+    """∇²f v by the forward difference equals autograd's Hessian-vector product of the energy
+    (float64; the difference's error is ~1e-8 relative)."""
     actor = SVGDActor(3, LOW, HIGH, init="fixed", num_particles=6).double()
     critic = QEnsemble(3, 2, hidden_sizes=(16, 16)).double()
     energy = actor.energy(torch.randn(4, 3, dtype=F64), critic, 0.5)
@@ -437,7 +439,7 @@ def test_score_and_hvp_keeps_the_critic_chosen_at_the_particle() -> None:
     v = torch.randint(0, 2, u.shape).to(F64) * 2 - 1
     _, hv = energy.score_and_hvp(u, v)
     torch.testing.assert_close(hv, -2.0 * v / 0.5, rtol=1e-6, atol=1e-6)
-    _, naive = central_difference_hvp(energy.score, u, v)
+    _, naive = finite_difference_hvp(energy.score, u, v)
     assert (naive - hv).abs().max() > 1e3  # what a difference of the minimum would give
 
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from s2ac_lit.kernels import bandwidth, pairwise_sq_dists
-from s2ac_lit.svgd import SVGDOptions, central_difference_hvp, svgd_run, svgd_sample
+from s2ac_lit.svgd import SVGDOptions, finite_difference_hvp, svgd_run, svgd_sample
 
 F64 = torch.float64
 
@@ -509,11 +509,12 @@ def score_of(log_prob):
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_central_difference_probe_matches_the_autograd_probe(dtype: torch.dtype) -> None:
-    """With ``score_hvp_fn=central_difference_hvp`` the probe's ∇²f v is a central difference
+def test_finite_difference_probe_matches_the_autograd_probe(dtype: torch.dtype) -> None:
+    """With ``score_hvp_fn=finite_difference_hvp`` the probe's ∇²f v is a forward difference
     of the score; with the same probes it must equal autograd's Hessian-vector product up to
-    the difference's O(h²) truncation and O(ε_mach/h) rounding, h = ∛ε_mach: about 1e-10 of
-    the self term in float64, 1e-4 in float32 (tolerances 100× that), the cap included."""
+    the difference's O(h) truncation and O(ε_mach/h) rounding, h = √ε_mach: measured 1e-8 of
+    the self term in float64, 3e-4 in float32 (tolerances 100× and 30× that), the cap
+    included."""
     log_prob = make_target(3, seed=8)
     x0 = torch.randn(4, 6, 3, generator=torch.Generator().manual_seed(3), dtype=F64).to(dtype)
     log_q0 = torch.zeros(4, 6, dtype=dtype)
@@ -529,25 +530,25 @@ def test_central_difference_probe_matches_the_autograd_probe(dtype: torch.dtype)
             generator=torch.Generator().manual_seed(5),
             diagnostics=True,
         )
-        for score_hvp_fn in (None, functools.partial(central_difference_hvp, score_of(log_prob)))
+        for score_hvp_fn in (None, functools.partial(finite_difference_hvp, score_of(log_prob)))
     ]
     assert (runs[0].step_norm_bound > cap).any()  # the probe's norm reaches the cap
     none = svgd_run(log_prob, x0, log_q0, SVGDOptions(steps=3, step_size=0.1))
     self_part = (runs[0].log_q - none.log_q).abs().max().item()
-    tol = (1e-8 if dtype == torch.float64 else 1e-2) * max(1.0, self_part)
+    tol = (1e-6 if dtype == torch.float64 else 1e-2) * max(1.0, self_part)
     torch.testing.assert_close(runs[1].log_q, runs[0].log_q, rtol=0, atol=tol)
     torch.testing.assert_close(runs[1].particles, runs[0].particles, rtol=0, atol=tol)
     torch.testing.assert_close(runs[1].step_norm_bound, runs[0].step_norm_bound, rtol=tol, atol=tol)
 
 
-def test_central_difference_probe_differentiates_like_the_autograd_probe() -> None:
-    """Gradients through the central-difference probe (first order through the score) equal
+def test_finite_difference_probe_differentiates_like_the_autograd_probe() -> None:
+    """Gradients through the finite-difference probe (first order through the score) equal
     those through autograd's Hessian-vector product (second order), to the difference's
     accuracy."""
     log_prob = make_target(2, seed=9)
     xi = torch.randn(3, 5, 2, generator=torch.Generator().manual_seed(4), dtype=F64)
     grads = []
-    for score_hvp_fn in (None, functools.partial(central_difference_hvp, score_of(log_prob))):
+    for score_hvp_fn in (None, functools.partial(finite_difference_hvp, score_of(log_prob))):
         shift = torch.tensor([0.3, -0.2], dtype=F64, requires_grad=True)
         x0 = xi + shift
         run = svgd_run(

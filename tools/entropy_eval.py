@@ -700,11 +700,19 @@ def run_critic(
             updates=updates,
         )
         _write_csv(out / "critic.csv", [dataclasses.asdict(r) for r in records])
-    pools = sorted({r.pool for r in records})
+    return write_critic(records, out)
+
+
+def write_critic(records: Sequence[CriticRecord], out: Path) -> str:
+    """``critic.csv`` and ``critic.md``; returns the markdown."""
+    _write_csv(out / "critic.csv", [dataclasses.asdict(r) for r in records])
+    pools = "/".join(map(str, sorted({r.pool for r in records})))
+    stages = len({r.checkpoint for r in records})
+    states = len({(r.checkpoint, r.state) for r in records})
     table = (
-        f"**SVGD's entropy estimates on trained critics** ({len(checkpoints)} checkpoint(s), "
-        f"{states} replay states each, {'/'.join(map(str, pools))} pooled pre-squash particles "
-        "per state; estimate - truth in nats)\n\n" + critic_tables(records)
+        f"**SVGD's entropy estimates on trained critics** ({stages} checkpoint(s), {states} "
+        f"replay states in all, {pools} pooled pre-squash particles per state; estimate - truth "
+        "in nats)\n\n" + critic_tables(records)
     )
     (out / "critic.md").write_text(table + "\n")
     return table
