@@ -623,11 +623,12 @@ def critic_tables(records: Sequence[CriticRecord]) -> str:
         "Rank correlation (Spearman, all checkpoints) of estimate - truth with the state's "
         "descriptors: curvature = mean eigenvalue of -∇²f at q⁰'s particles, σθ = geometric "
         "mean of the initial std, cap = the mean factor of the trainer's step cap on ε "
-        "without the self term (1: never active), "
-        "entropy change = truth - H(q⁰).",
+        "without the self term (1: never active), split = share of q⁰'s particles whose "
+        "minimal critic is the less common one (½: the twin critics cross through the "
+        "cloud), entropy change = truth - H(q⁰).",
         "",
-        "| estimator | curvature | σθ | cap factor | entropy change |",
-        "|---|---|---|---|---|",
+        "| estimator | curvature | σθ | cap factor | split | entropy change |",
+        "|---|---|---|---|---|---|",
     ]
     cap_factor = {(r.updates, r.state): r.step_scale for r in records if r.estimator == "none"}
     for e in ("none", "hutchinson", "none_nocap", "logdet"):
@@ -639,38 +640,51 @@ def critic_tables(records: Sequence[CriticRecord]) -> str:
             _spearman(err, [getattr(r, key) for r in rs]) for key in ("curvature", "sigma_theta")
         ]
         cells.append(_spearman(err, [cap_factor.get((r.updates, r.state), 1.0) for r in rs]))
+        cells.append(_spearman(err, [r.critic_split for r in rs]))
         cells.append(_spearman(err, [r.truth - r.h0 for r in rs]))
         lines.append(f"| {CRITIC_LABELS[e]} | " + " | ".join(f"{c:+.2f}" for c in cells) + " |")
-    lines += [
+    base = [r for r in records if r.estimator == "none"]
+    for key, label in (
+        ("curvature", "curvature"),
+        ("critic_split", "split"),
+        ("sigma_theta", "σθ"),
+    ):
+        lines += ["", *_tercile_table(records, base, key, label)]
+    return "\n".join(lines)
+
+
+def _tercile_table(
+    records: Sequence[CriticRecord], base: list[CriticRecord], key: str, label: str
+) -> list[str]:
+    """Median estimate - truth per estimator, by tercile of a state descriptor."""
+    lines = [
+        f"Median estimate - truth by tercile of {label} (all checkpoints):",
         "",
-        "Median estimate - truth by tercile of curvature (all checkpoints):",
-        "",
-        "| curvature tercile | range | states | "
+        f"| {label} tercile | range | states | "
         + " | ".join(CRITIC_LABELS[e] for e in CRITIC_ESTIMATORS)
         + " | median σθ | median cap factor |",
         "|---" * (5 + len(CRITIC_ESTIMATORS)) + "|",
     ]
-    base = [r for r in records if r.estimator == "none"]
-    if base:
-        cuts = [_quantile([r.curvature for r in base], q) for q in (1 / 3, 2 / 3)]
-        for k, (lo, hi) in enumerate(zip([-math.inf, *cuts], [*cuts, math.inf], strict=True)):
-            keys = {(r.updates, r.state) for r in base if lo < r.curvature <= hi}
-            if not keys:
-                continue
-            cells = []
-            for e in CRITIC_ESTIMATORS:
-                errs = [
-                    r.error for r in records if r.estimator == e and (r.updates, r.state) in keys
-                ]
-                cells.append(f"{_median(errs):+.3f}" if errs else "–")
-            sel = [r for r in base if (r.updates, r.state) in keys]
-            rng = f"{min(r.curvature for r in sel):.1f}-{max(r.curvature for r in sel):.1f}"
-            lines.append(
-                f"| {k + 1} | {rng} | {len(keys)} | " + " | ".join(cells) + f" | "
-                f"{_median([r.sigma_theta for r in sel]):.2f} | "
-                f"{_median([r.step_scale for r in sel]):.2f} |"
-            )
-    return "\n".join(lines)
+    if not base:
+        return lines
+    values = [getattr(r, key) for r in base]
+    cuts = [_quantile(values, q) for q in (1 / 3, 2 / 3)]
+    for k, (lo, hi) in enumerate(zip([-math.inf, *cuts], [*cuts, math.inf], strict=True)):
+        sel = [r for r in base if lo < getattr(r, key) <= hi]
+        keys = {(r.updates, r.state) for r in sel}
+        if not keys:
+            continue
+        cells = []
+        for e in CRITIC_ESTIMATORS:
+            errs = [r.error for r in records if r.estimator == e and (r.updates, r.state) in keys]
+            cells.append(f"{_median(errs):+.3f}" if errs else "–")
+        rng = f"{min(getattr(r, key) for r in sel):.2f} to {max(getattr(r, key) for r in sel):.2f}"
+        lines.append(
+            f"| {k + 1} | {rng} | {len(keys)} | " + " | ".join(cells) + f" | "
+            f"{_median([r.sigma_theta for r in sel]):.2f} | "
+            f"{_median([r.step_scale for r in sel]):.2f} |"
+        )
+    return lines
 
 
 def run_critic(

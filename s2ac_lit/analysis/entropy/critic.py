@@ -50,8 +50,10 @@ class CriticRecord:
     mean of σθ(s), or σ₀),
     ``curvature`` (mean over the initial particles of -Δf/A, the mean eigenvalue of -∇²f),
     ``self_size`` (mean over them of ε·L·Δf/M, the self term's size if the particles stayed
-    put). Per estimator: ``step_scale`` (the cap's mean factor on ε), ``bound_max`` (the
-    largest invertibility bound at the configured ε).
+    put), ``critic_split`` (the share of them whose minimal critic is not the most common
+    one: 0 when one critic is the minimum everywhere, ½ when the twin critics' crossing
+    halves the cloud). Per estimator: ``step_scale`` (the cap's mean factor on ε),
+    ``bound_max`` (the largest invertibility bound at the configured ε).
     """
 
     checkpoint: str
@@ -68,6 +70,7 @@ class CriticRecord:
     sigma_theta: float
     curvature: float
     self_size: float
+    critic_split: float
     step_scale: float
     bound_max: float
     wall_s: float
@@ -151,7 +154,10 @@ def evaluate_critic(
             h0 = float(_initial_entropy(actor, (box[0][None], box[1][None]))[0])
             sigma = (box[1] - box[0])[0, 0] / (2 * actor.truncation)
             lap0 = _laplacian(energy, u0).double()
+            minimal = loss.qvalue_network(energy.observation, actor.energy_input(u0)).argmin(0)
+            shares = torch.bincount(minimal.flatten(), minlength=2).double() / minimal.numel()
             state = dict(
+                critic_split=float(1.0 - shares.max()),
                 sigma_theta=float(sigma.log().mean().exp())
                 if actor.init_net is not None
                 else actor.init_std,
