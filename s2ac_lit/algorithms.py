@@ -33,6 +33,7 @@ from s2ac_lit.objectives.common import EntropyEstimate
 from s2ac_lit.objectives.s2ac import s2ac_entropy
 from s2ac_lit.objectives.sac import sac_entropy, sac_loss_phases
 from s2ac_lit.objectives.sql import sql_samples
+from s2ac_lit.svgd import SVGDOptions
 from s2ac_lit.update import Phases, Stepper, Update
 
 Policy = Callable[[TensorDictBase], TensorDictBase]
@@ -111,18 +112,14 @@ def make_actor(
     observation_dim: int,
     action_low: Sequence[float],
     action_high: Sequence[float],
-    *,
-    init: str | None = None,
-    amortized: bool | None = None,
-    squash_correction: bool | None = None,
 ) -> SVGDActor:
-    """The SVGD actor of ``cfg.actor`` and ``cfg.svgd``; keyword arguments override them."""
+    """S2AC's SVGD actor of ``cfg.actor`` and ``cfg.svgd``."""
     a, s = cfg.actor, cfg.svgd
     return SVGDActor(
         observation_dim,
         action_low,
         action_high,
-        init=init or a.init,  # type: ignore[arg-type]
+        init=a.init,  # type: ignore[arg-type]
         num_particles=s.num_particles,
         svgd=s.options(),
         init_std=a.init_std,
@@ -133,10 +130,10 @@ def make_actor(
         std_map=a.std_map,  # type: ignore[arg-type]
         truncation=a.truncation,
         bound=a.bound,  # type: ignore[arg-type]
-        squash_correction=a.squash_correction if squash_correction is None else squash_correction,
+        squash_correction=a.squash_correction,
         energy_at=a.energy_at,  # type: ignore[arg-type]
         scale_log_det=a.scale_log_det,
-        amortized=a.amortized if amortized is None else amortized,
+        amortized=a.amortized,
     )
 
 
@@ -174,16 +171,20 @@ def _build_sql(
     cfg: Config, observation_dim: int, action_low: Sequence[float], action_high: Sequence[float]
 ) -> Algorithm:
     critic = make_critic(cfg, observation_dim, len(action_low))
-    # SQL's sampler must target exp(Q(a)/α) on the action box, whose log-partition its
-    # soft value is: hence the squash correction (see SQLLoss).
-    actor = make_actor(
-        cfg,
+    # SQL's sampler is the amortised one alone; it must target exp(Q(a)/α) on the action box,
+    # whose log-partition its soft value is: hence the squash correction (see SQLLoss). Of
+    # the SVGD settings only the kernel's act, through the amortised direction.
+    a, s = cfg.actor, cfg.svgd
+    actor = SVGDActor(
         observation_dim,
         action_low,
         action_high,
         init="fixed",
-        amortized=True,
+        svgd=SVGDOptions(bandwidth=s.bandwidth, include_diagonal=s.include_diagonal),
+        hidden_sizes=tuple(a.hidden_sizes),
+        activation=a.activation,  # type: ignore[arg-type]
         squash_correction=True,
+        amortized=True,
     )
     lc = cfg.loss
     loss = SQLLoss(
@@ -196,8 +197,6 @@ def _build_sql(
     return Algorithm(loss, _select(loss, ALGORITHMS["sql"].default_selection(cfg) or ""))
 
 
-# SQL's sampler is the amortised one alone: of the SVGD settings only the kernel's act,
-# through the amortised direction; its actor is always fixed-init, amortised, squash-corrected.
 _AMORTIZED_SAMPLER = ("actor.hidden_sizes", "actor.activation", "svgd.bandwidth")
 _SQL_OWN = ("svgd.include_diagonal", "actor.eval_selection", "loss.value_particles")
 _SQL_READS = (*_SAMPLER_LOSS, *_AMORTIZED_SAMPLER, *_SQL_OWN)
@@ -288,16 +287,17 @@ def check_config(cfg: Config) -> Config:
     """Refuse keys the algorithm would ignore; returns ``cfg``.
 
     Raises:
-        ConfigError: naming the algorithm and the first such key.
+        ConfigError: naming the algorithm and every such key with its value and default.
     """
     unread = unread_keys(cfg)
     if unread:
-        key = unread[0]
-        value = _leaves(cfg)[key]
-        default = _leaves(Config())[key]
+        values, defaults = _leaves(cfg), _leaves(Config())
+        listed = ", ".join(f"{key}={values[key]!r} (default {defaults[key]!r})" for key in unread)
         raise ConfigError(
-            f"{key}={value!r} has no effect with algo={cfg.algo!r}; remove it (default "
-            f"{default!r}) or choose an algorithm that reads it"
+            f"{listed} {'has' if len(unread) == 1 else 'have'} no effect with "
+            f"algo={cfg.algo!r}; remove {'it' if len(unread) == 1 else 'them'} or choose an "
+            "algorithm that reads them (a preset's for_algo section holds settings of one "
+            "algorithm)"
         )
     return cfg
 
@@ -305,8 +305,8 @@ def check_config(cfg: Config) -> Config:
 def without_unread(cfg: Config) -> Config:
     """``cfg`` with the keys ``cfg.algo`` does not read back at their defaults.
 
-    For configs written before :func:`check_config` existed (checkpoints, resumed runs) and
-    for benchmark suites, whose task presets hold settings of the algorithms that read them.
+    Only for configs written before :func:`check_config` refused such keys (the run folders
+    and checkpoints of older runs, which still resume); everything new is refused instead.
     """
     defaults = _leaves(Config())
     for key in unread_keys(cfg):
@@ -367,15 +367,16 @@ def parameter_groups(loss: nn.Module, optim: OptimConfig) -> list[dict]:
     Raises:
         RuntimeError: a trainable parameter belongs to no known group.
     """
-    lrs = {"critic": optim.critic_lr, "actor": optim.actor_lr, "alpha": optim.alpha_lr}
-    groups: dict[str, list[nn.Parameter]] = {name: [] for name in lrs}
+    lr_keys = {"critic": "critic_lr", "actor": "actor_lr", "alpha": "alpha_lr"}
+    groups: dict[str, list[nn.Parameter]] = {name: [] for name in lr_keys}
     for name, param in loss.named_parameters():
         prefix = name.split(".")[0]
         if prefix not in PARAMETER_GROUPS:
             raise RuntimeError(f"parameter {name!r} belongs to no optimiser group")
         groups[PARAMETER_GROUPS[prefix]].append(param)
+    # Only the learning rates of groups that exist are read (the registry's declared keys).
     return [
-        {"params": params, "lr": lrs[group], "name": group}
+        {"params": params, "lr": getattr(optim, lr_keys[group]), "name": group}
         for group, params in groups.items()
         if params
     ]

@@ -25,10 +25,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
 from types import UnionType
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal, NamedTuple, Union, get_args, get_origin, get_type_hints
 
 import yaml
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from s2ac_lit.actor import (
@@ -45,12 +45,10 @@ from s2ac_lit.networks import ACTIVATIONS
 from s2ac_lit.svgd import ENTROPY_NORMS, SELF_TERMS, SVGDOptions
 from s2ac_lit.update import UPDATE_ORDERS
 
-AlgoName = Literal["s2ac", "sac", "sql"]
 Precision = Literal["32", "32-true", "64", "64-true", "bf16-mixed", "16-mixed", "bf16-true"]
 """Lightning precisions this package runs with."""
 Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]
 
-ALGOS: tuple[AlgoName, ...] = get_args(AlgoName)
 PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 ACCELERATORS: tuple[Accelerator, ...] = get_args(Accelerator)
 
@@ -267,7 +265,7 @@ class EvalConfig:
 @dataclass
 class Config:
     algo: str = "s2ac"
-    """'s2ac', 'sac' or 'sql'."""
+    """A name of the registry (s2ac_lit.algorithms.ALGORITHMS): 's2ac', 'sac', 'sql'."""
     seed: int = 0
     """Seeds torch, numpy, the envs and action sampling; rank r uses seed + r."""
     run_dir: str = "runs"
@@ -286,8 +284,14 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
+def algorithm_names() -> tuple[str, ...]:
+    """The algorithms of the registry (:data:`s2ac_lit.algorithms.ALGORITHMS`): the one list."""
+    from s2ac_lit.algorithms import ALGORITHMS  # imported late: the registry imports this module
+
+    return tuple(ALGORITHMS)
+
+
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "algo": ALGOS,
     "svgd.entropy_norm": ENTROPY_NORMS,
     "svgd.self_term": SELF_TERMS,
     "actor.init": INIT_KINDS,
@@ -349,7 +353,7 @@ _REMOVED: dict[str, dict[str, str]] = {"actor.bound": REMOVED_BOUNDS}
 
 def validate(cfg: Config) -> Config:
     """Check choices and ranges; returns ``cfg`` or raises :class:`ConfigError`."""
-    for key, allowed in _CHOICES.items():
+    for key, allowed in {"algo": algorithm_names(), **_CHOICES}.items():
         if _get(cfg, key) is None:  # an optional choice left to the algorithm
             continue
         value = str(_get(cfg, key))
@@ -502,28 +506,100 @@ def _load_yaml(path: Path) -> DictConfig:
 YamlPaths = str | Path | Sequence[str | Path] | None
 """One YAML preset, or several merged in order (later wins), or none."""
 
+BASE_KEY = "base"
+"""In a preset: the presets it includes (paths relative to it), merged before its own keys."""
+FOR_ALGO_KEY = "for_algo"
+"""In a preset: settings for one algorithm only, applied when the run's ``algo`` is that one
+(``for_algo: {s2ac: {svgd: {steps: 10}}}``), after every preset's own keys and before the
+command line. A task preset keeps its algorithm-specific choices here, so that any algorithm
+runs on it."""
+
+
+class Preset(NamedTuple):
+    """A preset file's own keys and its per-algorithm sections."""
+
+    source: str
+    keys: DictConfig
+    for_algo: dict[str, DictConfig]
+
+
+def read_presets(path: str | Path, *, _chain: tuple[Path, ...] = ()) -> list[Preset]:
+    """The preset at ``path`` preceded by those it includes (``base:``, depth first).
+
+    Raises:
+        ConfigError: a missing or unreadable file, a preset that includes itself, a ``base``
+            that is not a list of paths, or a ``for_algo`` that is not a mapping of the
+            registry's algorithms to mappings of keys.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    if path.is_dir():
+        raise ConfigError(f"config file {str(path)!r} is a folder; give a YAML file")
+    if path.resolve() in _chain:
+        cycle = " → ".join(str(p) for p in (*_chain, path.resolve()))
+        raise ConfigError(f"preset {str(path)!r} includes itself: {cycle}")
+    data = _load_yaml(path)
+    base = data.pop(BASE_KEY, None)
+    sections = data.pop(FOR_ALGO_KEY, None)
+    included = [base] if isinstance(base, str) else base or []
+    if not isinstance(included, Sequence | ListConfig) or not all(
+        isinstance(item, str) for item in included
+    ):
+        raise ConfigError(
+            f"{BASE_KEY} in {str(path)!r} must be a preset path or a list of them, got {base!r}"
+        )
+    presets = []
+    for item in included:
+        presets += read_presets(path.parent / item, _chain=(*_chain, path.resolve()))
+    for_algo: dict[str, DictConfig] = {}
+    if sections is not None:
+        names = algorithm_names()
+        if not isinstance(sections, DictConfig):
+            raise ConfigError(
+                f"{FOR_ALGO_KEY} in {str(path)!r} must map algorithms {names} to settings"
+            )
+        for algo, section in sections.items():
+            if algo not in names:
+                raise ConfigError(
+                    f"{FOR_ALGO_KEY}.{algo} in {str(path)!r}: unknown algorithm; allowed: {names}"
+                )
+            if not isinstance(section, DictConfig):
+                raise ConfigError(
+                    f"{FOR_ALGO_KEY}.{algo} in {str(path)!r} must be a mapping of keys"
+                )
+            for_algo[str(algo)] = section
+    return [*presets, Preset(str(path), data, for_algo)]
+
 
 def merge_config(
     base: DictConfig | Config | None = None,
     yaml_path: YamlPaths = None,
     overrides: list[str] | None = None,
 ) -> DictConfig:
-    """Schema ← base ← YAML preset(s), in order ← ``key=value`` overrides, type-checked by
-    OmegaConf."""
-    merged = OmegaConf.structured(Config)
-    layers = [("defaults", base)] if base is not None else []
+    """Schema ← base ← YAML preset(s) in order (each after those it includes) ← the presets'
+    sections for the run's algorithm ← ``key=value`` overrides, type-checked by OmegaConf."""
     paths = [yaml_path] if isinstance(yaml_path, (str, Path)) else list(yaml_path or [])
-    for path in map(Path, paths):
-        if not path.exists():
-            raise ConfigError(f"config file {str(path)!r} does not exist")
-        if path.is_dir():
-            raise ConfigError(f"config file {str(path)!r} is a folder; give a YAML file")
-        layers.append((str(path), _load_yaml(path)))
+    presets = [preset for path in paths for preset in read_presets(path)]
     if overrides:
         bad = [item for item in overrides if "=" not in item]
         if bad:
             raise ConfigError(f"overrides must look like key=value, got {bad}")
-        layers.append(("command line", OmegaConf.from_dotlist(overrides)))
+    command_line = [("command line", OmegaConf.from_dotlist(overrides or []))]
+    layers = [("defaults", base)] if base is not None else []
+    layers += [(preset.source, preset.keys) for preset in presets]
+    merged = _merge(OmegaConf.structured(Config), layers + command_line)
+    algo_layers = [
+        (f"{preset.source} ({FOR_ALGO_KEY}.{merged.algo})", preset.for_algo[merged.algo])
+        for preset in presets
+        if merged.algo in preset.for_algo
+    ]
+    if algo_layers:  # the command line comes last again: it wins over the sections
+        merged = _merge(merged, algo_layers + command_line)
+    return merged
+
+
+def _merge(merged: DictConfig, layers: list[tuple[str, Any]]) -> DictConfig:
     for source, layer in layers:
         try:
             merged = OmegaConf.merge(merged, layer)

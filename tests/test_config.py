@@ -152,3 +152,103 @@ def test_auto_threads_take_omp_num_threads_when_set(monkeypatch) -> None:
     assert cpu_threads(trainer) == 2
     monkeypatch.setenv("OMP_NUM_THREADS", "")  # set but empty: ignored, as OpenMP does
     assert cpu_threads(trainer) == 5
+
+
+# ------------------------------------------------------------------ presets that compose
+TASK_PRESETS = [p for p in PRESETS if p.parent == CONF]
+
+
+def _leaves(cfg: Config) -> dict[str, object]:
+    flat: dict[str, object] = {}
+
+    def walk(node: dict, prefix: str) -> None:
+        for key, value in node.items():
+            walk(value, f"{prefix}{key}.") if isinstance(value, dict) else flat.update(
+                {prefix + key: value}
+            )
+
+    walk(asdict(cfg), "")
+    return flat
+
+
+@pytest.mark.parametrize("algo", ["s2ac", "sac", "sql"])
+@pytest.mark.parametrize("preset", TASK_PRESETS, ids=lambda p: p.stem)
+def test_every_task_preset_runs_with_every_algorithm(preset: Path, algo: str) -> None:
+    """A task preset holds task keys (and per-algorithm sections): nothing is left that the
+    chosen algorithm would refuse."""
+    from s2ac_lit.algorithms import check_config
+
+    cfg = check_config(load_config(preset, [f"algo={algo}"]))
+    assert cfg.algo == algo
+
+
+def test_quickstart_is_multigoal_plus_its_differences() -> None:
+    quick, full = (
+        _leaves(load_config(CONF / "quickstart.yaml")),
+        _leaves(load_config(CONF / "multigoal.yaml")),
+    )
+    differ = {key for key in quick if quick[key] != full[key]}
+    assert differ == {
+        "collector.total_frames",
+        "critic.hidden_sizes",
+        "trainer.checkpoint_every_updates",
+        "eval.every_frames",
+    }
+
+
+def test_for_algo_sections_apply_to_their_algorithm_only_and_yield_to_the_command_line() -> None:
+    s2ac = load_config(CONF / "multigoal.yaml")
+    assert (s2ac.svgd.steps, s2ac.actor.init) == (10, "fixed")  # the paper's S2AC(φ), L = 10
+    sql = load_config(CONF / "multigoal.yaml", ["algo=sql"])
+    assert (sql.svgd.steps, sql.actor.init) == (Config().svgd.steps, Config().actor.init)
+    assert sql.loss.alpha_init == s2ac.loss.alpha_init == 10.0  # a task key: every algorithm
+    cli = load_config(CONF / "multigoal.yaml", ["svgd.steps=4"])
+    assert cli.svgd.steps == 4
+
+
+def test_several_presets_merge_in_order(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text("seed: 1\nreplay:\n  batch_size: 50\n")
+    second.write_text("seed: 2\n")
+    cfg = load_config([first, second])
+    assert (cfg.seed, cfg.replay.batch_size) == (2, 50)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("base: [self.yaml]\n", "includes itself"),
+        ("base: 3\n", "must be a preset path or a list"),
+        ("for_algo:\n  td3: {seed: 1}\n", "unknown algorithm"),
+        ("for_algo: [s2ac]\n", "must map algorithms"),
+        ("for_algo:\n  sac: 3\n", "must be a mapping of keys"),
+        ("for_algo:\n  sac:\n    svgd: {stepz: 1}\n", "unknown config key 'svgd.stepz'"),
+        ("base: [missing.yaml]\n", "does not exist"),
+    ],
+)
+def test_bad_composition_names_the_file_and_what_is_allowed(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "self.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path, ["algo=sac"])
+
+
+def test_every_unread_key_is_named_at_once() -> None:
+    from s2ac_lit.algorithms import check_config
+
+    cfg = load_config(
+        CONF / "multigoal.yaml", ["algo=sac", "svgd.num_particles=7", "actor.init=fixed"]
+    )
+    with pytest.raises(ConfigError) as error:
+        check_config(cfg)
+    assert "svgd.num_particles=7" in str(error.value) and "actor.init='fixed'" in str(error.value)
+
+
+def test_print_config_refuses_what_a_run_would_refuse(capsys) -> None:
+    assert main(["--config", str(CONF / "multigoal.yaml"), "algo=sac", "--print-config"]) == 0
+    assert "algo: sac" in capsys.readouterr().out
+    argv = ["--config", str(CONF / "multigoal.yaml"), "algo=sac", "svgd.num_particles=7"]
+    assert main([*argv, "--print-config"]) == 2
+    assert "svgd.num_particles=7" in capsys.readouterr().err

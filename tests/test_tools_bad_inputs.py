@@ -25,7 +25,7 @@ import pytest
 import torch
 from conftest import ROOT, load_tool, save_untrained_checkpoint
 
-from s2ac_lit.config import load_config
+from s2ac_lit.config import load_config, to_yaml
 from s2ac_lit.trainer.train import main as fit_main
 
 HAS_CUDA = torch.cuda.is_available()
@@ -178,7 +178,7 @@ def workspace(tmp_path_factory) -> dict[str, str]:
     cfg = load_config(ROOT / "conf" / "quickstart.yaml", [f"run_dir={runs}"])
     run = runs / "existing-run"
     save_untrained_checkpoint(cfg, run)
-    (run / "config.yaml").write_text((ROOT / "conf" / "quickstart.yaml").read_text())
+    (run / "config.yaml").write_text(to_yaml(cfg))  # as a run folder holds it: resolved
     (run / "logs").mkdir()
     (run / "logs" / "metrics.csv").write_text("step,train/loss\n0,1.0\n")
     no_ckpt = tmp / "no_ckpt_run"

@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 from conftest import TINY, expected_updates
 
-from s2ac_lit.trainer import module
 from s2ac_lit.config import load_config
 from s2ac_lit.networks import QEnsemble
+from s2ac_lit.trainer import module
 from s2ac_lit.trainer.data import planned_updates
 from s2ac_lit.trainer.module import COMPILE_MIN_UPDATES, RLModule, compiles
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from s2ac_lit.algorithms import ALGORITHMS, without_unread
+from s2ac_lit.algorithms import check_config
 from s2ac_lit.benchmark.runner import RunSpec
 from s2ac_lit.config import ConfigError, load_config, to_yaml
 from s2ac_lit.envs import check_env_id
@@ -46,6 +46,8 @@ class TaskSpec:
     """Where reference_score comes from."""
     overrides: list[str] = field(default_factory=list)
     """Extra key=value overrides of this task's runs."""
+    for_algo: dict[str, list[str]] = field(default_factory=dict)
+    """Overrides of this task's runs of one algorithm (a key of ``algos``), after ``overrides``."""
 
 
 @dataclass
@@ -96,6 +98,13 @@ def load_suite(path: str | Path) -> Suite:
     assert isinstance(suite, Suite)
     if not suite.algos or not suite.tasks:
         raise SuiteError(f"{path}: a suite needs at least one algorithm and one task")
+    for name, task in suite.tasks.items():
+        unknown = sorted(set(task.for_algo) - set(suite.algos))
+        if unknown:
+            raise SuiteError(
+                f"{path}: tasks.{name}.for_algo names {unknown}, which are not algorithms of "
+                f"the suite; allowed: {sorted(suite.algos)}"
+            )
     return suite
 
 
@@ -140,10 +149,9 @@ def plan(
     a finished suite; None takes each algorithm's ``seeds`` (or the suite's). ``tasks``
     (default: all) is checked against the suite. Runs come seed by seed (every task and
     algorithm of seed 0 first), so that a suite stopped early compares all algorithms. A bad
-    key or value raises :class:`SuiteError` before anything runs. Settings of a task's preset
-    that an algorithm does not read (S2AC's ``svgd.*`` for SAC) stay at their defaults in that
-    algorithm's runs, as do such keys of the suite's overrides and ``--set``; an algorithm's
-    own overrides must be keys it reads.
+    key or value raises :class:`SuiteError` before anything runs, as does a key the run's
+    algorithm does not read (S2AC's ``svgd.*`` for SAC): settings of one algorithm go into
+    its ``overrides``, a task's ``for_algo`` or a preset's ``for_algo`` section.
     """
     runs = []
     for task_name in select(tasks, list(suite.tasks), "task"):
@@ -158,16 +166,12 @@ def plan(
                 f"collector.total_frames={task.frames}",
                 f"eval.every_frames={task.eval_every}",
                 *task.overrides,
+                *task.for_algo.get(algo, []),
                 *suite.algos[algo].overrides,
                 *(extra or []),
             )
             try:
-                cfg = load_config(presets, list(overrides))
-                spec = ALGORITHMS[cfg.algo]
-                for item in suite.algos[algo].overrides:
-                    if not spec.reads_key(item.split("=", 1)[0]):
-                        raise ConfigError(f"{item} has no effect with algo={cfg.algo!r}")
-                cfg = without_unread(cfg)
+                cfg = check_config(load_config(presets, list(overrides)))
                 check_env_id(cfg.env.id)
             except (ConfigError, ValueError) as error:
                 raise SuiteError(f"task {task_name!r}, algorithm {algo!r}: {error}") from None

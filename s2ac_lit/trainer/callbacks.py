@@ -32,6 +32,34 @@ def _feeder(trainer: L.Trainer):
     return trainer.datamodule.feeder
 
 
+class TrainingProgress(L.Callback):
+    """Logs the data side's progress at the log interval: ``train/frames``, ``time/ups``
+    (updates per second since the previous log) and ``train/ep_return`` (mean of the last 20
+    training episodes), also on the progress bar. Listed before the checkpoint callback, so
+    that a checkpoint's log row includes them (:class:`LogCheckpoint`)."""
+
+    def __init__(self, log_every_updates: int) -> None:
+        self.every = log_every_updates
+        self._last = (time.perf_counter(), 0)
+
+    def on_train_batch_end(self, trainer, pl_module, *args) -> None:
+        updates = trainer.global_step
+        if updates % self.every:
+            return
+        feeder = _feeder(trainer)
+        now = time.perf_counter()
+        elapsed, self._last = now - self._last[0], (now, updates)
+        progress = {"frames": float(feeder.frames)}
+        if elapsed > 0 and updates:
+            progress["ups"] = self.every / elapsed
+        recent = feeder.recent_return()
+        if recent is not None:
+            progress["ep_return"] = recent
+        logged = {f"time/{k}" if k == "ups" else f"train/{k}": v for k, v in progress.items()}
+        pl_module.log_dict(logged, on_step=True, on_epoch=False, batch_size=1)
+        pl_module.log_dict(progress, prog_bar=True, logger=False, on_step=True, batch_size=1)
+
+
 class RunCheckpoint(ModelCheckpoint):
     """Checkpoints every ``every_n_train_steps`` updates and once more when training ends.
 
@@ -253,14 +281,33 @@ class PeriodicEvaluation(L.Callback):
             self._env.close()
 
 
+class RankDivergence(RuntimeError):
+    """DDP ranks ended a run with different weights (their updates must be identical)."""
+
+
+def check_ranks_agree(trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    """Raise :class:`RankDivergence` unless every DDP rank holds the same weights.
+
+    DDP keeps the ranks' parameters identical only as long as every rank takes exactly the same
+    steps (the update's masked steps included); one sum per rank, gathered once at the end,
+    shows a divergence instead of leaving it in the checkpoint of rank 0 alone.
+    """
+    if trainer.world_size == 1:
+        return
+    total = torch.stack([p.detach().double().sum() for p in pl_module.parameters()]).sum()
+    sums = trainer.strategy.all_gather(total.to(pl_module.device)).flatten().tolist()
+    if any(value != sums[0] for value in sums):
+        raise RankDivergence(f"DDP ranks ended with different weights (parameter sums {sums})")
+
+
 class RunSummary(L.Callback):
     """At the end: ``summary.json``, ``learning_curve.png`` and a per-rank ``ranks/rank-R.json``.
 
     A run stopped by a signal (:class:`RunInterrupted`) writes ``summary.json`` too, with
     ``"finished": false`` and the frames it reached, so its evaluations can be read before it is
-    resumed (``tools/benchmark.py --at-frames``); the resumed run overwrites it. The per-rank
-    files hold a checksum of the parameters and of the replay data, which the DDP test compares:
-    parameters must agree across ranks, data must differ.
+    resumed (``tools/benchmark.py --at-frames``); the resumed run overwrites it. With several
+    DDP ranks each writes its own counters (every rank collects its own frames), after checking
+    that all ranks hold the same weights (:func:`check_ranks_agree`).
     """
 
     def __init__(self, run_folder: Path, evaluation: PeriodicEvaluation) -> None:
@@ -270,16 +317,13 @@ class RunSummary(L.Callback):
         self.summary: dict[str, Any] = {}
 
     def on_train_end(self, trainer, pl_module) -> None:
+        check_ranks_agree(trainer, pl_module)
         feeder = _feeder(trainer)
-        params = torch.cat([p.detach().float().flatten().cpu() for p in pl_module.parameters()])
-        storage = feeder.buffer.storage
-        observations = storage[: len(storage)]["observation"] if len(storage) else None
         rank_info = {
             "rank": trainer.global_rank,
             "frames": feeder.frames,
             "updates": trainer.global_step,
-            "parameter_checksum": float(params.double().sum()),
-            "replay_checksum": None if observations is None else float(observations.sum()),
+            "episodes": feeder.episodes,
         }
         ranks = self.run_folder / "ranks"
         ranks.mkdir(parents=True, exist_ok=True)

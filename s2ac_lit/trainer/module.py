@@ -12,7 +12,6 @@ feeder's counters then describe exactly the updates done when a checkpoint is wr
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -153,7 +152,6 @@ class RLModule(L.LightningModule):
         self.__dict__["_policy"] = algorithm.policy
         self.__dict__["target_updater"] = SoftUpdate(self.loss_module, tau=cfg.optim.tau)
         self.__dict__["_update"] = None
-        self._last_log = (time.perf_counter(), 0)
 
     def on_fit_start(self) -> None:
         # Compiled for training only: a module loaded to act (evaluation) stays eager.
@@ -245,25 +243,13 @@ class RLModule(L.LightningModule):
             )
 
     def _log(self, out: TensorDictBase, grad_norms: dict[str, torch.Tensor]) -> None:
-        """Host-synchronising logging, only at the log interval."""
+        """What the update produced (losses, diagnostics, gradient norms), at the log interval.
+
+        The data side's progress (frames, update rate, episode returns) is logged by the
+        ``TrainingProgress`` callback (``s2ac_lit.trainer.callbacks``).
+        """
         metrics = {
             f"train/{key}": value.detach().float() for key, value in out.items() if _logged(key)
         }
         metrics.update({f"train/grad_norm/{g}": n.float() for g, n in grad_norms.items()})
-        feeder = self.trainer.datamodule.feeder
-        now, updates = time.perf_counter(), self.global_step
-        elapsed, self._last_log = now - self._last_log[0], (now, updates)
-        progress = {"frames": float(feeder.frames)}
-        if elapsed > 0 and updates:
-            progress["ups"] = (self.cfg.trainer.log_every_updates) / elapsed
-        recent = feeder.recent_return()
-        if recent is not None:
-            progress["ep_return"] = recent
         self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=1)
-        self.log_dict(
-            {f"time/{k}" if k == "ups" else f"train/{k}": v for k, v in progress.items()},
-            on_step=True,
-            on_epoch=False,
-            batch_size=1,
-        )
-        self.log_dict(progress, prog_bar=True, logger=False, on_step=True, batch_size=1)

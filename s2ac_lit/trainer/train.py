@@ -36,6 +36,7 @@ from s2ac_lit.trainer.callbacks import (
     RunCheckpoint,
     RunInterrupted,
     RunSummary,
+    TrainingProgress,
 )
 from s2ac_lit.trainer.checkpoints import (
     CheckpointError,
@@ -94,6 +95,7 @@ def build_trainer(
         save_last=True,
     )
     callbacks: list[L.Callback] = [
+        TrainingProgress(t.log_every_updates),
         checkpoint,
         LogCheckpoint(),
         evaluation,
@@ -242,6 +244,7 @@ def resolve(args: argparse.Namespace) -> tuple[Config, Path | None]:
     and spaces, the devices and precision against this machine, and the run directory.
     """
     cfg, checkpoint = _resolve(args)
+    check_config(cfg)  # what the run would refuse, --print-config refuses too
     try:
         check_env_spaces(cfg.env.id)
     except EnvError as error:
