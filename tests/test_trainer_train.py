@@ -60,8 +60,9 @@ def test_fit_writes_everything_and_counts_exactly(finished_run: Path) -> None:
     # Every 200 frames (right after the first update that follows them), then the final policy.
     assert [h["frames"] for h in summary["eval_history"]] == [200, 400, 400]
     assert summary["eval_history"][-1]["updates"] == 70
-    for name in ("config.yaml", "learning_curve.png", "checkpoints/last.ckpt", "ranks/rank-0.json"):
+    for name in ("config.yaml", "learning_curve.png", "checkpoints/last.ckpt"):
         assert (finished_run / name).is_file(), name
+    assert not (finished_run / "ranks").exists()  # per-rank counters only with several ranks
     assert (finished_run / "logs" / "csv" / "metrics.csv").read_text().count("train/loss_qvalue")
     assert list((finished_run / "logs" / "tensorboard").glob("events.*"))
     checkpoint = torch.load(finished_run / "checkpoints" / "last.ckpt", weights_only=True)

@@ -292,8 +292,6 @@ def check_ranks_agree(trainer: L.Trainer, pl_module: L.LightningModule) -> None:
     steps (the update's masked steps included); one sum per rank, gathered once at the end,
     shows a divergence instead of leaving it in the checkpoint of rank 0 alone.
     """
-    if trainer.world_size == 1:
-        return
     total = torch.stack([p.detach().double().sum() for p in pl_module.parameters()]).sum()
     sums = trainer.strategy.all_gather(total.to(pl_module.device)).flatten().tolist()
     if any(value != sums[0] for value in sums):
@@ -317,18 +315,19 @@ class RunSummary(L.Callback):
         self.summary: dict[str, Any] = {}
 
     def on_train_end(self, trainer, pl_module) -> None:
-        check_ranks_agree(trainer, pl_module)
-        feeder = _feeder(trainer)
-        rank_info = {
-            "rank": trainer.global_rank,
-            "frames": feeder.frames,
-            "updates": trainer.global_step,
-            "episodes": feeder.episodes,
-        }
-        ranks = self.run_folder / "ranks"
-        ranks.mkdir(parents=True, exist_ok=True)
-        rank_file = ranks / f"rank-{trainer.global_rank}.json"
-        atomic_write_text(rank_file, json.dumps(rank_info, indent=2))
+        if trainer.world_size > 1:
+            check_ranks_agree(trainer, pl_module)
+            feeder = _feeder(trainer)
+            rank_info = {
+                "rank": trainer.global_rank,
+                "frames": feeder.frames,
+                "updates": trainer.global_step,
+                "episodes": feeder.episodes,
+            }
+            ranks = self.run_folder / "ranks"
+            ranks.mkdir(parents=True, exist_ok=True)
+            rank_file = ranks / f"rank-{trainer.global_rank}.json"
+            atomic_write_text(rank_file, json.dumps(rank_info, indent=2))
         self._write_summary(trainer, pl_module, finished=True)
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
