@@ -382,14 +382,17 @@ def parameter_groups(loss: nn.Module, optim: OptimConfig) -> list[dict]:
     ]
 
 
-def make_optimizer(loss: nn.Module, optim: OptimConfig) -> torch.optim.Optimizer:
+def make_optimizer(
+    loss: nn.Module, optim: OptimConfig, *, capturable: bool = False
+) -> torch.optim.Optimizer:
     """One Adam over :func:`parameter_groups` (absent groups, e.g. S2AC(φ)'s actor, left out).
 
     Fused: one kernel per step, which also skips a step on the device when told to
     (``found_inf``); that is how :class:`~s2ac_lit.update.Update` keeps non-finite values
-    out of the weights without reading the device.
+    out of the weights without reading the device. ``capturable``: its step counters live on
+    the device, so a CUDA graph can capture the step (``trainer.cudagraphs``).
     """
-    return torch.optim.Adam(parameter_groups(loss, optim), fused=True)
+    return torch.optim.Adam(parameter_groups(loss, optim), fused=True, capturable=capturable)
 
 
 def make_update(

@@ -244,8 +244,13 @@ class TrainerConfig:
     (``s2ac_lit.trainer.allocator``; about 1.1× per S2AC update on CPU, README §Speed). Process-wide
     and lasting; false leaves the allocator as it is. No effect without glibc."""
     compile: bool | str = "auto"
-    """torch.compile the critic ensemble's kernels (s2ac and sql), or 'auto': compile when the
-    run makes enough updates to repay the compile time (``train.compiles``)."""
+    """torch.compile the whole training update (s2ac and sql), or 'auto': compile when the run
+    makes enough updates to repay the compile time (``trainer.module.compiles``;
+    docs/performance.md §Compilation)."""
+    cudagraphs: bool = False
+    """Capture the whole update in a CUDA graph after a short warm-up and replay it (and the
+    acting policy's step); needs one CUDA GPU, and refuses what cannot be captured (DDP,
+    16-mixed, prioritised replay, svgd.self_term='exact'). docs/performance.md §GPU."""
     progress_bar: bool = True
     """Show Lightning's progress bar."""
     profiler: str | None = None
@@ -457,6 +462,28 @@ def _check_combinations(cfg: Config) -> None:
             f"optim.update_order='critic_first' with trainer.devices={cfg.trainer.devices!r} "
             f"and trainer.num_nodes={cfg.trainer.num_nodes}: it steps twice per update, which "
             "DDP cannot reduce; use one device, or optim.update_order='joint'",
+        ),
+        (
+            cfg.trainer.cudagraphs
+            and (str(cfg.trainer.devices) != "1" or cfg.trainer.num_nodes != 1),
+            f"trainer.cudagraphs=true with trainer.devices={cfg.trainer.devices!r} and "
+            f"trainer.num_nodes={cfg.trainer.num_nodes}: DDP's gradient all-reduce runs outside "
+            "a captured graph; use one device",
+        ),
+        (
+            cfg.trainer.cudagraphs and cfg.trainer.precision == "16-mixed",
+            "trainer.cudagraphs=true with trainer.precision='16-mixed': AMP's gradient scaler "
+            "reads its overflow flag on the host every step; use 'bf16-mixed' or '32'",
+        ),
+        (
+            cfg.trainer.cudagraphs and cfg.replay.prioritized,
+            "trainer.cudagraphs=true with replay.prioritized=true: the priorities are written "
+            "back through the CPU segment trees after every update; use uniform replay",
+        ),
+        (
+            cfg.trainer.cudagraphs and cfg.svgd.self_term == "exact",
+            "trainer.cudagraphs=true with svgd.self_term='exact': its per-dimension autograd "
+            "passes are not supported under capture; use 'hutchinson' or 'none'",
         ),
         (
             cfg.trainer.num_nodes > 1 and str(cfg.trainer.accelerator) == "cpu",

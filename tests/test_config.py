@@ -102,6 +102,26 @@ def test_bad_values_name_the_key(override: str, message: str) -> None:
         load_config(CONF / "walker.yaml", [override])
 
 
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["trainer.devices=2"], r"trainer.cudagraphs=true with trainer.devices=2.*DDP"),
+        (["trainer.num_nodes=2"], r"trainer.num_nodes=2: DDP"),
+        (["trainer.precision=16-mixed"], r"'16-mixed': AMP's gradient scaler"),
+        (["replay.prioritized=true"], r"replay.prioritized=true: the priorities"),
+        (["svgd.self_term=exact"], r"svgd.self_term='exact'"),
+    ],
+)
+def test_what_cuda_graphs_cannot_capture_is_refused(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(CONF / "walker.yaml", ["trainer.cudagraphs=true", *overrides])
+
+
+def test_critic_first_order_needs_one_device() -> None:
+    with pytest.raises(ConfigError, match=r"critic_first.*DDP cannot reduce"):
+        load_config(CONF / "walker.yaml", ["optim.update_order=critic_first", "trainer.devices=2"])
+
+
 def test_missing_yaml_file() -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_config("conf/nope.yaml")

@@ -132,6 +132,9 @@ CASES = [
     case("bench", "--device gpu0", "'gpu0'", "allowed: cpu, cuda, cuda:N"),
     case("bench", "--particles 1", "--particles 1", ">= 2"),
     case("bench", "--precision fp8", "'fp8'", "choose from"),
+    case("bench", "--modes eager,jit", "jit", "allowed: eager, compiled, graphed"),
+    case("bench", "--modes graphed", "graphed", "needs --device cuda", marks=needs_no_cuda),
+    case("fit", f"{FIT} trainer.cudagraphs=true", "cudagraphs", "CUDA GPU", marks=needs_no_cuda),
 ]
 
 # tools/benchmark.py (issue 13): its bad-input cases go here, as case("benchmark", ...), once the

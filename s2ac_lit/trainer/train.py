@@ -289,6 +289,11 @@ def check_machine(t: TrainerConfig) -> None:
             f"trainer.strategy={t.strategy!r} is not a Lightning strategy{extra}; allowed: "
             "'auto', 'ddp', 'ddp_spawn', 'fsdp', ... (lightning.pytorch.strategies)"
         )
+    if t.cudagraphs and not uses_cuda:
+        raise ConfigError(
+            "trainer.cudagraphs=true needs a CUDA GPU (CUDA graphs capture GPU kernels); "
+            f"available: {', '.join(available)}"
+        )
     if t.precision == "16-mixed" and not uses_cuda:
         raise ConfigError(
             "trainer.precision='16-mixed' needs a CUDA GPU; on the CPU Lightning would quietly "
