@@ -16,7 +16,7 @@ from pathlib import Path
 
 from s2ac_lit.benchmark import report
 from s2ac_lit.benchmark.executor import Stopped, execute
-from s2ac_lit.benchmark.results import collect, write_csv
+from s2ac_lit.benchmark.results import collect, goal_rows, write_csv, write_goals_csv
 from s2ac_lit.benchmark.suite import SuiteError, load_suite, plan, select_algos
 
 FAILED_BASE = 100
@@ -127,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous)
     rows, missing = collect(specs, args.out, at_frames=args.at_frames)
     write_csv(rows, args.out / "runs.csv")
+    goals = goal_rows(specs, args.out)
+    if goals:
+        write_goals_csv(goals, args.out / "goals.csv")
     report.write(
         rows,
         suite,
@@ -136,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         reps=args.reps,
         at_frames=args.at_frames,
         tasks=sorted({s.task for s in specs}, key=list(suite.tasks).index),
+        goals=goals,
     )
     failed = [m for m in missing if m.state != "not run"]
     print(

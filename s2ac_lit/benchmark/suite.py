@@ -24,6 +24,10 @@ REPO = Path(__file__).resolve().parents[2]
 """Presets are looked up relative to the working directory, then to the repository root."""
 
 
+SCORES = ("return", "goals")
+"""How a task scores a run (``TaskSpec.score``)."""
+
+
 class SuiteError(ValueError):
     """A suite file, algorithm name or override is invalid."""
 
@@ -46,6 +50,10 @@ class TaskSpec:
     """Where reference_score comes from."""
     overrides: list[str] = field(default_factory=list)
     """Extra key=value overrides of this task's runs."""
+    score: str = "return"
+    """What a run's final score is: 'return' (the final evaluation's return, normalised by
+    random_score and reference_score) or 'goals' (multigoal maps: the fraction of the goals
+    the final policy reaches in its goal map's sampled episodes; the return is shown beside)."""
     for_algo: dict[str, list[str]] = field(default_factory=dict)
     """Overrides of this task's runs of one algorithm (a key of ``algos``), after ``overrides``."""
 
@@ -99,6 +107,10 @@ def load_suite(path: str | Path) -> Suite:
     if not suite.algos or not suite.tasks:
         raise SuiteError(f"{path}: a suite needs at least one algorithm and one task")
     for name, task in suite.tasks.items():
+        if task.score not in SCORES:
+            raise SuiteError(
+                f"{path}: tasks.{name}.score={task.score!r} is not allowed; allowed: {SCORES}"
+            )
         unknown = sorted(set(task.for_algo) - set(suite.algos))
         if unknown:
             raise SuiteError(

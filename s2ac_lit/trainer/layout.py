@@ -13,6 +13,8 @@ SUMMARY_FILE = "summary.json"
 """Frames, updates, wall time and the evaluation history; ``"finished": false`` while partial."""
 LOCK_NAME = ".lock"
 """Held by the process that trains in the folder (pid and host)."""
+GOAL_MAP_JSON = "goal_map.json"
+"""Multigoal runs: the final policy's hit rate per goal over sampled episodes (the goal map)."""
 CHECKPOINTS_DIR = "checkpoints"
 """Lightning checkpoints: ``last.ckpt`` and ``step=N.ckpt``."""
 
