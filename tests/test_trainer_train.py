@@ -142,6 +142,25 @@ def test_killed_run_resumes_without_losing_or_repeating_work(tmp_path: Path) -> 
     assert history_updates == sorted(set(history_updates))
 
 
+def test_a_running_run_keeps_its_summary_current_after_every_evaluation(tmp_path: Path) -> None:
+    """summary.json is rewritten (``"finished": false``) after each evaluation, so a run killed
+    without warning still shows the evaluations it made (``tools/benchmark.py --at-frames``)."""
+    args = tiny(tmp_path, "collector.total_frames=2000", "eval.every_frames=200")
+    process = run_fit(*args)
+    runs = tmp_path / "runs"
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(runs.glob("*/summary.json")):
+        assert process.poll() is None, process.stdout.read()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    (summary_path,) = runs.glob("*/summary.json")
+    summary = json.loads(summary_path.read_text())
+    assert summary["finished"] is False
+    assert summary["eval_history"][0]["frames"] == 200
+    assert summary["frames"] < 2000
+
+
 def test_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
     """Gloo DDP: both ranks take every update and collected different data; the run checks
     at its end that both hold the same weights (``check_ranks_agree``), so it exits 0."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from s2ac_lit.benchmark.runner import LOG_FILE, SUMMARY_FILE, RunSpec, log_tail, read_summary
-from s2ac_lit.trainer.layout import GOAL_MAP_JSON
+from s2ac_lit.trainer.layout import GOAL_MAP_JSON, LOCK_NAME
 
 EVAL_TAG = "eval/return_mean"
 COLUMNS = (
@@ -90,6 +90,8 @@ def collect(
                 missing.append(Missing(spec.key, "not run", ""))
             else:
                 state = "failed" if (folder / LOG_FILE).is_file() else "interrupted"
+                if (folder / LOCK_NAME).is_file():  # a fit process holds the folder
+                    state = "running"
                 if at_frames is not None and (folder / SUMMARY_FILE).is_file():
                     state = f"short of {at_frames} frames"
                 missing.append(Missing(spec.key, state, log_tail(folder)))

@@ -301,9 +301,10 @@ def check_ranks_agree(trainer: L.Trainer, pl_module: L.LightningModule) -> None:
 class RunSummary(L.Callback):
     """At the end: ``summary.json``, ``learning_curve.png`` and a per-rank ``ranks/rank-R.json``.
 
-    A run stopped by a signal (:class:`RunInterrupted`) writes ``summary.json`` too, with
-    ``"finished": false`` and the frames it reached, so its evaluations can be read before it is
-    resumed (``tools/benchmark.py --at-frames``); the resumed run overwrites it. With several
+    While the run trains, ``summary.json`` is rewritten after every evaluation with
+    ``"finished": false`` and the frames reached, and so is a run stopped by a signal
+    (:class:`RunInterrupted`): its evaluations can be read while it runs or before it is
+    resumed (``tools/benchmark.py --at-frames``); the finished run overwrites it. With several
     DDP ranks each writes its own counters (every rank collects its own frames), after checking
     that all ranks hold the same weights (:func:`check_ranks_agree`).
     """
@@ -313,6 +314,11 @@ class RunSummary(L.Callback):
         self.evaluation = evaluation
         self._start = time.perf_counter()
         self.summary: dict[str, Any] = {}
+        self._evaluations_written = 0
+
+    def on_train_batch_end(self, trainer, pl_module, *args) -> None:
+        if len(self.evaluation.history) != self._evaluations_written:
+            self._write_summary(trainer, pl_module, finished=False)
 
     def on_train_end(self, trainer, pl_module) -> None:
         if trainer.world_size > 1:
@@ -353,6 +359,7 @@ class RunSummary(L.Callback):
             "eval_history": history,
         }
         atomic_write_text(self.run_folder / SUMMARY_FILE, json.dumps(self.summary, indent=2))
+        self._evaluations_written = len(history)
         plot_learning_curve(history, feeder.return_history, self.run_folder / "learning_curve.png")
 
 
