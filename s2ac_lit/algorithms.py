@@ -140,6 +140,9 @@ def make_actor(
     )
 
 
+CRITIC_LOSS = "l2"
+"""The critics' regression of every algorithm: (Q - y)² (SAC's too, ``make_sac_loss``)."""
+
 # What the builders read, beside each builder.
 _LOSS_COMMON = ("critic", "loss.alpha_init")
 _SAMPLER_LOSS = (*_LOSS_COMMON, "loss.amortized_particles", "trainer.compile")  # S2AC and SQL
@@ -155,11 +158,14 @@ def _build_s2ac(
 ) -> Algorithm:
     critic = make_critic(cfg, observation_dim, len(action_low))
     lc = cfg.loss
+    # The loss's defaults are SACLoss's (a learned α, a smooth-L1 critic loss); the config's
+    # choices (the authors' fixed α = 0.2, the squared error) are passed explicitly.
     loss = S2ACLoss(
         make_actor(cfg, observation_dim, action_low, action_high),
         critic,
+        loss_function=CRITIC_LOSS,
         alpha_init=lc.alpha_init,
-        learn_alpha=lc.learn_alpha,
+        fixed_alpha=not lc.learn_alpha,
         target_entropy=lc.target_entropy,  # type: ignore[arg-type]
         temperature=lc.temperature,  # type: ignore[arg-type]
         amortized_particles=lc.amortized_particles,
@@ -189,7 +195,8 @@ def _build_sql(
     loss = SQLLoss(
         actor,
         critic,
-        alpha=lc.alpha_init,
+        loss_function=CRITIC_LOSS,
+        alpha_init=lc.alpha_init,
         value_particles=lc.value_particles,
         amortized_particles=lc.amortized_particles,
     )

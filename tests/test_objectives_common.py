@@ -38,7 +38,7 @@ def make_loss(kind: str, **kwargs) -> SamplerLoss:
             OBS, [-1.0] * ACT, [1.0] * ACT, init="fixed", amortized=True, hidden_sizes=(8,)
         )
         loss: SamplerLoss = SQLLoss(
-            actor, critic, value_particles=4, amortized_particles=3, **kwargs
+            actor, critic, value_particles=4, amortized_particles=3, loss_function="l2", **kwargs
         )
     else:
         actor = SVGDActor(
@@ -51,7 +51,14 @@ def make_loss(kind: str, **kwargs) -> SamplerLoss:
             amortized=kind == "s2ac",
             svgd=replace(DEFAULT_SVGD, steps=2),
         )
-        loss = S2ACLoss(actor, critic, learn_alpha=kind == "s2ac", amortized_particles=3, **kwargs)
+        loss = S2ACLoss(
+            actor,
+            critic,
+            fixed_alpha=kind != "s2ac",
+            amortized_particles=3,
+            loss_function="l2",
+            **kwargs,
+        )
     return loss.make_value_estimator(gamma=GAMMA)
 
 
@@ -119,7 +126,7 @@ def test_n_step_target_matches_torchrl_td0_estimator() -> None:
     data = n_step_batch(3)
     steps = data["steps_to_next_obs"]
     assert (steps == 3).any() and (steps < 3).any()  # the trajectory's tail has fewer steps
-    loss = make_loss("sql", alpha=0.5)
+    loss = make_loss("sql", alpha_init=0.5)
     c = 0.7
     set_constant_critic(loss.qvalue_network_params, c)
     set_constant_critic(loss.target_qvalue_network_params, c)
@@ -321,7 +328,7 @@ def pendulum_loss() -> S2ACLoss:
         svgd=SVGDOptions(steps=2, max_step_norm=None),
     )
     critic = QEnsemble(OBS_PENDULUM, 1, hidden_sizes=())
-    return S2ACLoss(actor, critic, alpha_init=1.0)
+    return S2ACLoss(actor, critic, alpha_init=1.0, fixed_alpha=True)
 
 
 def pendulum_policy():
