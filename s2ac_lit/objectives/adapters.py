@@ -28,7 +28,7 @@ from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import ProbabilisticTensorDictSequential, TensorDictModuleBase
 from tensordict.utils import NestedKey
 from torch import Tensor, nn
-from torchrl.data import TensorSpec
+from torchrl.data import Bounded, TensorSpec
 
 from s2ac_lit.networks import QEnsemble, ResettableModule
 
@@ -119,14 +119,13 @@ def _action_box(
     if spec is None:
         actor_spec = getattr(actor, "spec", None)
         spec = actor_spec.get(action_key, None) if actor_spec is not None else None
-    space = getattr(spec, "space", None)
-    if space is None or not hasattr(space, "low"):
+    if not isinstance(spec, Bounded):
         raise ValueError(
             f"the actions must lie in a box: give action_spec=<a Bounded spec> (the actor's "
-            f"spec for {action_key!r} is {spec!r})"
+            f"spec for {action_key!r} is {type(spec).__name__})"
         )
-    low = torch.as_tensor(space.low, dtype=torch.float32).detach().clone().reshape(-1)
-    high = torch.as_tensor(space.high, dtype=torch.float32).detach().clone().reshape(-1)
+    low = torch.as_tensor(spec.space.low, dtype=torch.float32).detach().clone().reshape(-1)
+    high = torch.as_tensor(spec.space.high, dtype=torch.float32).detach().clone().reshape(-1)
     return low, high
 
 
@@ -200,11 +199,19 @@ class ValueOperatorCritics(ResettableModule):
         # One module holding the K critics' stacked parameters (registered, so the loss's
         # functional parameters are these); each call vmaps over them.
         self.module = copy.deepcopy(first)
-        TensorDict.from_modules(*modules, as_module=True).to_module(self.module)
+        stacked = TensorDict.from_modules(*modules, as_module=True)
+        stacked.to_module(self.module)
+        self._names = [_path(key) for key in stacked.keys(True, True)]
 
     def _stacked(self) -> TensorDictBase:
-        params = TensorDict.from_module(self.module, as_module=False)
-        return params.auto_batch_size_(batch_dims=1)
+        """The ``[K]`` tensors in the module now. Read by name: tensors swapped in with
+        ``preserve_module_state=False`` (the loss's ``bind``) are plain attributes, which
+        ``TensorDict.from_module`` does not list."""
+        tensors = {}
+        for path in self._names:
+            owner = self.module.get_submodule(".".join(path[:-1]))
+            tensors[path] = getattr(owner, path[-1])
+        return TensorDict(tensors, batch_size=[self.num_critics])
 
     def _call(self, params: TensorDictBase, td: TensorDictBase) -> Tensor:
         with params.to_module(self.module, preserve_module_state=False):
@@ -230,6 +237,10 @@ class ValueOperatorCritics(ResettableModule):
                 for module in self.module.modules():
                     if hasattr(module, "reset_parameters"):
                         module.reset_parameters()
+
+
+def _path(key: NestedKey) -> tuple[str, ...]:
+    return (key,) if isinstance(key, str) else tuple(key)
 
 
 def as_critic(

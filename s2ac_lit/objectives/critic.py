@@ -247,11 +247,11 @@ class CriticLoss(LossModule):
         self.fixed_alpha = fixed_alpha
         # Bounds and the target are buffers only when set: the state dict of a loss built
         # without them stays what checkpoints written before they existed hold.
-        self.min_log_alpha = self.max_log_alpha = None
-        if min_alpha is not None:
-            self.register_buffer("min_log_alpha", torch.tensor(math.log(min_alpha)))
-        if max_alpha is not None:
-            self.register_buffer("max_log_alpha", torch.tensor(math.log(max_alpha)))
+        for name, bound in (("min_log_alpha", min_alpha), ("max_log_alpha", max_alpha)):
+            if bound is None:
+                setattr(self, name, None)
+            else:
+                self.register_buffer(name, torch.tensor(math.log(bound)))
         if target_entropy is not None:
             self.register_buffer("target_entropy", torch.tensor(float(target_entropy)))
 
