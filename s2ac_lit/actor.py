@@ -229,9 +229,10 @@ class QEnergy:
     f(u) = min_k Q_k(s, u) / T (the authors' code).
 
     Calling it maps u ``[..., M, A]`` to f ``[..., M]`` (``observation`` is ``[..., O]``); one
-    critic call evaluates every critic on every particle. When the critic has
-    ``value_and_action_grad`` (:class:`~s2ac_lit.networks.QEnsemble`), ``score_fn`` gives
-    ∇ᵤf in closed form, so the sampler needs no autograd for it; otherwise it is None.
+    critic call evaluates every critic on every particle. ``score_fn`` gives ∇ᵤf: in closed
+    form when the critic has ``value_and_action_grad`` (:class:`~s2ac_lit.networks.QEnsemble`),
+    so the sampler needs no autograd for it; otherwise by autograd (e.g. TorchRL Q-value
+    modules).
     """
 
     def __init__(
@@ -246,13 +247,27 @@ class QEnergy:
         self.critic = critic
         self.temperature = temperature
         has_grad = hasattr(critic, "value_and_action_grad")
-        self.score_fn = self.score if has_grad else None
+        self.score_fn = self.score if has_grad else self.autograd_score
 
     def __call__(self, u: Tensor) -> Tensor:
         f = self.critic(self.observation, self.actor.energy_input(u)).amin(0) / self.temperature
         if self.actor.squash_correction:
             f = f + tanh_log_abs_det(u, self.actor.action_scale)
         return f
+
+    # Eager under torch.compile: the actor loss differentiates this gradient again (a double
+    # backward), which AOTAutograd does not support for compiled code (docs/torchrl.md).
+    @torch.compiler.disable
+    def autograd_score(self, u: Tensor) -> Tensor:
+        """∇ᵤf by autograd, for critics without a closed-form ∇ₐQ; differentiable when
+        gradients are enabled (the actor loss), detached otherwise."""
+        create_graph = torch.is_grad_enabled()
+        with torch.enable_grad():
+            ug = u if u.requires_grad else u.detach().requires_grad_(True)
+            (score,) = torch.autograd.grad(
+                self(ug).sum(), ug, create_graph=create_graph, materialize_grads=True
+            )
+        return score if create_graph else score.detach()
 
     def score(self, u: Tensor) -> Tensor:
         """∇ᵤf: ∇ₐQ of the minimal critic over T, times da/du = scale·(1 - tanh²u) when the

@@ -28,10 +28,13 @@ from torchrl.objectives import LossModule, SoftUpdate
 from s2ac_lit.actor import SVGDActor
 from s2ac_lit.config import Config, ConfigError, OptimConfig
 from s2ac_lit.networks import QEnsemble
-from s2ac_lit.objectives import S2ACLoss, SQLLoss, make_sac_loss
+from s2ac_lit.objectives import S2ACLoss, SQLLoss, make_sac_networks, sac_loss
+from s2ac_lit.objectives.adapters import GaussianSampler, TensorDictGaussian, as_gaussian_actor
 from s2ac_lit.objectives.common import EntropyEstimate
+from s2ac_lit.objectives.s2ac import ACCEPTED_ACTORS as S2AC_ACTORS
 from s2ac_lit.objectives.s2ac import s2ac_entropy
 from s2ac_lit.objectives.sac import sac_entropy, sac_loss_phases
+from s2ac_lit.objectives.sql import ACCEPTED_ACTORS as SQL_ACTORS
 from s2ac_lit.objectives.sql import sql_samples
 from s2ac_lit.update import Phases, Stepper, Update
 
@@ -53,7 +56,12 @@ class Algorithm(NamedTuple):
     policy: Policy
 
 
-Builder = Callable[[Config, int, Sequence[float], Sequence[float]], Algorithm]
+Builder = Callable[..., Algorithm]
+"""``(cfg, observation_dim, action_low, action_high)`` → :class:`Algorithm`, and for the
+built-in algorithms an optional ``networks`` (:data:`Networks`)."""
+Networks = tuple[nn.Module, nn.Module]
+"""``(actor_network, qvalue_network)`` to build a loss around instead of the config's networks,
+e.g. TorchRL's ``ProbabilisticActor`` and ``ValueOperator`` (docs/torchrl.md)."""
 EntropyProbe = Callable[[Any, Policy, Tensor, int], EntropyEstimate]
 
 
@@ -113,10 +121,12 @@ def make_actor(
     action_high: Sequence[float],
     *,
     init: str | None = None,
-    amortized: bool | None = None,
+    amortized: bool | nn.Module | None = None,
     squash_correction: bool | None = None,
+    init_net: nn.Module | None = None,
 ) -> SVGDActor:
-    """The SVGD actor of ``cfg.actor`` and ``cfg.svgd``; keyword arguments override them."""
+    """The SVGD actor of ``cfg.actor`` and ``cfg.svgd``; keyword arguments override them
+    (``init_net``, ``amortized``: given networks, see :class:`SVGDActor`)."""
     a, s = cfg.actor, cfg.svgd
     return SVGDActor(
         observation_dim,
@@ -137,7 +147,13 @@ def make_actor(
         energy_at=a.energy_at,  # type: ignore[arg-type]
         scale_log_det=a.scale_log_det,
         amortized=a.amortized if amortized is None else amortized,
+        init_net=init_net,
     )
+
+
+def _given_gaussian(actor: nn.Module, loss_name: str) -> TensorDictGaussian:
+    accepted = {"S2ACLoss": S2AC_ACTORS, "SQLLoss": SQL_ACTORS}[loss_name]
+    return as_gaussian_actor(actor, None, loss_name, accepted).gaussian
 
 
 CRITIC_LOSS = "l2"
@@ -154,14 +170,27 @@ def _select(loss: S2ACLoss | SQLLoss, selection: str) -> Policy:
 
 
 def _build_s2ac(
-    cfg: Config, observation_dim: int, action_low: Sequence[float], action_high: Sequence[float]
+    cfg: Config,
+    observation_dim: int,
+    action_low: Sequence[float],
+    action_high: Sequence[float],
+    networks: Networks | None = None,
 ) -> Algorithm:
-    critic = make_critic(cfg, observation_dim, len(action_low))
+    if networks is None:  # the critic first: seeded runs depend on the order of the draws
+        critic = make_critic(cfg, observation_dim, len(action_low))
+        actor = make_actor(cfg, observation_dim, action_low, action_high)
+    else:  # a TorchRL actor is S2AC(φ,θ)'s initial Gaussian, inside the config's sampler
+        actor, critic = networks
+        if not isinstance(actor, SVGDActor):
+            gaussian = _given_gaussian(actor, "S2ACLoss")
+            actor = make_actor(
+                cfg, observation_dim, action_low, action_high, init="learned", init_net=gaussian
+            )
     lc = cfg.loss
     # The loss's defaults are SACLoss's (a learned α, a smooth-L1 critic loss); the config's
     # choices (the authors' fixed α = 0.2, the squared error) are passed explicitly.
     loss = S2ACLoss(
-        make_actor(cfg, observation_dim, action_low, action_high),
+        actor,
         critic,
         loss_function=CRITIC_LOSS,
         alpha_init=lc.alpha_init,
@@ -177,20 +206,26 @@ _S2AC_READS = ("svgd", "actor", "loss.temperature", *_SAMPLER_LOSS, *_LEARNED_AL
 
 
 def _build_sql(
-    cfg: Config, observation_dim: int, action_low: Sequence[float], action_high: Sequence[float]
+    cfg: Config,
+    observation_dim: int,
+    action_low: Sequence[float],
+    action_high: Sequence[float],
+    networks: Networks | None = None,
 ) -> Algorithm:
-    critic = make_critic(cfg, observation_dim, len(action_low))
     # SQL's sampler must target exp(Q(a)/α) on the action box, whose log-partition its
-    # soft value is: hence the squash correction (see SQLLoss).
-    actor = make_actor(
-        cfg,
-        observation_dim,
-        action_low,
-        action_high,
-        init="fixed",
-        amortized=True,
-        squash_correction=True,
-    )
+    # soft value is: hence the squash correction (see SQLLoss). A TorchRL actor is the sampler.
+    actor, critic = networks or (None, make_critic(cfg, observation_dim, len(action_low)))
+    if not isinstance(actor, SVGDActor):
+        sampler = True if actor is None else GaussianSampler(_given_gaussian(actor, "SQLLoss"))
+        actor = make_actor(
+            cfg,
+            observation_dim,
+            action_low,
+            action_high,
+            init="fixed",
+            amortized=sampler,
+            squash_correction=True,
+        )
     lc = cfg.loss
     loss = SQLLoss(
         actor,
@@ -211,22 +246,30 @@ _SQL_READS = (*_SAMPLER_LOSS, *_AMORTIZED_SAMPLER, *_SQL_OWN)
 
 
 def _build_sac(
-    cfg: Config, observation_dim: int, action_low: Sequence[float], action_high: Sequence[float]
+    cfg: Config,
+    observation_dim: int,
+    action_low: Sequence[float],
+    action_high: Sequence[float],
+    networks: Networks | None = None,
 ) -> Algorithm:
     c, lc = cfg.critic, cfg.loss
-    loss, policy = make_sac_loss(
+    actor, critic = networks or make_sac_networks(
         observation_dim,
         len(action_low),
         action_low,
         action_high,
-        num_critics=c.num_critics,
         hidden_sizes=tuple(c.hidden_sizes),
         activation=c.activation,  # type: ignore[arg-type]
+    )
+    loss = sac_loss(
+        actor,  # type: ignore[arg-type]
+        critic,
+        num_critics=c.num_critics,
         alpha_init=lc.alpha_init,
         learn_alpha=lc.learn_alpha,
         target_entropy=lc.target_entropy,  # type: ignore[arg-type]
     )
-    return Algorithm(loss, policy)
+    return Algorithm(loss, actor)
 
 
 # SAC's actor has the critic's widths and activation (as in TorchRL's SAC example).
@@ -330,14 +373,20 @@ def build_algorithm(
     observation_dim: int,
     action_low: Sequence[float],
     action_high: Sequence[float],
+    *,
+    networks: Networks | None = None,
 ) -> Algorithm:
     """Loss (with its TD(0) value estimator) and policy for ``cfg.algo``.
+
+    ``networks`` replaces the networks of ``cfg.actor``/``cfg.critic`` (their keys then shape
+    nothing): e.g. TorchRL's, for ``tools/train_torchrl.py --networks torchrl``.
 
     Raises:
         ConfigError: ``cfg`` sets a key the algorithm does not read (:func:`check_config`).
     """
+    extra = {} if networks is None else {"networks": networks}
     algorithm = ALGORITHMS[check_config(cfg).algo].build(
-        cfg, observation_dim, action_low, action_high
+        cfg, observation_dim, action_low, action_high, **extra
     )
     algorithm.loss.make_value_estimator(gamma=cfg.optim.gamma)
     return algorithm
