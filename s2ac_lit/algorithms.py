@@ -29,7 +29,7 @@ from s2ac_lit.actor import SVGDActor
 from s2ac_lit.config import Config, ConfigError, OptimConfig
 from s2ac_lit.networks import QEnsemble
 from s2ac_lit.objectives import S2ACLoss, SQLLoss, make_sac_networks, sac_loss
-from s2ac_lit.objectives.adapters import GaussianSampler, TensorDictGaussian, as_gaussian_actor
+from s2ac_lit.objectives.adapters import GaussianSampler, as_gaussian_actor
 from s2ac_lit.objectives.common import EntropyEstimate
 from s2ac_lit.objectives.s2ac import ACCEPTED_ACTORS as S2AC_ACTORS
 from s2ac_lit.objectives.s2ac import s2ac_entropy
@@ -151,11 +151,6 @@ def make_actor(
     )
 
 
-def _given_gaussian(actor: nn.Module, loss_name: str) -> TensorDictGaussian:
-    accepted = {"S2ACLoss": S2AC_ACTORS, "SQLLoss": SQL_ACTORS}[loss_name]
-    return as_gaussian_actor(actor, None, loss_name, accepted).gaussian
-
-
 CRITIC_LOSS = "l2"
 """The critics' regression of every algorithm: (Q - y)² (SAC's too, ``make_sac_loss``)."""
 
@@ -182,7 +177,7 @@ def _build_s2ac(
     else:  # a TorchRL actor is S2AC(φ,θ)'s initial Gaussian, inside the config's sampler
         actor, critic = networks
         if not isinstance(actor, SVGDActor):
-            gaussian = _given_gaussian(actor, "S2ACLoss")
+            gaussian = as_gaussian_actor(actor, None, "S2ACLoss", S2AC_ACTORS).gaussian
             actor = make_actor(
                 cfg, observation_dim, action_low, action_high, init="learned", init_net=gaussian
             )
@@ -216,7 +211,11 @@ def _build_sql(
     # soft value is: hence the squash correction (see SQLLoss). A TorchRL actor is the sampler.
     actor, critic = networks or (None, make_critic(cfg, observation_dim, len(action_low)))
     if not isinstance(actor, SVGDActor):
-        sampler = True if actor is None else GaussianSampler(_given_gaussian(actor, "SQLLoss"))
+        sampler = (
+            True
+            if actor is None
+            else GaussianSampler(as_gaussian_actor(actor, None, "SQLLoss", SQL_ACTORS).gaussian)
+        )
         actor = make_actor(
             cfg,
             observation_dim,

@@ -21,18 +21,12 @@ from torch import Tensor, nn
 from torchrl.envs.utils import ExplorationType, exploration_type
 
 from s2ac_lit.actor import SELECTIONS, Selection, SVGDActor, tanh_log_abs_det
-from s2ac_lit.objectives.critic import (
-    CriticLoss,
-    Info,
-    Reduction,
-    merge_phases,
-    using_params,
-)
+from s2ac_lit.objectives.critic import CriticLoss, Info, merge_phases, using_params
 
+# merge_phases is also this module's for the training update (s2ac_lit/update.py).
 __all__ = [
     "EntropyEstimate",
     "Info",
-    "Reduction",
     "SamplerLoss",
     "SamplerPolicy",
     "amortized_svgd_loss",
