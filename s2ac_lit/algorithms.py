@@ -28,10 +28,13 @@ from torchrl.objectives import LossModule, SoftUpdate
 from s2ac_lit.actor import SVGDActor
 from s2ac_lit.config import Config, ConfigError, OptimConfig
 from s2ac_lit.networks import QEnsemble
-from s2ac_lit.objectives import S2ACLoss, SQLLoss, make_sac_loss
+from s2ac_lit.objectives import S2ACLoss, SQLLoss, make_sac_networks, sac_loss
+from s2ac_lit.objectives.adapters import GaussianSampler, as_gaussian_actor
 from s2ac_lit.objectives.common import EntropyEstimate
+from s2ac_lit.objectives.s2ac import ACCEPTED_ACTORS as S2AC_ACTORS
 from s2ac_lit.objectives.s2ac import s2ac_entropy
 from s2ac_lit.objectives.sac import sac_entropy, sac_loss_phases
+from s2ac_lit.objectives.sql import ACCEPTED_ACTORS as SQL_ACTORS
 from s2ac_lit.objectives.sql import sql_samples
 from s2ac_lit.svgd import SVGDOptions
 from s2ac_lit.update import Phases, Stepper, Update
@@ -54,7 +57,12 @@ class Algorithm(NamedTuple):
     policy: Policy
 
 
-Builder = Callable[[Config, int, Sequence[float], Sequence[float]], Algorithm]
+Builder = Callable[..., Algorithm]
+"""``(cfg, observation_dim, action_low, action_high)`` → :class:`Algorithm`, and for the
+built-in algorithms an optional ``networks`` (:data:`Networks`)."""
+Networks = tuple[nn.Module, nn.Module]
+"""``(actor_network, qvalue_network)`` to build a loss around instead of the config's networks,
+e.g. TorchRL's ``ProbabilisticActor`` and ``ValueOperator`` (docs/torchrl.md)."""
 EntropyProbe = Callable[[Any, Policy, Tensor, int], EntropyEstimate]
 
 
@@ -112,14 +120,17 @@ def make_actor(
     observation_dim: int,
     action_low: Sequence[float],
     action_high: Sequence[float],
+    *,
+    init_net: nn.Module | None = None,
 ) -> SVGDActor:
-    """S2AC's SVGD actor of ``cfg.actor`` and ``cfg.svgd``."""
+    """S2AC's SVGD actor of ``cfg.actor`` and ``cfg.svgd``; a given ``init_net`` (a TorchRL
+    actor's Gaussian, see :class:`SVGDActor`) makes it S2AC(φ,θ) with that network."""
     a, s = cfg.actor, cfg.svgd
     return SVGDActor(
         observation_dim,
         action_low,
         action_high,
-        init=a.init,  # type: ignore[arg-type]
+        init="learned" if init_net is not None else a.init,  # type: ignore[arg-type]
         num_particles=s.num_particles,
         svgd=s.options(),
         init_std=a.init_std,
@@ -134,8 +145,12 @@ def make_actor(
         energy_at=a.energy_at,  # type: ignore[arg-type]
         scale_log_det=a.scale_log_det,
         amortized=a.amortized,
+        init_net=init_net,
     )
 
+
+CRITIC_LOSS = "l2"
+"""The critics' regression of every algorithm: (Q - y)² (SAC's too, ``make_sac_loss``)."""
 
 # What the builders read, beside each builder.
 _LOSS_COMMON = ("critic", "loss.alpha_init")
@@ -148,15 +163,29 @@ def _select(loss: S2ACLoss | SQLLoss, selection: str) -> Policy:
 
 
 def _build_s2ac(
-    cfg: Config, observation_dim: int, action_low: Sequence[float], action_high: Sequence[float]
+    cfg: Config,
+    observation_dim: int,
+    action_low: Sequence[float],
+    action_high: Sequence[float],
+    networks: Networks | None = None,
 ) -> Algorithm:
-    critic = make_critic(cfg, observation_dim, len(action_low))
+    if networks is None:  # the critic first: seeded runs depend on the order of the draws
+        critic = make_critic(cfg, observation_dim, len(action_low))
+        actor = make_actor(cfg, observation_dim, action_low, action_high)
+    else:  # a TorchRL actor is S2AC(φ,θ)'s initial Gaussian, inside the config's sampler
+        actor, critic = networks
+        if not isinstance(actor, SVGDActor):
+            gaussian = as_gaussian_actor(actor, None, "S2ACLoss", S2AC_ACTORS).gaussian
+            actor = make_actor(cfg, observation_dim, action_low, action_high, init_net=gaussian)
     lc = cfg.loss
+    # The loss's defaults are SACLoss's (a learned α, a smooth-L1 critic loss); the config's
+    # choices (the authors' fixed α = 0.2, the squared error) are passed explicitly.
     loss = S2ACLoss(
-        make_actor(cfg, observation_dim, action_low, action_high),
+        actor,
         critic,
+        loss_function=CRITIC_LOSS,
         alpha_init=lc.alpha_init,
-        learn_alpha=lc.learn_alpha,
+        fixed_alpha=not lc.learn_alpha,
         target_entropy=lc.target_entropy,  # type: ignore[arg-type]
         temperature=lc.temperature,  # type: ignore[arg-type]
         amortized_particles=lc.amortized_particles,
@@ -168,29 +197,41 @@ _S2AC_READS = ("svgd", "actor", "loss.temperature", *_SAMPLER_LOSS, *_LEARNED_AL
 
 
 def _build_sql(
-    cfg: Config, observation_dim: int, action_low: Sequence[float], action_high: Sequence[float]
+    cfg: Config,
+    observation_dim: int,
+    action_low: Sequence[float],
+    action_high: Sequence[float],
+    networks: Networks | None = None,
 ) -> Algorithm:
-    critic = make_critic(cfg, observation_dim, len(action_low))
     # SQL's sampler is the amortised one alone; it must target exp(Q(a)/α) on the action box,
     # whose log-partition its soft value is: hence the squash correction (see SQLLoss). Of
-    # the SVGD settings only the kernel's act, through the amortised direction.
-    a, s = cfg.actor, cfg.svgd
-    actor = SVGDActor(
-        observation_dim,
-        action_low,
-        action_high,
-        init="fixed",
-        svgd=SVGDOptions(bandwidth=s.bandwidth, include_diagonal=s.include_diagonal),
-        hidden_sizes=tuple(a.hidden_sizes),
-        activation=a.activation,  # type: ignore[arg-type]
-        squash_correction=True,
-        amortized=True,
-    )
+    # the SVGD settings only the kernel's act, through the amortised direction. A TorchRL
+    # actor is the sampler.
+    actor, critic = networks or (None, make_critic(cfg, observation_dim, len(action_low)))
+    if not isinstance(actor, SVGDActor):
+        sampler = (
+            True
+            if actor is None
+            else GaussianSampler(as_gaussian_actor(actor, None, "SQLLoss", SQL_ACTORS).gaussian)
+        )
+        a, s = cfg.actor, cfg.svgd
+        actor = SVGDActor(
+            observation_dim,
+            action_low,
+            action_high,
+            init="fixed",
+            svgd=SVGDOptions(bandwidth=s.bandwidth, include_diagonal=s.include_diagonal),
+            hidden_sizes=tuple(a.hidden_sizes),
+            activation=a.activation,  # type: ignore[arg-type]
+            squash_correction=True,
+            amortized=sampler,
+        )
     lc = cfg.loss
     loss = SQLLoss(
         actor,
         critic,
-        alpha=lc.alpha_init,
+        loss_function=CRITIC_LOSS,
+        alpha_init=lc.alpha_init,
         value_particles=lc.value_particles,
         amortized_particles=lc.amortized_particles,
     )
@@ -203,22 +244,30 @@ _SQL_READS = (*_SAMPLER_LOSS, *_AMORTIZED_SAMPLER, *_SQL_OWN)
 
 
 def _build_sac(
-    cfg: Config, observation_dim: int, action_low: Sequence[float], action_high: Sequence[float]
+    cfg: Config,
+    observation_dim: int,
+    action_low: Sequence[float],
+    action_high: Sequence[float],
+    networks: Networks | None = None,
 ) -> Algorithm:
     c, lc = cfg.critic, cfg.loss
-    loss, policy = make_sac_loss(
+    actor, critic = networks or make_sac_networks(
         observation_dim,
         len(action_low),
         action_low,
         action_high,
-        num_critics=c.num_critics,
         hidden_sizes=tuple(c.hidden_sizes),
         activation=c.activation,  # type: ignore[arg-type]
+    )
+    loss = sac_loss(
+        actor,  # type: ignore[arg-type]
+        critic,
+        num_critics=c.num_critics,
         alpha_init=lc.alpha_init,
         learn_alpha=lc.learn_alpha,
         target_entropy=lc.target_entropy,  # type: ignore[arg-type]
     )
-    return Algorithm(loss, policy)
+    return Algorithm(loss, actor)
 
 
 # SAC's actor has the critic's widths and activation (as in TorchRL's SAC example).
@@ -323,14 +372,20 @@ def build_algorithm(
     observation_dim: int,
     action_low: Sequence[float],
     action_high: Sequence[float],
+    *,
+    networks: Networks | None = None,
 ) -> Algorithm:
     """Loss (with its TD(0) value estimator) and policy for ``cfg.algo``.
+
+    ``networks`` replaces the networks of ``cfg.actor``/``cfg.critic`` (their keys then shape
+    nothing): e.g. TorchRL's, for ``tools/train_torchrl.py --networks torchrl``.
 
     Raises:
         ConfigError: ``cfg`` sets a key the algorithm does not read (:func:`check_config`).
     """
+    extra = {} if networks is None else {"networks": networks}
     algorithm = ALGORITHMS[check_config(cfg).algo].build(
-        cfg, observation_dim, action_low, action_high
+        cfg, observation_dim, action_low, action_high, **extra
     )
     algorithm.loss.make_value_estimator(gamma=cfg.optim.gamma)
     return algorithm

@@ -231,10 +231,11 @@ def naive_s2ac() -> Iterator[None]:
     """
 
     @contextmanager
-    def rewrapping_bind(self, critic_params=None):
+    def rewrapping_bind(self, critic_params=None, *, actor_params=None):
         critic_params = self.qvalue_network_params if critic_params is None else critic_params
+        actor_params = self.actor_network_params if actor_params is None else actor_params
         with (
-            self.actor_network_params.to_module(self.actor_network),
+            actor_params.to_module(self.actor_network),
             critic_params.to_module(self.qvalue_network),
         ):
             yield
