@@ -43,7 +43,7 @@ from s2ac_lit.actor import (
     SELECTIONS,
     STD_MAPS,
 )
-from s2ac_lit.errors import UsageError
+from s2ac_lit.errors import MAX_SEED, UsageError
 from s2ac_lit.networks import ACTIVATIONS
 from s2ac_lit.svgd import ENTROPY_NORMS, SELF_TERMS, SVGDOptions
 from s2ac_lit.update import UPDATE_ORDERS
@@ -343,9 +343,6 @@ class Range(NamedTuple):
         return text + "".join(f", or {value}" for value in self.special)
 
 
-MAX_SEED = 2**32 - 1
-"""The largest seed numpy (hence Lightning's ``seed_everything``) accepts."""
-
 _POSITIVE = Range(0, low_open=True)
 _NON_NEGATIVE = Range(0)
 _UNIT = Range(0, 1)
@@ -587,7 +584,7 @@ def _friendly(
     error: OmegaConfBaseException, source: str, base: DictConfig, layer: Any
 ) -> ConfigError:
     """The one-line message of a failed merge of ``layer`` into ``base``, naming the key."""
-    key = getattr(error, "full_key", None) or _failing_key(base, layer)
+    key = getattr(error, "full_key", None) or failing_key(base, layer)
     first_line = str(error).splitlines()[0]
     if "not in" in first_line and "Key" in first_line:
         parent = key.rsplit(".", 1)[0] if "." in key else ""
@@ -611,7 +608,7 @@ def _is_mapping(layer: Any) -> bool:
     return isinstance(layer, dict | DictConfig)
 
 
-def _failing_key(base: DictConfig, layer: Any, prefix: str = "") -> str:
+def failing_key(base: DictConfig, layer: Any, prefix: str = "") -> str:
     """The dotted key of ``layer`` whose merge into ``base`` fails, for OmegaConf errors that
     do not name it (a section given a scalar: ``env: 5``); ``'?'`` if none fails alone."""
     if not _is_mapping(layer):
@@ -622,7 +619,7 @@ def _failing_key(base: DictConfig, layer: Any, prefix: str = "") -> str:
         except OmegaConfBaseException:
             inner = OmegaConf.select(base, str(key))
             if _is_mapping(value) and isinstance(inner, DictConfig):
-                found = _failing_key(inner, value, f"{prefix}{key}.")
+                found = failing_key(inner, value, f"{prefix}{key}.")
                 if found != "?":
                     return found
             return f"{prefix}{key}"
