@@ -22,7 +22,7 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.profilers import AdvancedProfiler, Profiler, SimpleProfiler
-from lightning.pytorch.strategies import ParallelStrategy, StrategyRegistry
+from lightning.pytorch.strategies import StrategyRegistry
 from lightning_utilities.core.rank_zero import rank_zero_only as utils_rank_zero_only
 from omegaconf import OmegaConf
 
@@ -125,10 +125,13 @@ def global_rank(t: TrainerConfig) -> int:
         logging.getLogger(f"lightning.{part}.utilities.rank_zero") for part in ("pytorch", "fabric")
     ]
     levels = [log.level for log in lightning_logs]
-    for log in lightning_logs:  # its device lines are the real Trainer's to print
+    # The Trainer numbers the ranks as it is built; its device lines and the rank that
+    # Lightning's rank-zero utilities read are the real Trainer's to print and to set.
+    ranks = rank_zero_only.rank, utils_rank_zero_only.rank
+    for log in lightning_logs:
         log.setLevel(logging.WARNING)
     try:
-        strategy = L.Trainer(
+        return L.Trainer(
             accelerator=t.accelerator,
             devices=t.devices,
             num_nodes=t.num_nodes,
@@ -137,18 +140,11 @@ def global_rank(t: TrainerConfig) -> int:
             enable_checkpointing=False,
             enable_progress_bar=False,
             enable_model_summary=False,
-        ).strategy
+        ).global_rank
     finally:
         for log, level in zip(lightning_logs, levels, strict=True):
             log.setLevel(level)
-    if not isinstance(strategy, ParallelStrategy):
-        return 0
-    # What the strategy does as it sets up; it also sets the rank that Lightning's rank-zero
-    # utilities read, which is for the real Trainer to set.
-    previous = rank_zero_only.rank, utils_rank_zero_only.rank
-    strategy.set_world_ranks()
-    rank_zero_only.rank, utils_rank_zero_only.rank = previous
-    return strategy.global_rank
+        rank_zero_only.rank, utils_rank_zero_only.rank = ranks
 
 
 def build_trainer(
