@@ -23,12 +23,13 @@ import gymnasium
 from s2ac_lit.algorithms import ALGORITHMS
 from s2ac_lit.config import Config, ConfigError
 
-BYTES_PER_UNIT = 8
-"""Peak bytes of an update per hidden unit evaluated (float32), measured 7-10 for S2AC, SAC and
-SQL at Walker2d's sizes."""
+BYTES_PER_UNIT = 10
+"""Peak bytes of an update per unit evaluated (float32): measured 7 (S2AC), 9 (SAC) and 14
+(SQL) at small and Walker2d sizes (``tests/test_trainer_memory.py``)."""
 
 PARTICLE_KEYS = ("svgd.num_particles", "loss.value_particles", "loss.amortized_particles")
-"""Keys that set how many actions per state an update evaluates (the largest read counts)."""
+"""Keys that set how many actions per state an update evaluates (the largest read counts;
+S2AC's amortised particles only with ``actor.amortized``)."""
 
 WEIGHT_COPIES = 5
 """Each weight is held as the value, its gradient, Adam's two moments and the target copy."""
@@ -69,9 +70,10 @@ def estimate(cfg: Config, observation_dim: int, action_dim: int) -> MemoryEstima
     critics' sizes or the actor's, the actor's (:data:`WEIGHT_COPIES` each).
     """
     spec = ALGORITHMS[cfg.algo]
-    particles = max(
-        [1] + [_value(cfg, key) for key in PARTICLE_KEYS if spec.reads_key(key)],
-    )
+    counted = [key for key in PARTICLE_KEYS if spec.reads_key(key)]
+    if spec.reads_key("actor.amortized") and not cfg.actor.amortized:
+        counted.remove("loss.amortized_particles")  # no amortised sampler to train
+    particles = max([1] + [_value(cfg, key) for key in counted])
     steps = cfg.svgd.steps if spec.reads_key("svgd.steps") else 0
     widths = cfg.critic.hidden_sizes
     units = (
