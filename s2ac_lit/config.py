@@ -746,8 +746,8 @@ def merge_config(
         if empty:
             key = empty[0][:-1]
             raise ConfigError(
-                f"override {empty[0]!r} has no value; give one, or {key}=null for none, "
-                f"{key}='' for an empty string"
+                f"override {empty[0]!r} has no value; give one ({key}=null means none and "
+                f"{key}='' an empty string, where {key} allows them)"
             )
     command_line = [("command line", OmegaConf.from_dotlist(overrides or []))]
     layers = [("defaults", base)] if base is not None else []

@@ -90,9 +90,13 @@ def new_run_folder(cfg: Config) -> Path:
     (:data:`RUN_FOLDER_ENV`, :data:`FIXED_RUN_FOLDER_ENV`), created (empty)."""
     requested = requested_run_folder()
     if requested is not None:
+        if requested.exists() and not requested.is_dir():
+            raise ConfigError(
+                f"run folder {_requesting_variable()}={str(requested)!r} is a file, not a folder"
+            )
         if any((requested / CHECKPOINTS_DIR).glob("*.ckpt")):
             raise CheckpointError(
-                f"run folder {str(requested)!r} (from the environment) already holds a run; "
+                f"run folder {_requesting_variable()}={str(requested)!r} already holds a run; "
                 f"continue it with: python tools/fit.py --resume {requested}, or name an "
                 "empty folder"
             )
@@ -109,8 +113,12 @@ def new_run_folder(cfg: Config) -> Path:
 def requested_run_folder() -> Path | None:
     """The run folder named by :data:`RUN_FOLDER_ENV` (a DDP run's, on every node) or by
     :data:`FIXED_RUN_FOLDER_ENV` (the benchmark harness's), if either is set."""
-    named = os.environ.get(RUN_FOLDER_ENV) or os.environ.get(FIXED_RUN_FOLDER_ENV)
-    return Path(named) if named else None
+    variable = _requesting_variable()
+    return Path(os.environ[variable]) if variable else None
+
+
+def _requesting_variable() -> str | None:
+    return next((v for v in (RUN_FOLDER_ENV, FIXED_RUN_FOLDER_ENV) if os.environ.get(v)), None)
 
 
 def global_rank(t: TrainerConfig) -> int:
@@ -240,7 +248,7 @@ def train(cfg: Config, *, resume_from: Path | None = None) -> dict[str, Any]:
     requested = requested_run_folder()
     if resume_from is not None and requested and requested.resolve() != run_folder_of(resume_from):
         raise CheckpointError(
-            f"{RUN_FOLDER_ENV}={str(requested)!r} but the run to resume is "
+            f"{_requesting_variable()}={str(requested)!r} but the run to resume is "
             f"{str(run_folder_of(resume_from))!r}; they must be the same folder"
         )
     if rank > 0:
@@ -432,7 +440,8 @@ def check_resumable(cfg: Config, path: Path) -> None:
     check_compatible(checkpoint, module, path)
     dump = checkpoint.get("replay_dir")
     if cfg.replay.checkpoint and dump is not None:
-        for rank_dump in sorted((run_folder_of(path) / REPLAY_DIR / dump).glob("rank-*")):
+        dump_folder = run_folder_of(path) / REPLAY_DIR / dump
+        for rank_dump in sorted(dump_folder.glob("rank-*")) or [dump_folder]:
             check_replay_dump(rank_dump)
 
 
