@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import torch
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from s2ac_lit.trainer.checkpoints import CheckpointError
@@ -57,6 +58,20 @@ def require_run_folder(run_folder: Path) -> None:
     """Raise :class:`RunFolderGone` if ``run_folder`` no longer exists."""
     if not run_folder.is_dir():
         raise RunFolderGone(run_folder)
+
+
+class RunTensorBoardLogger(TensorBoardLogger):
+    """Lightning's TensorBoard logger under ``RUN/logs/tensorboard``, checking that the run
+    folder still exists before it logs: its writer thread would fail on a vanished folder with
+    a traceback of its own, past any handler."""
+
+    def __init__(self, run_folder: Path) -> None:
+        super().__init__(run_folder, name="logs", version="tensorboard", default_hp_metric=False)
+        self.run_folder = Path(run_folder)
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        require_run_folder(self.run_folder)
+        super().log_metrics(metrics, step)
 
 
 def _fsync_dir(folder: Path) -> None:

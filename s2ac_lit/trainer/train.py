@@ -20,7 +20,6 @@ import lightning as L
 import torch
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import TQDMProgressBar
-from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.profilers import AdvancedProfiler, Profiler, SimpleProfiler
 from lightning.pytorch.strategies import StrategyRegistry
 from lightning_utilities.core.rank_zero import rank_zero_only as utils_rank_zero_only
@@ -75,6 +74,7 @@ from s2ac_lit.trainer.module import RLModule
 from s2ac_lit.trainer.runfolder import (
     AtomicCheckpointIO,
     RunLock,
+    RunTensorBoardLogger,
     atomic_write_text,
     remove_leftovers,
     require_run_folder,
@@ -181,7 +181,7 @@ def build_trainer(
     # Last: evaluation due at this update is logged before an interruption's checkpoint.
     callbacks.append(GracefulStop(run_folder, checkpoint))
     loggers = [
-        TensorBoardLogger(run_folder, name="logs", version="tensorboard", default_hp_metric=False),
+        RunTensorBoardLogger(run_folder),
         ContinuingCSVLogger(run_folder, name="logs", version="csv", keep_rows=csv_rows),
     ]
     return L.Trainer(
@@ -300,9 +300,9 @@ def _train(cfg: Config, run_folder: Path, resume_from: Path | None) -> dict[str,
     stop.install()  # on every rank: a terminal's Ctrl-C reaches them all
     try:
         trainer.fit(module, datamodule=ReplayDataModule(cfg), ckpt_path=resume_from)
-    except OSError:
-        # A write into a run folder deleted while training (a logger's, first): the
-        # checkpoint writer raises RunFolderGone, the others whatever their I/O raises.
+    except Exception:
+        # A run folder deleted while training fails a writer's I/O (which Lightning may wrap);
+        # the checkpoint and replay writers and the TensorBoard logger check it first.
         require_run_folder(run_folder)
         raise
     finally:
