@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 import os
 import signal
 import sys
@@ -20,7 +21,7 @@ from s2ac_lit.benchmark import report
 from s2ac_lit.benchmark.executor import Stopped, execute
 from s2ac_lit.benchmark.results import collect, goal_rows, write_csv, write_goals_csv
 from s2ac_lit.benchmark.suite import SuiteError, load_suite, plan, select_algos
-from s2ac_lit.errors import UsageError, cli, non_negative_float, positive_int
+from s2ac_lit.errors import UsageError, cli
 
 FAILED_BASE = 100
 
@@ -64,27 +65,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="config override of every run (repeatable), e.g. --set trainer.threads=2",
     )
-    p.add_argument("--workers", type=positive_int, default=1, help="runs at once (default 1)")
+    p.add_argument("--workers", type=int, default=1, help="runs at once (default 1)")
     p.add_argument("--ray-address", help="join this Ray cluster (e.g. auto or HOST:6379)")
     p.add_argument(
         "--gpus-per-run",
-        type=non_negative_float,
+        type=float,
         default=0.0,
         help="GPUs of a run: a fraction below 1 (runs share a GPU) or a whole number",
     )
     p.add_argument(
         "--stop-timeout",
-        type=non_negative_float,
+        type=float,
         default=180.0,
         metavar="SECONDS",
         help="on SIGINT or SIGTERM, how long runs in flight get to checkpoint and exit "
         "(default 180)",
     )
-    p.add_argument("--reps", type=positive_int, default=2000, help="bootstrap replications")
+    p.add_argument("--reps", type=int, default=2000, help="bootstrap replications")
     p.add_argument("--report-only", action="store_true", help="aggregate without training")
     p.add_argument(
         "--at-frames",
-        type=positive_int,
+        type=int,
         help="report at this frame budget: every run that reached it, finished or not",
     )
     return p.parse_args(argv)
@@ -93,6 +94,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 @cli
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    check_flags(args)
     check_out(args.out, report_only=args.report_only)
     if not args.report_only:
         check_gpus(args.gpus_per_run, args.ray_address)
@@ -125,11 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             signal.signal(signal.SIGTERM, previous)
     rows, missing = collect(specs, args.out, at_frames=args.at_frames)
-    if args.report_only and not rows:
+    if args.report_only and not rows and all(m.state == "not run" for m in missing):
         raise UsageError(
-            f"--report-only: no run of this suite under {str(args.out / 'runs')!r} has "
-            f"{'reached --at-frames' if args.at_frames else 'finished'}; nothing to report "
-            "(run the suite first, without --report-only)"
+            f"--report-only: {str(args.out / 'runs')!r} holds no run of this suite; nothing "
+            "to report (run the suite first, without --report-only)"
         )
     write_csv(rows, args.out / "runs.csv")
     goals = goal_rows(specs, args.out)
@@ -154,6 +155,20 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         return min(FAILED_BASE + len(missing), 254)
     return 0
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    """Raise :class:`SuiteError` naming a numeric flag out of its range."""
+    counts = {"--workers": args.workers, "--reps": args.reps, "--at-frames": args.at_frames}
+    for flag, value in counts.items():
+        if value is not None and value < 1:
+            raise SuiteError(f"{flag}={value} must be >= 1")
+    for flag, value, unit in (
+        ("--gpus-per-run", args.gpus_per_run, ""),
+        ("--stop-timeout", args.stop_timeout, " seconds"),
+    ):
+        if not (0 <= value < math.inf):
+            raise SuiteError(f"{flag}={value} must be >= 0{unit} (a finite number)")
 
 
 def check_out(out: Path, *, report_only: bool) -> None:
