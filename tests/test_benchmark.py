@@ -372,6 +372,7 @@ def _one_long_run(tmp_path: Path) -> Path:
     suite = OmegaConf.load(SMOKE)
     suite.seeds = 1
     suite.algos = {"s2ac": suite.algos["s2ac"]}
+    suite.baseline = "s2ac"  # a suite's baseline is one of its algorithms
     suite.overrides += ["collector.frames_per_batch=10", "trainer.checkpoint_every_updates=10"]
     suite.tasks.multigoal.frames = 1000
     suite.tasks.multigoal.eval_every = 500

@@ -3,12 +3,14 @@
 A suite names tasks (preset, frame budget, evaluation interval, normalisation scores with their
 sources) and algorithms (config overrides). Every (algorithm, task, seed) is one run in
 ``OUT/runs/<task>/<algo>/seed-<k>``. The schema is an omegaconf structured config, so unknown
-keys and wrong types fail with one line naming the key.
+keys and wrong types fail with one line naming the key; :func:`load_suite` then checks the
+values (counts, scores, the baseline) before anything runs.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,8 +19,9 @@ from omegaconf.errors import OmegaConfBaseException
 
 from s2ac_lit.algorithms import check_config
 from s2ac_lit.benchmark.runner import RunSpec
-from s2ac_lit.config import ConfigError, load_config, to_yaml
+from s2ac_lit.config import ConfigError, failing_key, load_config, load_yaml, to_yaml
 from s2ac_lit.envs import check_env_id
+from s2ac_lit.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[2]
 """Presets are looked up relative to the working directory, then to the repository root."""
@@ -28,8 +31,8 @@ SCORES = ("return", "goals")
 """How a task scores a run (``TaskSpec.score``)."""
 
 
-class SuiteError(ValueError):
-    """A suite file, algorithm name or override is invalid."""
+class SuiteError(UsageError, ValueError):
+    """A suite file, algorithm name, override or harness flag is invalid."""
 
 
 @dataclass
@@ -98,26 +101,57 @@ def load_suite(path: str | Path) -> Suite:
     if not path.is_file():
         raise SuiteError(f"suite file {str(path)!r} does not exist")
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(Suite), OmegaConf.load(path))
-        suite = OmegaConf.to_object(merged)
+        data = load_yaml(path, "suite file")
+    except ConfigError as error:
+        raise SuiteError(str(error)) from None
+    schema = OmegaConf.structured(Suite)
+    try:
+        suite = OmegaConf.to_object(OmegaConf.merge(schema, data))
     except OmegaConfBaseException as error:
-        key = getattr(error, "full_key", None) or "?"
+        key = getattr(error, "full_key", None) or failing_key(schema, data)
         raise SuiteError(f"{path}: bad suite key {key!r}: {str(error).splitlines()[0]}") from None
     assert isinstance(suite, Suite)
+    check_suite(suite, path)
+    return suite
+
+
+def check_suite(suite: Suite, path: Path) -> None:
+    """Raise :class:`SuiteError` naming the key of a value a suite cannot run or report with."""
     if not suite.algos or not suite.tasks:
         raise SuiteError(f"{path}: a suite needs at least one algorithm and one task")
+    if suite.seeds < 1:
+        raise SuiteError(f"{path}: seeds={suite.seeds} must be >= 1")
+    if suite.baseline not in suite.algos:
+        raise SuiteError(
+            f"{path}: baseline={suite.baseline!r} is not an algorithm of the suite; allowed: "
+            f"{sorted(suite.algos)}"
+        )
+    for name, algo in suite.algos.items():
+        if algo.seeds is not None and algo.seeds < 1:
+            raise SuiteError(f"{path}: algos.{name}.seeds={algo.seeds} must be >= 1, or null")
     for name, task in suite.tasks.items():
+        where = f"{path}: tasks.{name}"
         if task.score not in SCORES:
+            raise SuiteError(f"{where}.score={task.score!r} is not allowed; allowed: {SCORES}")
+        if task.frames < 1:
+            raise SuiteError(f"{where}.frames={task.frames} must be >= 1")
+        if task.eval_every < 0:
+            raise SuiteError(f"{where}.eval_every={task.eval_every} must be >= 0")
+        for key in ("random_score", "reference_score"):
+            if not math.isfinite(getattr(task, key)):
+                raise SuiteError(f"{where}.{key}={getattr(task, key)} must be a finite number")
+        if task.reference_score <= task.random_score:
             raise SuiteError(
-                f"{path}: tasks.{name}.score={task.score!r} is not allowed; allowed: {SCORES}"
+                f"{where}.reference_score={task.reference_score} must be above "
+                f"random_score={task.random_score}: scores are normalised as (return - random) / "
+                "(reference - random)"
             )
         unknown = sorted(set(task.for_algo) - set(suite.algos))
         if unknown:
             raise SuiteError(
-                f"{path}: tasks.{name}.for_algo names {unknown}, which are not algorithms of "
-                f"the suite; allowed: {sorted(suite.algos)}"
+                f"{where}.for_algo names {unknown}, which are not algorithms of the suite; "
+                f"allowed: {sorted(suite.algos)}"
             )
-    return suite
 
 
 def resolve_preset(preset: str) -> Path:

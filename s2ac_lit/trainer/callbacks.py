@@ -20,10 +20,18 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from s2ac_lit.config import Config
 from s2ac_lit.envs import make_env
+from s2ac_lit.trainer.checkpoints import CheckpointError
 from s2ac_lit.trainer.csvlog import ContinuingCSVLogger
 from s2ac_lit.trainer.evaluation import evaluate_policy
-from s2ac_lit.trainer.layout import SUMMARY_FILE
-from s2ac_lit.trainer.runfolder import atomic_write_bytes, atomic_write_text, fsync_tree
+from s2ac_lit.trainer.layout import REPLAY_DIR, SUMMARY_FILE
+from s2ac_lit.trainer.runfolder import (
+    atomic_write_bytes,
+    atomic_write_text,
+    fsync_tree,
+    manifest_mismatch,
+    require_run_folder,
+    write_manifest,
+)
 
 EVAL_SEED_OFFSET = 10_000  # evaluation episodes never share seeds with training
 
@@ -132,7 +140,10 @@ class GracefulStop(L.Callback):
 
     The signal handlers only note the signal (a write in progress is never cut); the update
     under way completes, then :meth:`on_train_batch_end` writes the checkpoint and the replay
-    dump. A second SIGINT interrupts at once (Python's default KeyboardInterrupt).
+    dump. Every DDP rank installs them, and the ranks agree at each update's end (one
+    all-reduce), so that a signal to any of them stops all at the same update, each writing
+    its part of the checkpoint. A second SIGINT interrupts at once (Python's default
+    KeyboardInterrupt).
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -165,61 +176,87 @@ class GracefulStop(L.Callback):
         for signum in self.SIGNALS:
             self._previous[signum] = signal.signal(signum, self._note)
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        # Lightning registered its own SIGTERM handler as the fit started (before this hook),
+        # ahead of ours: under DDP it forwards the signal to the ranks it started and runs a
+        # collective inside the handler, which desynchronises the ranks' collectives. Only
+        # ours runs from here on (Lightning restores the one it found, ours, at its teardown).
+        if self._previous:
+            for signum in self.SIGNALS:
+                signal.signal(signum, self._note)
+
     def restore(self) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous = {}
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.signum is not None:
+        signum = self.signum or 0
+        if trainer.world_size > 1:  # every rank stops at this update if any got a signal
+            noted = torch.tensor([signum], device=pl_module.device)
+            torch.distributed.all_reduce(noted, op=torch.distributed.ReduceOp.MAX)
+            signum = int(noted.item())
+        if signum:
             self.checkpoint.save_now(trainer)
-            raise RunInterrupted(self.signum, self.run_folder, trainer.global_step)
+            raise RunInterrupted(signum, self.run_folder, trainer.global_step)
 
 
 class ReplayCheckpoint(L.Callback):
     """Dump each rank's replay buffer beside every checkpoint, and load it on resume.
 
-    Layout: ``RUN/replay/step-N/rank-R``. A dump goes to a temporary folder beside it, is
-    fsynced and renamed into place, and the checkpoint records which folder belongs to it, so
-    a kill during either write leaves the previous checkpoint and its buffer intact. Only the
-    two newest dumps are kept (the last complete one and the one being written).
+    Layout: ``RUN/replay/step-N/rank-R``. A dump goes to a temporary folder beside it with a
+    manifest of its file sizes, is fsynced and renamed into place, and the checkpoint records
+    which folder belongs to it, so a kill during either write leaves the previous checkpoint and
+    its buffer intact; the complete checkpoint then removes the older dumps
+    (:func:`s2ac_lit.trainer.runfolder.remove_superseded`). A dump that does not match its
+    manifest (a copy cut short) stops the resume: the run cannot go on as it was.
     """
 
-    def __init__(self, run_folder: Path, *, keep: int = 2) -> None:
-        self.root = run_folder / "replay"
-        self.keep = keep
+    def __init__(self, run_folder: Path) -> None:
+        self.root = run_folder / REPLAY_DIR
+        self._dumped: int | None = None  # the step dumped by this process (step=N and last)
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
         step_dir = self.root / f"step-{trainer.global_step}"
-        target = step_dir / f"rank-{trainer.global_rank}"
-        if not target.exists():
+        if self._dumped != trainer.global_step:
+            # A dump of this step left by a killed run holds that run's buffer: replace it.
+            target = step_dir / f"rank-{trainer.global_rank}"
             tmp = step_dir / f".rank-{trainer.global_rank}.tmp"
+            require_run_folder(self.root.parent)
+            step_dir.mkdir(parents=True, exist_ok=True)  # replay/ is inside the live folder
             shutil.rmtree(tmp, ignore_errors=True)
-            step_dir.mkdir(parents=True, exist_ok=True)
             _feeder(trainer).buffer.dumps(tmp)
+            write_manifest(tmp)
             fsync_tree(tmp)
+            shutil.rmtree(target, ignore_errors=True)
             os.replace(tmp, target)
+            self._dumped = trainer.global_step
         checkpoint["replay_dir"] = step_dir.name
         trainer.strategy.barrier("replay_dump")
-        if trainer.is_global_zero:
-            dumps = sorted(
-                (p for p in self.root.glob("step-*") if p.is_dir()),
-                key=lambda p: int(p.name.split("-")[1]),
-            )
-            for old in dumps[: -self.keep]:
-                shutil.rmtree(old, ignore_errors=True)
 
     def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
         name = checkpoint.get("replay_dir")
         path = self.root / str(name) / f"rank-{trainer.global_rank}"
-        if name is None or not path.is_dir():
+        if name is None:
             warnings.warn(
-                f"no replay buffer dump at {str(path)!r}: resuming with an empty buffer "
-                "(frames already collected are not replayed)",
+                "the checkpoint has no replay buffer dump (replay.checkpoint was false): "
+                "resuming with an empty buffer (frames already collected are not replayed)",
                 stacklevel=2,
             )
             return
+        check_replay_dump(path)
         _feeder(trainer).buffer.loads(path)
+        self._dumped = checkpoint["global_step"]  # a save at this step keeps this dump
+
+
+def check_replay_dump(path: Path) -> None:
+    """Raise :class:`CheckpointError` unless the replay dump at ``path`` is there and whole."""
+    problem = "it is missing" if not path.is_dir() else manifest_mismatch(path)
+    if problem is not None:
+        raise CheckpointError(
+            f"replay buffer dump {str(path)!r} of the checkpoint cannot be resumed: {problem}; "
+            "restore the run folder from a whole copy, or start a new run"
+        )
 
 
 class PeriodicEvaluation(L.Callback):
