@@ -231,11 +231,12 @@ class QEnergy:
     f(u) = min_k Q_k(s, u) / T (the authors' code).
 
     Calling it maps u ``[..., M, A]`` to f ``[..., M]`` (``observation`` is ``[..., O]``); one
-    critic call evaluates every critic on every particle. When the critic has
-    ``value_and_action_grad`` (:class:`~s2ac_lit.networks.QEnsemble`), ``score_fn`` gives
-    ∇ᵤf in closed form, so the sampler needs no autograd for it, and ``score_hvp_fn`` gives
-    ∇ᵤf with the Hessian-vector product of the self term's Hutchinson probe
-    (:meth:`score_and_hvp`); otherwise both are None.
+    critic call evaluates every critic on every particle. ``score_fn`` gives ∇ᵤf: in closed
+    form when the critic has ``value_and_action_grad`` (:class:`~s2ac_lit.networks.QEnsemble`),
+    so the sampler needs no autograd for it; otherwise by autograd (e.g. TorchRL Q-value
+    modules). ``score_hvp_fn`` gives ∇ᵤf with the Hessian-vector product of the self term's
+    Hutchinson probe (:meth:`score_and_hvp`) for the closed-form critics, None otherwise
+    (then the sampler takes the product by autograd).
     """
 
     def __init__(
@@ -250,7 +251,7 @@ class QEnergy:
         self.critic = critic
         self.temperature = temperature
         has_grad = hasattr(critic, "value_and_action_grad")
-        self.score_fn = self.score if has_grad else None
+        self.score_fn = self.score if has_grad else self.autograd_score
         self.score_hvp_fn = self.score_and_hvp if has_grad else None
 
     def __call__(self, u: Tensor) -> Tensor:
@@ -258,6 +259,20 @@ class QEnergy:
         if self.actor.squash_correction:
             f = f + tanh_log_abs_det(u, self.actor.action_scale)
         return f
+
+    # Eager under torch.compile: the actor loss differentiates this gradient again (a double
+    # backward), which AOTAutograd does not support for compiled code (docs/torchrl.md).
+    @torch.compiler.disable
+    def autograd_score(self, u: Tensor) -> Tensor:
+        """∇ᵤf by autograd, for critics without a closed-form ∇ₐQ; differentiable when
+        gradients are enabled (the actor loss), detached otherwise."""
+        create_graph = torch.is_grad_enabled()
+        with torch.enable_grad():
+            ug = u if u.requires_grad else u.detach().requires_grad_(True)
+            (score,) = torch.autograd.grad(
+                self(ug).sum(), ug, create_graph=create_graph, materialize_grads=True
+            )
+        return score if create_graph else score.detach()
 
     def score(self, u: Tensor) -> Tensor:
         """∇ᵤf: ∇ₐQ of the minimal critic over T, times da/du = scale·(1 - tanh²u) when the
@@ -328,12 +343,19 @@ class SVGDActor(ResettableModule):
         scale_log_det: include -Σ log(action scale) in log π (default; the density of the
             executed action). The authors' code leaves it out, which shifts log π by a
             constant where the action limit is not 1.
-        amortized: also build an :class:`AmortizedSampler`.
+        amortized: also build an :class:`AmortizedSampler` (True), or use this module
+            (observation ``[..., O]``, noise ``[..., M, A]``) → u ``[..., M, A]`` as the
+            amortised sampler.
+        init_net: a module observation ``[..., O]`` → (μθ ``[..., A]``, σθ ``[..., A]``) to
+            use as S2AC(φ,θ)'s initial Gaussian instead of building one (``hidden_sizes``,
+            ``activation`` and ``std_*`` then do not apply to it); e.g. a TorchRL actor
+            through :class:`s2ac_lit.objectives.adapters.TensorDictGaussian`.
+            ``observation_dim`` may be None when no network is built.
     """
 
     def __init__(
         self,
-        observation_dim: int,
+        observation_dim: int | None,
         action_low: Tensor | Sequence[float],
         action_high: Tensor | Sequence[float],
         *,
@@ -351,7 +373,8 @@ class SVGDActor(ResettableModule):
         squash_correction: bool = False,
         energy_at: EnergyAt = "action",
         scale_log_det: bool = True,
-        amortized: bool = False,
+        amortized: bool | nn.Module = False,
+        init_net: nn.Module | None = None,
     ) -> None:
         super().__init__()
         low = torch.as_tensor(action_low, dtype=torch.float32)
@@ -374,6 +397,11 @@ class SVGDActor(ResettableModule):
                 raise ValueError(f"unknown {name} {value!r}; allowed: {allowed}{why}")
         if not 0 < std_min < std_max:
             raise ValueError(f"need 0 < std_min < std_max, got {std_min} and {std_max}")
+        if init_net is not None and init != "learned":
+            raise ValueError("init_net is S2AC(φ,θ)'s initial Gaussian: it needs init='learned'")
+        builds = (init == "learned" and init_net is None) or amortized is True
+        if observation_dim is None and builds:
+            raise ValueError("observation_dim is needed to build the init network or sampler")
         self.register_buffer("action_loc", (high + low) / 2)
         self.register_buffer("action_scale", (high - low) / 2)
         self.action_dim = low.numel()
@@ -388,18 +416,16 @@ class SVGDActor(ResettableModule):
         self.squash_correction = squash_correction
         self.energy_at = energy_at
         self.scale_log_det = scale_log_det
-        self.init_net = (
-            mlp(observation_dim, 2 * self.action_dim, hidden_sizes, activation)
-            if init == "learned"
-            else None
-        )
-        self.amortized = (
-            AmortizedSampler(
+        # A given init network returns (μ, σ) itself; the built one returns (μ, raw σ).
+        self.init_returns_std = init_net is not None
+        if init_net is None and init == "learned":
+            init_net = mlp(observation_dim, 2 * self.action_dim, hidden_sizes, activation)
+        self.init_net = init_net
+        if amortized is True:
+            amortized = AmortizedSampler(
                 observation_dim, self.action_dim, hidden_sizes=hidden_sizes, activation=activation
             )
-            if amortized
-            else None
-        )
+        self.amortized = amortized if isinstance(amortized, nn.Module) else None
 
     def diagnostic_keys(self) -> tuple[str, ...]:
         """Keys of :func:`sampler_diagnostics` for this actor (σ² needs a step, σθ a θ)."""
@@ -441,13 +467,21 @@ class SVGDActor(ResettableModule):
             log_q0 = (-0.5 * xi.pow(2) - 0.5 * math.log(2 * math.pi)).sum(-1)
         else:
             xi = truncated_standard_normal(shape, self.truncation, **kwargs)
-            mean, raw_std = self.init_net(observation).unsqueeze(-2).chunk(2, dim=-1)
-            std = std_from_raw(raw_std, self.std_min, self.std_max, self.std_map)
+            mean, std = self.init_gaussian(observation)
             log_q0 = truncated_standard_normal_log_prob(xi, self.truncation)
         u0 = mean + std * xi
         log_q0 = log_q0 - std.log().sum(-1)
         box = (mean - self.truncation * std, mean + self.truncation * std)
         return u0, log_q0, box
+
+    def init_gaussian(self, observation: Tensor) -> tuple[Tensor, Tensor]:
+        """μθ(s) and σθ(s) of S2AC(φ,θ): the init network's (σ through ``std_map``), or a
+        given ``init_net``'s own. ``[..., O]`` → ``[..., 1, A]`` each."""
+        if self.init_returns_std:
+            mean, std = self.init_net(observation)
+            return mean.unsqueeze(-2), std.unsqueeze(-2)
+        mean, raw_std = self.init_net(observation).unsqueeze(-2).chunk(2, dim=-1)
+        return mean, std_from_raw(raw_std, self.std_min, self.std_max, self.std_map)
 
     def energy(self, observation: Tensor, critic: Critic, temperature: Tensor | float) -> QEnergy:
         """The sampler's target for these states; see :class:`QEnergy`."""

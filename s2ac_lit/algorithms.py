@@ -28,11 +28,15 @@ from torchrl.objectives import LossModule, SoftUpdate
 from s2ac_lit.actor import SVGDActor
 from s2ac_lit.config import Config, ConfigError, OptimConfig
 from s2ac_lit.networks import QEnsemble
-from s2ac_lit.objectives import S2ACLoss, SQLLoss, make_sac_loss
+from s2ac_lit.objectives import S2ACLoss, SQLLoss, make_sac_networks, sac_loss
+from s2ac_lit.objectives.adapters import GaussianSampler, as_gaussian_actor
 from s2ac_lit.objectives.common import EntropyEstimate
+from s2ac_lit.objectives.s2ac import ACCEPTED_ACTORS as S2AC_ACTORS
 from s2ac_lit.objectives.s2ac import s2ac_entropy
 from s2ac_lit.objectives.sac import sac_entropy, sac_loss_phases
+from s2ac_lit.objectives.sql import ACCEPTED_ACTORS as SQL_ACTORS
 from s2ac_lit.objectives.sql import sql_samples
+from s2ac_lit.svgd import SVGDOptions
 from s2ac_lit.update import Phases, Stepper, Update
 
 Policy = Callable[[TensorDictBase], TensorDictBase]
@@ -53,7 +57,12 @@ class Algorithm(NamedTuple):
     policy: Policy
 
 
-Builder = Callable[[Config, int, Sequence[float], Sequence[float]], Algorithm]
+Builder = Callable[..., Algorithm]
+"""``(cfg, observation_dim, action_low, action_high)`` → :class:`Algorithm`, and for the
+built-in algorithms an optional ``networks`` (:data:`Networks`)."""
+Networks = tuple[nn.Module, nn.Module]
+"""``(actor_network, qvalue_network)`` to build a loss around instead of the config's networks,
+e.g. TorchRL's ``ProbabilisticActor`` and ``ValueOperator`` (docs/torchrl.md)."""
 EntropyProbe = Callable[[Any, Policy, Tensor, int], EntropyEstimate]
 
 
@@ -112,17 +121,16 @@ def make_actor(
     action_low: Sequence[float],
     action_high: Sequence[float],
     *,
-    init: str | None = None,
-    amortized: bool | None = None,
-    squash_correction: bool | None = None,
+    init_net: nn.Module | None = None,
 ) -> SVGDActor:
-    """The SVGD actor of ``cfg.actor`` and ``cfg.svgd``; keyword arguments override them."""
+    """S2AC's SVGD actor of ``cfg.actor`` and ``cfg.svgd``; a given ``init_net`` (a TorchRL
+    actor's Gaussian, see :class:`SVGDActor`) makes it S2AC(φ,θ) with that network."""
     a, s = cfg.actor, cfg.svgd
     return SVGDActor(
         observation_dim,
         action_low,
         action_high,
-        init=init or a.init,  # type: ignore[arg-type]
+        init="learned" if init_net is not None else a.init,  # type: ignore[arg-type]
         num_particles=s.num_particles,
         svgd=s.options(),
         init_std=a.init_std,
@@ -133,12 +141,16 @@ def make_actor(
         std_map=a.std_map,  # type: ignore[arg-type]
         truncation=a.truncation,
         bound=a.bound,  # type: ignore[arg-type]
-        squash_correction=a.squash_correction if squash_correction is None else squash_correction,
+        squash_correction=a.squash_correction,
         energy_at=a.energy_at,  # type: ignore[arg-type]
         scale_log_det=a.scale_log_det,
-        amortized=a.amortized if amortized is None else amortized,
+        amortized=a.amortized,
+        init_net=init_net,
     )
 
+
+CRITIC_LOSS = "l2"
+"""The critics' regression of every algorithm: (Q - y)² (SAC's too, ``make_sac_loss``)."""
 
 # What the builders read, beside each builder.
 _LOSS_COMMON = ("critic", "loss.alpha_init")
@@ -151,15 +163,29 @@ def _select(loss: S2ACLoss | SQLLoss, selection: str) -> Policy:
 
 
 def _build_s2ac(
-    cfg: Config, observation_dim: int, action_low: Sequence[float], action_high: Sequence[float]
+    cfg: Config,
+    observation_dim: int,
+    action_low: Sequence[float],
+    action_high: Sequence[float],
+    networks: Networks | None = None,
 ) -> Algorithm:
-    critic = make_critic(cfg, observation_dim, len(action_low))
+    if networks is None:  # the critic first: seeded runs depend on the order of the draws
+        critic = make_critic(cfg, observation_dim, len(action_low))
+        actor = make_actor(cfg, observation_dim, action_low, action_high)
+    else:  # a TorchRL actor is S2AC(φ,θ)'s initial Gaussian, inside the config's sampler
+        actor, critic = networks
+        if not isinstance(actor, SVGDActor):
+            gaussian = as_gaussian_actor(actor, None, "S2ACLoss", S2AC_ACTORS).gaussian
+            actor = make_actor(cfg, observation_dim, action_low, action_high, init_net=gaussian)
     lc = cfg.loss
+    # The loss's defaults are SACLoss's (a learned α, a smooth-L1 critic loss); the config's
+    # choices (the authors' fixed α = 0.2, the squared error) are passed explicitly.
     loss = S2ACLoss(
-        make_actor(cfg, observation_dim, action_low, action_high),
+        actor,
         critic,
+        loss_function=CRITIC_LOSS,
         alpha_init=lc.alpha_init,
-        learn_alpha=lc.learn_alpha,
+        fixed_alpha=not lc.learn_alpha,
         target_entropy=lc.target_entropy,  # type: ignore[arg-type]
         temperature=lc.temperature,  # type: ignore[arg-type]
         amortized_particles=lc.amortized_particles,
@@ -171,55 +197,77 @@ _S2AC_READS = ("svgd", "actor", "loss.temperature", *_SAMPLER_LOSS, *_LEARNED_AL
 
 
 def _build_sql(
-    cfg: Config, observation_dim: int, action_low: Sequence[float], action_high: Sequence[float]
+    cfg: Config,
+    observation_dim: int,
+    action_low: Sequence[float],
+    action_high: Sequence[float],
+    networks: Networks | None = None,
 ) -> Algorithm:
-    critic = make_critic(cfg, observation_dim, len(action_low))
-    # SQL's sampler must target exp(Q(a)/α) on the action box, whose log-partition its
-    # soft value is: hence the squash correction (see SQLLoss).
-    actor = make_actor(
-        cfg,
-        observation_dim,
-        action_low,
-        action_high,
-        init="fixed",
-        amortized=True,
-        squash_correction=True,
-    )
+    # SQL's sampler is the amortised one alone; it must target exp(Q(a)/α) on the action box,
+    # whose log-partition its soft value is: hence the squash correction (see SQLLoss). Of
+    # the SVGD settings only the kernel's act, through the amortised direction. A TorchRL
+    # actor is the sampler.
+    actor, critic = networks or (None, make_critic(cfg, observation_dim, len(action_low)))
+    if not isinstance(actor, SVGDActor):
+        sampler = (
+            True
+            if actor is None
+            else GaussianSampler(as_gaussian_actor(actor, None, "SQLLoss", SQL_ACTORS).gaussian)
+        )
+        a, s = cfg.actor, cfg.svgd
+        actor = SVGDActor(
+            observation_dim,
+            action_low,
+            action_high,
+            init="fixed",
+            svgd=SVGDOptions(bandwidth=s.bandwidth, include_diagonal=s.include_diagonal),
+            hidden_sizes=tuple(a.hidden_sizes),
+            activation=a.activation,  # type: ignore[arg-type]
+            squash_correction=True,
+            amortized=sampler,
+        )
     lc = cfg.loss
     loss = SQLLoss(
         actor,
         critic,
-        alpha=lc.alpha_init,
+        loss_function=CRITIC_LOSS,
+        alpha_init=lc.alpha_init,
         value_particles=lc.value_particles,
         amortized_particles=lc.amortized_particles,
     )
     return Algorithm(loss, _select(loss, ALGORITHMS["sql"].default_selection(cfg) or ""))
 
 
-# SQL's sampler is the amortised one alone: of the SVGD settings only the kernel's act,
-# through the amortised direction; its actor is always fixed-init, amortised, squash-corrected.
 _AMORTIZED_SAMPLER = ("actor.hidden_sizes", "actor.activation", "svgd.bandwidth")
 _SQL_OWN = ("svgd.include_diagonal", "actor.eval_selection", "loss.value_particles")
 _SQL_READS = (*_SAMPLER_LOSS, *_AMORTIZED_SAMPLER, *_SQL_OWN)
 
 
 def _build_sac(
-    cfg: Config, observation_dim: int, action_low: Sequence[float], action_high: Sequence[float]
+    cfg: Config,
+    observation_dim: int,
+    action_low: Sequence[float],
+    action_high: Sequence[float],
+    networks: Networks | None = None,
 ) -> Algorithm:
     c, lc = cfg.critic, cfg.loss
-    loss, policy = make_sac_loss(
+    actor, critic = networks or make_sac_networks(
         observation_dim,
         len(action_low),
         action_low,
         action_high,
-        num_critics=c.num_critics,
         hidden_sizes=tuple(c.hidden_sizes),
         activation=c.activation,  # type: ignore[arg-type]
+    )
+    loss = sac_loss(
+        actor,  # type: ignore[arg-type]
+        critic,
+        num_critics=c.num_critics,
         alpha_init=lc.alpha_init,
         learn_alpha=lc.learn_alpha,
         target_entropy=lc.target_entropy,  # type: ignore[arg-type]
     )
-    return Algorithm(loss, policy)
+    return Algorithm(loss, actor)
 
 
 # SAC's actor has the critic's widths and activation (as in TorchRL's SAC example).
@@ -288,16 +336,17 @@ def check_config(cfg: Config) -> Config:
     """Refuse keys the algorithm would ignore; returns ``cfg``.
 
     Raises:
-        ConfigError: naming the algorithm and the first such key.
+        ConfigError: naming the algorithm and every such key with its value and default.
     """
     unread = unread_keys(cfg)
     if unread:
-        key = unread[0]
-        value = _leaves(cfg)[key]
-        default = _leaves(Config())[key]
+        values, defaults = _leaves(cfg), _leaves(Config())
+        listed = ", ".join(f"{key}={values[key]!r} (default {defaults[key]!r})" for key in unread)
         raise ConfigError(
-            f"{key}={value!r} has no effect with algo={cfg.algo!r}; remove it (default "
-            f"{default!r}) or choose an algorithm that reads it"
+            f"{listed} {'has' if len(unread) == 1 else 'have'} no effect with "
+            f"algo={cfg.algo!r}; remove {'it' if len(unread) == 1 else 'them'} or choose an "
+            "algorithm that reads them (a preset's for_algo section holds settings of one "
+            "algorithm)"
         )
     return cfg
 
@@ -305,8 +354,8 @@ def check_config(cfg: Config) -> Config:
 def without_unread(cfg: Config) -> Config:
     """``cfg`` with the keys ``cfg.algo`` does not read back at their defaults.
 
-    For configs written before :func:`check_config` existed (checkpoints, resumed runs) and
-    for benchmark suites, whose task presets hold settings of the algorithms that read them.
+    Only for configs written before :func:`check_config` refused such keys (the run folders
+    and checkpoints of older runs, which still resume); everything new is refused instead.
     """
     defaults = _leaves(Config())
     for key in unread_keys(cfg):
@@ -323,14 +372,20 @@ def build_algorithm(
     observation_dim: int,
     action_low: Sequence[float],
     action_high: Sequence[float],
+    *,
+    networks: Networks | None = None,
 ) -> Algorithm:
     """Loss (with its TD(0) value estimator) and policy for ``cfg.algo``.
+
+    ``networks`` replaces the networks of ``cfg.actor``/``cfg.critic`` (their keys then shape
+    nothing): e.g. TorchRL's, for ``tools/train_torchrl.py --networks torchrl``.
 
     Raises:
         ConfigError: ``cfg`` sets a key the algorithm does not read (:func:`check_config`).
     """
+    extra = {} if networks is None else {"networks": networks}
     algorithm = ALGORITHMS[check_config(cfg).algo].build(
-        cfg, observation_dim, action_low, action_high
+        cfg, observation_dim, action_low, action_high, **extra
     )
     algorithm.loss.make_value_estimator(gamma=cfg.optim.gamma)
     return algorithm
@@ -367,28 +422,32 @@ def parameter_groups(loss: nn.Module, optim: OptimConfig) -> list[dict]:
     Raises:
         RuntimeError: a trainable parameter belongs to no known group.
     """
-    lrs = {"critic": optim.critic_lr, "actor": optim.actor_lr, "alpha": optim.alpha_lr}
-    groups: dict[str, list[nn.Parameter]] = {name: [] for name in lrs}
+    lr_keys = {"critic": "critic_lr", "actor": "actor_lr", "alpha": "alpha_lr"}
+    groups: dict[str, list[nn.Parameter]] = {name: [] for name in lr_keys}
     for name, param in loss.named_parameters():
         prefix = name.split(".")[0]
         if prefix not in PARAMETER_GROUPS:
             raise RuntimeError(f"parameter {name!r} belongs to no optimiser group")
         groups[PARAMETER_GROUPS[prefix]].append(param)
+    # Only the learning rates of groups that exist are read (the registry's declared keys).
     return [
-        {"params": params, "lr": lrs[group], "name": group}
+        {"params": params, "lr": getattr(optim, lr_keys[group]), "name": group}
         for group, params in groups.items()
         if params
     ]
 
 
-def make_optimizer(loss: nn.Module, optim: OptimConfig) -> torch.optim.Optimizer:
+def make_optimizer(
+    loss: nn.Module, optim: OptimConfig, *, capturable: bool = False
+) -> torch.optim.Optimizer:
     """One Adam over :func:`parameter_groups` (absent groups, e.g. S2AC(φ)'s actor, left out).
 
     Fused: one kernel per step, which also skips a step on the device when told to
     (``found_inf``); that is how :class:`~s2ac_lit.update.Update` keeps non-finite values
-    out of the weights without reading the device.
+    out of the weights without reading the device. ``capturable``: its step counters live on
+    the device, so a CUDA graph can capture the step (``trainer.cudagraphs``).
     """
-    return torch.optim.Adam(parameter_groups(loss, optim), fused=True)
+    return torch.optim.Adam(parameter_groups(loss, optim), fused=True, capturable=capturable)
 
 
 def make_update(

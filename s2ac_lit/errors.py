@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -48,31 +49,46 @@ def cli(main: Main) -> Main:
     return wrapper  # type: ignore[return-value]
 
 
-def _int_at_least(minimum: int, wording: str) -> Callable[[str], int]:
+MAX_SEED = 2**32 - 1
+"""The largest seed numpy (so gymnasium and Lightning's ``seed_everything``) accepts."""
+
+
+def _int_between(minimum: int, maximum: int | None, wording: str) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < minimum:
+        if value < minimum or (maximum is not None and value > maximum):
             raise argparse.ArgumentTypeError(f"{value} must be {wording}")
         return value
 
     return parse
 
 
-positive_int = _int_at_least(1, "a positive integer (>= 1)")
+positive_int = _int_between(1, None, "a positive integer (>= 1)")
 """An argparse ``type``: an int > 0 (argparse reports anything else as a usage error)."""
-non_negative_int = _int_at_least(0, ">= 0")
+non_negative_int = _int_between(0, None, ">= 0")
 """An argparse ``type``: an int >= 0."""
+seed_int = _int_between(0, MAX_SEED, f"a seed in [0, {MAX_SEED}]")
+"""An argparse ``type``: a seed numpy accepts."""
 
 
-def positive_float(text: str) -> float:
-    """An argparse ``type``: a finite float > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{value} must be a finite number > 0")
-    return value
+def _float_above(minimum: float, inclusive: bool, wording: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        above = value >= minimum if inclusive else value > minimum
+        if not (above and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"{value} must be a finite number {wording}")
+        return value
+
+    return parse
+
+
+positive_float = _float_above(0.0, False, "> 0")
+"""An argparse ``type``: a finite float > 0."""
+non_negative_float = _float_above(0.0, True, ">= 0")
+"""An argparse ``type``: a finite float >= 0."""

@@ -263,3 +263,55 @@ def require_masked_steps(optimizer: torch.optim.Optimizer) -> None:
             f"{type(optimizer).__name__} cannot skip a step on the device; use "
             "torch.optim.Adam(..., fused=True) (s2ac_lit.algorithms.make_optimizer)"
         )
+
+
+class GraphedUpdate:
+    """An update captured once in a CUDA graph and replayed: no Python, no kernel launches.
+
+    The first ``warmup`` calls run eagerly on a side stream (what capture requires: the
+    allocator and the optimiser's state settle); the next call copies its batch into a static
+    buffer and captures one update on it; every later call copies the batch into that buffer
+    and replays. The update must read nothing on the host (:class:`Update` does not), have
+    static shapes (the replay batch size is fixed) and step a capturable optimiser
+    (``torch.optim.Adam(fused=True, capturable=True)``). Random draws inside the graph (the
+    sampler's) advance the CUDA generator at every replay, as eager calls would.
+
+    The returned outputs live in the graph's memory: the next call overwrites them, so a
+    caller that keeps them clones them (the trainer reads them at once, at its log points).
+
+    Args:
+        update: the update to capture (or a compiled version of it).
+        warmup: eager calls before the capture.
+    """
+
+    def __init__(self, update: Callable[..., UpdateOutput], *, warmup: int = 3) -> None:
+        if not torch.cuda.is_available():
+            raise RuntimeError("CUDA graphs need a CUDA device")
+        self.update = update
+        self.warmup = warmup
+        self.calls = 0
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.static_batch: TensorDictBase | None = None
+        self.static_out: UpdateOutput | None = None
+
+    def __call__(self, batch: TensorDictBase, *, log: bool = False) -> UpdateOutput:
+        self.calls += 1
+        if self.calls <= self.warmup:
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                result = self.update(batch, log=True)
+            torch.cuda.current_stream().wait_stream(stream)
+            return UpdateOutput(result.out, result.grad_norms if log else None)
+        if self.graph is None:
+            self.static_batch = batch.clone()
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                # log=True: the norms are computed at every update anyway (the finite guard).
+                self.static_out = self.update(self.static_batch, log=True)
+        else:
+            self.static_batch.update_(batch)  # type: ignore[union-attr]
+        self.graph.replay()
+        out = self.static_out
+        assert out is not None
+        return UpdateOutput(out.out, out.grad_norms if log else None)

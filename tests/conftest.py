@@ -99,13 +99,15 @@ def mock_sampler_loss(
     steps: int | None = None,
     **actor_options: Any,
 ) -> LossT:
-    """A tiny ``S2ACLoss`` or ``SQLLoss`` with its defaults: an ``SVGDActor`` on [-1, 1]^action_dim
-    built with ``actor_options`` (``steps``: the actor's default sampler with that many SVGD
-    steps), then a twin critic with one hidden layer of 8."""
+    """A tiny ``S2ACLoss`` or ``SQLLoss`` as the trainer builds it (a fixed α, the squared-error
+    critic loss), otherwise with its defaults: an ``SVGDActor`` on [-1, 1]^action_dim built with
+    ``actor_options`` (``steps``: the actor's default sampler with that many SVGD steps), then a
+    twin critic with one hidden layer of 8."""
     if steps is not None:
         actor_options["svgd"] = replace(DEFAULT_SVGD, steps=steps)
     actor = SVGDActor(obs_dim, [-1.0] * action_dim, [1.0] * action_dim, **actor_options)
-    return loss_class(actor, QEnsemble(obs_dim, action_dim, hidden_sizes=(8,)))
+    critic = QEnsemble(obs_dim, action_dim, hidden_sizes=(8,))
+    return loss_class(actor, critic, fixed_alpha=True, loss_function="l2")
 
 
 def set_constant_critic(critic: nn.Module | TensorDictBase, values: float | list[float]) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import mock_replay_batch
 
 from s2ac_lit.algorithms import (
     ALGORITHM_KEYS,
@@ -18,6 +19,8 @@ from s2ac_lit.algorithms import (
     without_unread,
 )
 from s2ac_lit.config import Config, ConfigError, load_config
+from s2ac_lit.objectives import make_sac_networks
+from s2ac_lit.objectives.adapters import GaussianSampler, TensorDictGaussian
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 LOW, HIGH = [-1.0, -1.0], [1.0, 1.0]
@@ -124,3 +127,38 @@ def test_parameter_groups_cover_every_trainable_parameter(algo: str) -> None:
     assert grouped == {id(p) for p in loss.parameters()}
     expected = {"critic", "actor"} | ({"alpha"} if algo != "sql" else set())
     assert {g["name"] for g in groups} == expected
+
+
+def test_the_configs_alpha_and_squared_error_reach_the_losses() -> None:
+    """The losses' own defaults are SACLoss's (a learned α from 1, a smooth-L1 critic loss); the
+    registry passes the config's: the authors' fixed α = 0.2 and (Q - y)²."""
+    s2ac, _ = build("algo=s2ac")
+    assert s2ac.fixed_alpha and not isinstance(s2ac.log_alpha, torch.nn.Parameter)
+    assert s2ac.alpha.item() == pytest.approx(0.2) and s2ac.loss_function == "l2"
+    learned, _ = build("algo=s2ac", "loss.learn_alpha=true", "loss.alpha_init=0.5")
+    assert isinstance(learned.log_alpha, torch.nn.Parameter)
+    assert learned.alpha.item() == pytest.approx(0.5)
+    sql, _ = build("algo=sql")
+    assert sql.alpha.item() == pytest.approx(0.2) and sql.loss_function == "l2"
+
+
+@pytest.mark.parametrize("algo", sorted(ALGORITHMS))
+def test_losses_are_built_around_given_torchrl_networks(algo: str) -> None:
+    """TorchRL's SAC networks given to the registry: the loss trains that actor (its
+    parameters are the loss's), and the config's sampler settings still act around it."""
+    actor, critic = make_sac_networks(3, 2, LOW, HIGH, hidden_sizes=(8,))
+    extra = {"s2ac": ["svgd.num_particles=5"], "sql": ["svgd.bandwidth=2.0"], "sac": []}[algo]
+    cfg = load_config(overrides=[f"algo={algo}", *TINY, *extra])
+    loss, policy = build_algorithm(cfg, 3, LOW, HIGH, networks=(actor, critic))
+    own = {id(p) for p in loss.actor_network_params.values(True, True)}
+    assert all(id(p) in own for p in actor.parameters())
+    if algo == "s2ac":
+        assert isinstance(loss.actor_network.init_net, TensorDictGaussian)
+        assert loss.actor_network.num_particles == 5
+    elif algo == "sql":
+        assert isinstance(loss.actor_network.amortized, GaussianSampler)
+        assert loss.actor_network.svgd.bandwidth == 2.0
+    else:
+        assert policy is actor
+    out = loss(mock_replay_batch(6, 3, 2))
+    assert all(torch.isfinite(out[key]).all() for key in loss.out_keys)

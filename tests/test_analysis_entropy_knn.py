@@ -1,4 +1,4 @@
-"""The sample-only entropy estimators (``s2ac_lit.analysis.entropy.knn``) against ground truth.
+"""The sample-only entropy estimators (``s2ac_lit.knn``) against ground truth.
 
 Exact checks: the blocked distances against the full matrix, whitening's affine equivariance,
 the Gaussian fit against the Gaussian entropy formula. Statistical checks on Gaussians of known
@@ -15,14 +15,14 @@ import pytest
 import torch
 
 from s2ac_lit.analysis.entropy import gaussian_entropy, gmm_circle_target
-from s2ac_lit.analysis.entropy.knn import (
+from s2ac_lit.analysis.entropy.regime import quadratic_target
+from s2ac_lit.knn import (
     calibrated_knn_entropy,
     gaussian_fit_entropy,
     gaussian_knn_bias,
     knn_entropy,
     kth_neighbour_distance,
 )
-from s2ac_lit.analysis.entropy.regime import quadratic_target
 
 F64 = torch.float64
 

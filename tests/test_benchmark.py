@@ -19,8 +19,10 @@ from conftest import ROOT
 
 from s2ac_lit.benchmark import aggregate
 from s2ac_lit.benchmark.cli import FAILED_BASE, main
+from s2ac_lit.benchmark.results import hit_entropy
 from s2ac_lit.benchmark.runner import ATTEMPTS_FILE, LOG_FILE, SUMMARY_FILE
 from s2ac_lit.benchmark.suite import load_suite, plan
+from s2ac_lit.trainer.layout import GOAL_MAP_JSON
 
 SMOKE = ROOT / "conf" / "suites" / "smoke.yaml"
 REPS = 1000
@@ -134,6 +136,53 @@ def test_report_only_reads_run_folders_and_lists_failures(tmp_path: Path) -> Non
     assert "| S2AC | 1.000 [1.000, 1.000] |" in report
     for name in ("aggregates.png", "sample_efficiency.png", "performance_profile.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+    published = tmp_path / "published"  # e.g. a results folder of the repository
+    assert main([*argv, "--report-dir", str(published)]) == FAILED_BASE + 1
+    assert (published / "runs.csv").read_text() == (tmp_path / "runs.csv").read_text()
+    assert {p.name for p in published.iterdir()} >= {"report.md", "aggregate.json"}
+
+
+def test_a_multigoal_task_is_scored_by_the_goals_its_runs_reach(tmp_path: Path) -> None:
+    """A deterministic SAC that drives straight to one goal has the better return, but a task
+    with ``score: goals`` ranks by goals reached (return beside): S2AC reaches all three."""
+    text = SMOKE.read_text().replace(
+        "    eval_every: 50\n", "    eval_every: 50\n    score: goals\n"
+    )
+    path = tmp_path / "goal_suite.yaml"
+    path.write_text(text)
+    suite = load_suite(path)
+    out = tmp_path / "out"
+    hits = {"s2ac": {"G1": 0.3, "G2": 0.35, "G3": 0.35}, "sac": {"G1": 1.0, "G2": 0.0, "G3": 0.0}}
+    for spec in plan(suite, algos=list(suite.algos), seeds=2):
+        task = suite.tasks[spec.task]
+        final = task.reference_score if spec.algo == "sac" else task.random_score
+        _fake_run(spec.folder(out), [task.random_score, final, final], 150, 50)
+        (spec.folder(out) / GOAL_MAP_JSON).write_text(
+            json.dumps({"episodes": 20, **hits[spec.algo]})
+        )
+    argv = ["--suite", str(path), "--out", str(out), "--report-only", "--reps", "200"]
+    assert main(argv) == 0
+    data = json.loads((out / "aggregate.json").read_text())
+    assert data["overall"]["s2ac"]["IQM"]["value"] == pytest.approx(1.0)  # 3 of 3 goals
+    assert data["overall"]["sac"]["IQM"]["value"] == pytest.approx(1 / 3)
+    table = data["goals"]["multigoal"]
+    assert table["s2ac"]["hit_entropy"]["mean"] == pytest.approx(hit_entropy([0.3, 0.35, 0.35]))
+    assert table["sac"]["hit_entropy"]["mean"] == 0.0
+    assert table["sac"]["return"]["mean"] > table["s2ac"]["return"]["mean"]
+    report = (out / "report.md").read_text()
+    assert "Scored by goals reached" in report and "3.00 ± 0.00 of 3" in report
+    assert (
+        (out / "goals.csv")
+        .read_text()
+        .splitlines()[0]
+        .startswith("algorithm,task,seed,episodes,goals,goals_reached,hit_entropy,miss_rate,G1")
+    )
+
+
+def test_hit_entropy_is_the_entropy_of_the_hits_over_goals() -> None:
+    assert hit_entropy([1.0, 0.0, 0.0]) == 0.0
+    assert hit_entropy([0.2, 0.2, 0.2]) == pytest.approx(np.log(3))  # misses do not count
+    assert np.isnan(hit_entropy([0.0, 0.0]))
 
 
 def test_report_at_frames_reads_unfinished_runs_up_to_that_budget(tmp_path: Path) -> None:
@@ -327,6 +376,7 @@ def _one_long_run(tmp_path: Path) -> Path:
     suite = OmegaConf.load(SMOKE)
     suite.seeds = 1
     suite.algos = {"s2ac": suite.algos["s2ac"]}
+    suite.baseline = "s2ac"  # a suite's baseline is one of its algorithms
     suite.overrides += ["collector.frames_per_batch=10", "trainer.checkpoint_every_updates=10"]
     suite.tasks.multigoal.frames = 1000
     suite.tasks.multigoal.eval_every = 500

@@ -22,23 +22,28 @@ from torchrl.objectives.value import TD0Estimator
 
 from s2ac_lit.actor import DEFAULT_SVGD, SVGDActor
 from s2ac_lit.networks import QEnsemble
-from s2ac_lit.objectives import S2ACLoss, SQLLoss
+from s2ac_lit.objectives import S2ACLoss, SQLLoss, make_sac_networks
 from s2ac_lit.objectives.common import SamplerLoss
 from s2ac_lit.svgd import SVGDOptions
 
 OBS, ACT, GAMMA = 3, 2, 0.9
-LOSSES = ("s2ac", "s2ac_phi", "sql")
+LOSSES = ("s2ac", "s2ac_phi", "sql", "s2ac_torchrl", "sql_torchrl")
 
 
 def make_loss(kind: str, **kwargs) -> SamplerLoss:
-    """Tiny losses: S2AC(φ,θ) with learned α and amortised sampler, S2AC(φ), SQL."""
+    """Tiny losses: S2AC(φ,θ) with learned α and amortised sampler, S2AC(φ), SQL, and S2AC and
+    SQL over TorchRL's SAC networks (a ProbabilisticActor, ValueOperator critics)."""
     critic = QEnsemble(OBS, ACT, hidden_sizes=(8,))
-    if kind == "sql":
+    if kind.endswith("_torchrl"):
+        loss_class = S2ACLoss if kind == "s2ac_torchrl" else SQLLoss
+        networks = make_sac_networks(OBS, ACT, [-1.0] * ACT, [1.0] * ACT, hidden_sizes=(8,))
+        loss = loss_class(*networks, amortized_particles=3, loss_function="l2", **kwargs)
+    elif kind == "sql":
         actor = SVGDActor(
             OBS, [-1.0] * ACT, [1.0] * ACT, init="fixed", amortized=True, hidden_sizes=(8,)
         )
         loss: SamplerLoss = SQLLoss(
-            actor, critic, value_particles=4, amortized_particles=3, **kwargs
+            actor, critic, value_particles=4, amortized_particles=3, loss_function="l2", **kwargs
         )
     else:
         actor = SVGDActor(
@@ -51,7 +56,14 @@ def make_loss(kind: str, **kwargs) -> SamplerLoss:
             amortized=kind == "s2ac",
             svgd=replace(DEFAULT_SVGD, steps=2),
         )
-        loss = S2ACLoss(actor, critic, learn_alpha=kind == "s2ac", amortized_particles=3, **kwargs)
+        loss = S2ACLoss(
+            actor,
+            critic,
+            fixed_alpha=kind != "s2ac",
+            amortized_particles=3,
+            loss_function="l2",
+            **kwargs,
+        )
     return loss.make_value_estimator(gamma=GAMMA)
 
 
@@ -119,7 +131,7 @@ def test_n_step_target_matches_torchrl_td0_estimator() -> None:
     data = n_step_batch(3)
     steps = data["steps_to_next_obs"]
     assert (steps == 3).any() and (steps < 3).any()  # the trajectory's tail has fewer steps
-    loss = make_loss("sql", alpha=0.5)
+    loss = make_loss("sql", alpha_init=0.5)
     c = 0.7
     set_constant_critic(loss.qvalue_network_params, c)
     set_constant_critic(loss.target_qvalue_network_params, c)
@@ -277,7 +289,7 @@ def test_policy_exposes_exactly_the_weights_it_acts_with(kind: str) -> None:
         for k in loss.actor_network_params.keys(True, True)
     }
     expected |= {("qvalue_params", *k) for k in loss.qvalue_network_params.keys(True, True)}
-    if kind == "s2ac":
+    if isinstance(loss, S2ACLoss) and not loss.fixed_alpha:
         expected.add("log_alpha")  # the sampler's temperature is α, learned here
         assert weights["log_alpha"] is loss.log_alpha
     got = {k if isinstance(k, str) else tuple(k) for k in weights.keys(True, True)}
@@ -321,7 +333,7 @@ def pendulum_loss() -> S2ACLoss:
         svgd=SVGDOptions(steps=2, max_step_norm=None),
     )
     critic = QEnsemble(OBS_PENDULUM, 1, hidden_sizes=())
-    return S2ACLoss(actor, critic, alpha_init=1.0)
+    return S2ACLoss(actor, critic, alpha_init=1.0, fixed_alpha=True)
 
 
 def pendulum_policy():

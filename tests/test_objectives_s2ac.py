@@ -47,7 +47,8 @@ def make_loss(init: str = "fixed", steps: int = 0, **kwargs) -> S2ACLoss:
         svgd=replace(DEFAULT_SVGD, steps=steps),
     )
     critic = linear_critic([[0.5, -1.0, 2.0], [1.0, 0.2, -0.5]], [0.1, -0.2])
-    loss = S2ACLoss(actor, critic, alpha_init=ALPHA, **kwargs)
+    options = {"fixed_alpha": True, "loss_function": "l2", **kwargs}
+    loss = S2ACLoss(actor, critic, alpha_init=ALPHA, **options)
     loss.make_value_estimator(gamma=GAMMA)
     return loss
 
@@ -109,7 +110,7 @@ def gradient_owners(loss: S2ACLoss, value: torch.Tensor) -> set[str]:
 
 
 def test_each_loss_reaches_only_its_own_parameters() -> None:
-    loss = make_loss(init="learned", steps=2, learn_alpha=True)
+    loss = make_loss(init="learned", steps=2, fixed_alpha=False)
     out = loss(batch())
     assert gradient_owners(loss, out["loss_qvalue"]) == {"qvalue_network_params"}
     assert gradient_owners(loss, out["loss_actor"]) == {"actor_network_params"}
@@ -130,7 +131,7 @@ def test_actor_gradient_flows_through_the_svgd_steps() -> None:
 
 def test_alpha_loss_moves_alpha_towards_the_target_entropy() -> None:
     for log_prob, direction in ((5.0, +1), (-5.0, -1)):  # entropy -5 < -1 = target: raise α
-        loss = make_loss(learn_alpha=True)
+        loss = make_loss(fixed_alpha=False)
         opt = torch.optim.SGD([loss.log_alpha], lr=0.1)
         value, _ = loss.alpha_loss(torch.full((B, M), log_prob))
         opt.zero_grad()
@@ -157,13 +158,13 @@ def test_set_keys_renames_inputs() -> None:
 
 
 def test_state_dict_round_trips_into_a_fresh_loss() -> None:
-    loss = make_loss(init="learned", steps=2, learn_alpha=True)
+    loss = make_loss(init="learned", steps=2, fixed_alpha=False)
     updater = SoftUpdate(loss, tau=0.5)
     with torch.no_grad():
         for p in loss.qvalue_network_params.values(True, True):
             p.add_(0.3)
     updater.step()
-    fresh = make_loss(init="learned", steps=2, learn_alpha=True)
+    fresh = make_loss(init="learned", steps=2, fixed_alpha=False)
     fresh.load_state_dict(loss.state_dict())
     torch.manual_seed(5)
     a = loss(batch())

@@ -46,9 +46,8 @@ def make_loss(
         **kwargs,
     )
     critic = QEnsemble(OBS_DIM, len(low), hidden_sizes=hidden)
-    return SQLLoss(actor, critic, alpha=alpha, amortized_particles=5).make_value_estimator(
-        gamma=gamma
-    )
+    loss = SQLLoss(actor, critic, alpha_init=alpha, amortized_particles=5, loss_function="l2")
+    return loss.make_value_estimator(gamma=gamma)
 
 
 def test_soft_value_hand_computation() -> None:
@@ -105,7 +104,8 @@ def test_value_uses_min_over_critics() -> None:
 def test_forward_outputs() -> None:
     loss = make_loss(alpha=0.7)
     out = loss(make_batch(1))
-    assert {"loss_qvalue", "loss_amortized", "loss_alpha", "alpha"} <= set(out.keys())
+    assert set(out.keys()) == set(loss.out_keys)
+    assert loss.out_keys[:5] == ["loss_actor", "loss_qvalue", "loss_alpha", "alpha", "entropy"]
     assert out["loss_alpha"].item() == 0.0
     assert out["alpha"].item() == pytest.approx(0.7)
     assert all(torch.isfinite(v).all() for v in out.values())
@@ -127,7 +127,7 @@ def test_gradient_routing() -> None:
     assert all(g is None for g in _grads(sampler) + _grads(targets))
 
     loss.zero_grad(set_to_none=True)
-    loss(td)["loss_amortized"].backward()
+    loss(td)["loss_actor"].backward()
     assert all(g is not None and g.abs().sum() > 0 for g in _grads(sampler))
     assert all(g is None for g in _grads(critic) + _grads(targets))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -25,7 +26,8 @@ import pytest
 import torch
 from conftest import ROOT, load_tool, save_untrained_checkpoint
 
-from s2ac_lit.config import load_config
+from s2ac_lit.config import load_config, to_yaml
+from s2ac_lit.trainer.runfolder import write_manifest
 from s2ac_lit.trainer.train import main as fit_main
 
 HAS_CUDA = torch.cuda.is_available()
@@ -37,10 +39,19 @@ class Case(NamedTuple):
     argv: tuple[str, ...]
     needles: tuple[str, ...]
     """Substrings the message must hold: the bad value and what is allowed."""
+    env: tuple[tuple[str, str], ...] = ()
+    """Environment variables set for the case (values filled in like ``argv``)."""
 
 
-def case(tool: str, argv: str, *needles: str, marks: Any = ()) -> Any:
-    return pytest.param(Case(tool, tuple(argv.split()), needles), marks=marks, id=f"{tool}:{argv}")
+def case(
+    tool: str, argv: str, *needles: str, marks: Any = (), env: dict[str, str] | None = None
+) -> Any:
+    shown = " ".join(f"{k}={v}" for k, v in (env or {}).items())
+    return pytest.param(
+        Case(tool, tuple(argv.split()), needles, tuple((env or {}).items())),
+        marks=marks,
+        id=f"{tool}:{shown + ' ' if shown else ''}{argv}",
+    )
 
 
 needs_no_cuda = pytest.mark.skipif(HAS_CUDA, reason="the mistake needs a machine without CUDA")
@@ -84,7 +95,7 @@ CASES = [
     ),
     case("fit", f"{FIT} trainer.precision=16-mixed", "16-mixed", "bf16-mixed", marks=needs_no_cuda),
     case("fit", f"{FIT} trainer.precision=8", "'8'", "allowed"),
-    case("fit", f"{FIT} trainer.devices=0", "trainer.devices=0", "allowed: a count >= 1"),
+    case("fit", f"{FIT} trainer.devices=0", "trainer.devices=0", "must be >= 1, or -1"),
     case("fit", f"{FIT} trainer.strategy=dpp", "'dpp'", "did you mean 'ddp'"),
     # fit.py: files and folders
     case("fit", "--config conf/nope.yaml", "conf/nope.yaml", "does not exist"),
@@ -140,10 +151,115 @@ CASES = [
     case("bench", "--particles 1", "--particles 1", ">= 2"),
     case("bench", "--self-term hessian", "'hessian'", "choose from"),
     case("bench", "--precision fp8", "'fp8'", "choose from"),
+    case("bench", "--modes eager,jit", "jit", "allowed: eager, compiled, graphed"),
+    case("bench", "--modes graphed", "graphed", "needs --device cuda", marks=needs_no_cuda),
+    case("fit", f"{FIT} trainer.cudagraphs=true", "cudagraphs", "CUDA GPU", marks=needs_no_cuda),
 ]
 
-# tools/benchmark.py (issue 13): its bad-input cases go here, as case("benchmark", ...), once the
-# tool exists; TOOLS below then needs its entry point.
+# Issue 30: every input checked before anything is written, one class of mistakes at a time
+# (each class: the issue's example first, then at least three more).
+RUN_FOLDER = "S2AC_RUN_FOLDER"
+FIXED = "S2AC_FIXED_RUN_FOLDER"
+CPU_NODES = f"{FIT} trainer.accelerator=cpu trainer.num_nodes=2"
+ISSUE_30_CASES = [
+    # 1. the run folder of several ranks: rank 0 owns it, others need it, never two runs in it
+    case("fit", CPU_NODES, "rank 1", RUN_FOLDER, env={"NODE_RANK": "1"}),
+    case("fit", FIT, "already holds a run", "--resume", env={RUN_FOLDER: "{run}"}),
+    case("fit", "--resume {run}", RUN_FOLDER, "same folder", env={RUN_FOLDER: "{runs}/other"}),
+    case("fit", FIT, "a_file", "is a file, not a folder", env={RUN_FOLDER: "{a_file}"}),
+    case(
+        "fit", f"{CPU_NODES} trainer.devices=2", "rank 3", env={"NODE_RANK": "1", "LOCAL_RANK": "1"}
+    ),
+    # 2. values a library would refuse later, refused while validating
+    case("fit", f"{FIT} seed=-1", "seed=-1", "[0, 4294967295]"),
+    case("fit", f"{FIT} seed=4294967296", "seed=4294967296", "[0, 4294967295]"),
+    case("fit", f"{FIT} env.max_episode_steps=0", "env.max_episode_steps=0", "> 0"),
+    case("fit", f"{FIT} actor.hidden_sizes=[64,0]", "actor.hidden_sizes=[64, 0]", "> 0"),
+    case("fit", f"{FIT} replay.beta=1.5", "replay.beta=1.5", "[0, 1]"),
+    case("fit", f"{FIT} trainer.devices=-2", "trainer.devices=-2", ">= 1, or -1"),
+    case("fit", f"{FIT} trainer.devices=2 seed=4294967295", "seed=4294967295", "2 DDP ranks"),
+    # 3. NaN and infinity
+    case("fit", f"{FIT} optim.critic_lr=nan", "optim.critic_lr=nan", "not a finite number"),
+    case("fit", f"{FIT} optim.tau=nan", "optim.tau=nan", "not a finite number", "(0, 1]"),
+    case("fit", f"{FIT} replay.alpha=inf", "replay.alpha=inf", "not a finite number"),
+    case("fit", f"{FIT} loss.alpha_init=-inf", "loss.alpha_init=-inf", "not a finite number"),
+    case("fit", f"{FIT} svgd.step_size=nan", "svgd.step_size=nan", "not a finite number"),
+    case("fit", f"{FIT} optim.gamma=nan", "optim.gamma=nan", "[0, 1]"),
+    # 4. sizes that cannot fit the device
+    case("fit", f"{FIT} svgd.num_particles=100000", "needs about", "GiB", "RAM"),
+    case("fit", f"{FIT} critic.hidden_sizes=[1000000,1000000]", "weights and optimiser", "RAM"),
+    case("fit", f"{FIT} replay.capacity=100000000000", "replay buffer", "RAM"),
+    case("fit", f"{FIT} critic.num_critics=10000000", "needs about", "RAM"),
+    case("fit", f"{FIT} svgd.steps=10000000", "update activations", "RAM"),
+    # 5. paths that leave their folder or are files
+    case("fit", f"{FIT} name=../../escape", "name='../../escape'", "folder name"),
+    case("fit", f"{FIT} name=a/b", "name='a/b'", "folder name"),
+    case("fit", f"{FIT} name=.hidden", "name='.hidden'", "not starting with '.'"),
+    case("fit", f"{FIT} name=..", "name='..'", "folder name"),
+    case("benchmark", "--suite {suite} --out {a_file}", "a_file", "is a file, not a folder"),
+    case("benchmark", "--suite {suite} --out {a_file}/out", "a_file", "is a file, not a folder"),
+    # 6. resume inputs: the run's own files
+    case("fit", "--resume {syntax_run}", "run config", "config.yaml", "line 2, column 5"),
+    case("fit", "--resume {algo_run}", "algo='s2ac'", "algo='sac'", "keeps its algorithm"),
+    case("fit", "--resume {dump_run}", "rank-0", "bytes", "were written"),
+    case("fit", "--resume {list_run}", "run config", "must hold a mapping", "a list"),
+    case("fit", "--resume {run} algo=sac", "algo='s2ac'", "algo='sac'"),
+    case("fit", "--resume {run} critic.hidden_sizes=[32]", "critic.hidden_sizes: [64, 64] → [32]"),
+    case("fit", "--resume {no_dump_run}", "step-0", "it is missing"),
+    case("fit", "--resume {bad_manifest_run}", "manifest.json cannot be read"),
+    # 7. the benchmark harness's suites and flags
+    case("benchmark", "--suite {suite_seeds0} --out {tmp}/b", "seeds=0", ">= 1"),
+    case("benchmark", "--suite {suite_baseline} --out {tmp}/b", "baseline='td3'", "allowed"),
+    case("benchmark", "--suite {suite_inverted} --out {tmp}/b", "reference_score=-250.0", "above"),
+    case("benchmark", "--suite {suite} --out {tmp}/b --gpus-per-run 64", "64", "GPUs"),
+    case(
+        "benchmark",
+        "--suite {suite} --out {empty_out} --report-only",
+        "no run",
+        "nothing to report",
+    ),
+    case("benchmark", "--suite {suite_algo_seeds0} --out {tmp}/b", "algos.s2ac.seeds=0"),
+    case("benchmark", "--suite {suite_frames0} --out {tmp}/b", "tasks.multigoal.frames=0"),
+    case("benchmark", "--suite {suite_equal} --out {tmp}/b", "reference_score=-200.0", "above"),
+    case("benchmark", "--suite {suite_nan} --out {tmp}/b", "reference_score=nan", "finite"),
+    case("benchmark", "--suite {suite} --out {tmp}/b --gpus-per-run 1.5", "1.5", "whole"),
+    case(
+        "benchmark",
+        "--suite {suite} --out {tmp}/b --gpus-per-run -1",
+        "--gpus-per-run=-1.0",
+        ">= 0",
+    ),
+    case("benchmark", "--suite {suite} --out {tmp}/b --workers 0", "--workers=0", ">= 1"),
+    case("benchmark", "--suite {suite} --out {tmp}/nope --report-only", "nope", "does not exist"),
+    case("benchmark", "--suite {suite} --out {tmp}/b --stop-timeout nan", "--stop-timeout=nan"),
+    case("benchmark", "--suite {suite} --out {tmp}/b --reps 0", "--reps=0", ">= 1"),
+    # 8. evaluate.py
+    case("evaluate", "{run} --seed -1", "--seed", "-1 must be a seed in [0, 4294967295]"),
+    case("evaluate", "{run} --seed 4294967296", "--seed", "4294967296 must be a seed"),
+    case("evaluate", "{run} --seed abc", "--seed", "'abc' is not an integer"),
+    case("evaluate", "{run} --seed 1.5", "--seed", "'1.5' is not an integer"),
+    case("evaluate", "{run} --episodes -3", "--episodes", "-3 must be a positive integer"),
+    # 9. messages that name the key (or the file, and what it must hold)
+    case("fit", "--config {scalar_yaml}", "scalar.yaml", "must hold a mapping", "'just a string'"),
+    case("fit", "--config {env5_yaml}", "'env'", "must be a mapping", "'id'", "got 5"),
+    case("benchmark", "--suite {list_yaml} --out {tmp}/b", "suite file", "must hold a mapping"),
+    case("fit", f"{FIT} env.id=", "'env.id='", "has no value", "env.id=null"),
+    case("fit", "--config {alias_yaml}", "alias.yaml", "recursive aliases"),
+    case("fit", "--config {critic_list_yaml}", "'critic'", "must be a mapping", "num_critics"),
+    case("fit", f"{FIT} collector=3", "'collector'", "must be a mapping", "total_frames"),
+    case("fit", f"{FIT} trainer.threads=", "'trainer.threads='", "has no value"),
+    case("fit", "--config {self_yaml}", "'name'", "Recursive interpolation"),
+    case("fit", "--config {deep_yaml}", "deep.yaml", "nests too deeply"),
+    case("benchmark", "--suite {suite_tasks5} --out {tmp}/b", "'tasks'", "tasks"),
+    case("benchmark", "--suite {scalar_yaml} --out {tmp}/b", "suite file", "'just a string'"),
+    # 10. leftovers: a fresh run never goes into a folder that holds another run
+    case("fit", FIT, "already holds a run", env={FIXED: "{run}"}),
+    case("fit", FIT, "already holds a run", env={RUN_FOLDER: "{broken_run}"}),
+    case("fit", FIT, "already holds a run", env={FIXED: "{dump_run}"}),
+    case("fit", "--resume {run}", FIXED, "same folder", env={FIXED: "{broken_run}"}),
+]
+
+# tools/benchmark.py (issue 13): its bad-input cases go here, as case("benchmark", ...).
 BENCHMARK_CASES: list[Any] = []
 
 
@@ -186,7 +302,7 @@ def workspace(tmp_path_factory) -> dict[str, str]:
     cfg = load_config(ROOT / "conf" / "quickstart.yaml", [f"run_dir={runs}"])
     run = runs / "existing-run"
     save_untrained_checkpoint(cfg, run)
-    (run / "config.yaml").write_text((ROOT / "conf" / "quickstart.yaml").read_text())
+    (run / "config.yaml").write_text(to_yaml(cfg))  # as a run folder holds it: resolved
     (run / "logs").mkdir()
     (run / "logs" / "metrics.csv").write_text("step,train/loss\n0,1.0\n")
     no_ckpt = tmp / "no_ckpt_run"
@@ -202,6 +318,15 @@ def workspace(tmp_path_factory) -> dict[str, str]:
     (tmp / "syntax.yaml").write_text("algo: s2ac\nenv:\n  id: [Pendulum-v1\nseed: 1\n")
     (tmp / "list.yaml").write_text("- algo\n- s2ac\n")
     (tmp / "a_file").write_text("not a folder\n")
+    (tmp / "scalar.yaml").write_text("just a string\n")
+    (tmp / "env5.yaml").write_text("env: 5\n")
+    (tmp / "alias.yaml").write_text("critic: &c\n  hidden_sizes: *c\n")
+    (tmp / "critic_list.yaml").write_text("critic: [1, 2]\n")
+    (tmp / "self.yaml").write_text("name: ${name}\n")
+    (tmp / "deep.yaml").write_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
+    resumable = _resume_inputs(tmp, run)
+    suites = _suites(tmp)
+    (tmp / "empty_out").mkdir()
     return {
         "tmp": str(tmp),
         "runs": str(runs),
@@ -213,7 +338,89 @@ def workspace(tmp_path_factory) -> dict[str, str]:
         "syntax_yaml": str(tmp / "syntax.yaml"),
         "list_yaml": str(tmp / "list.yaml"),
         "a_file": str(tmp / "a_file"),
+        "empty_out": str(tmp / "empty_out"),
+        **{name: str(tmp / f"{name[:-5]}.yaml") for name in YAML_FILES},
+        **resumable,
+        **suites,
     }
+
+
+YAML_FILES = (
+    "scalar_yaml",
+    "env5_yaml",
+    "alias_yaml",
+    "critic_list_yaml",
+    "self_yaml",
+    "deep_yaml",
+)
+
+
+def _resume_inputs(tmp: Path, run: Path) -> dict[str, str]:
+    """Copies of ``run`` whose own files are damaged or changed by hand: config.yaml (a syntax
+    error, another algorithm, a list) and the replay dump its checkpoint names (cut short,
+    missing, an unreadable manifest)."""
+    config = (run / "config.yaml").read_text()
+    folders = {}
+    for name, text in {
+        "syntax_run": config.replace("algo: s2ac", "algo: [s2ac"),
+        "algo_run": config.replace("algo: s2ac", "algo: sac"),
+        "list_run": "- algo\n- s2ac\n",
+    }.items():
+        shutil.copytree(run, tmp / name)
+        (tmp / name / "config.yaml").write_text(text)
+        folders[name] = str(tmp / name)
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    for name in ("dump_run", "no_dump_run", "bad_manifest_run"):
+        folder = tmp / name
+        shutil.copytree(run, folder)
+        torch.save({**checkpoint, "replay_dir": "step-0"}, folder / "checkpoints" / "last.ckpt")
+        folders[name] = str(folder)
+    dump = tmp / "dump_run" / "replay" / "step-0" / "rank-0"
+    dump.mkdir(parents=True)
+    (dump / "storage.memmap").write_bytes(b"\0" * 100)
+    write_manifest(dump)
+    (dump / "storage.memmap").write_bytes(b"\0" * 60)  # a copy cut short
+    (tmp / "no_dump_run" / "replay").mkdir()
+    bad = tmp / "bad_manifest_run" / "replay" / "step-0" / "rank-0"
+    bad.mkdir(parents=True)
+    (bad / "manifest.json").write_text("{not json")
+    return folders
+
+
+SUITE = """name: catalogue
+seeds: 1
+baseline: sac
+algos:
+  s2ac: {overrides: [algo=s2ac]}
+  sac: {overrides: [algo=sac]}
+tasks:
+  multigoal:
+    preset: conf/quickstart.yaml
+    frames: 1500
+    eval_every: 500
+    random_score: -200.0
+    random_source: catalogue
+    reference_score: -170.0
+    reference_source: catalogue
+"""
+
+
+def _suites(tmp: Path) -> dict[str, str]:
+    """A valid suite, and copies with one mistake each."""
+    variants = {
+        "suite": SUITE,
+        "suite_seeds0": SUITE.replace("seeds: 1", "seeds: 0"),
+        "suite_baseline": SUITE.replace("baseline: sac", "baseline: td3"),
+        "suite_inverted": SUITE.replace("reference_score: -170.0", "reference_score: -250.0"),
+        "suite_equal": SUITE.replace("reference_score: -170.0", "reference_score: -200.0"),
+        "suite_nan": SUITE.replace("reference_score: -170.0", "reference_score: .nan"),
+        "suite_algo_seeds0": SUITE.replace("[algo=s2ac]}", "[algo=s2ac], seeds: 0}"),
+        "suite_frames0": SUITE.replace("frames: 1500", "frames: 0"),
+        "suite_tasks5": SUITE[: SUITE.index("tasks:")] + "tasks: 5\n",
+    }
+    for name, text in variants.items():
+        (tmp / f"{name}.yaml").write_text(text)
+    return {name: str(tmp / f"{name}.yaml") for name in variants}
 
 
 def _run_in_process(tool: str, argv: list[str], capsys) -> tuple[int, str]:
@@ -233,9 +440,13 @@ def _check(code: int, err: str, needles: tuple[str, ...], argv: list[str]) -> No
         assert needle in error_lines[0], f"{needle!r} not in {error_lines[0]!r}"
 
 
-@pytest.mark.parametrize("bad", CASES + BENCHMARK_CASES)
-def test_mistake_gets_one_line_and_exit_2(bad: Case, workspace: dict[str, str], capsys) -> None:
+@pytest.mark.parametrize("bad", CASES + ISSUE_30_CASES + BENCHMARK_CASES)
+def test_mistake_gets_one_line_and_exit_2(
+    bad: Case, workspace: dict[str, str], capsys, monkeypatch
+) -> None:
     argv = [arg.format(**workspace) for arg in bad.argv]
+    for name, value in bad.env:
+        monkeypatch.setenv(name, value.format(**workspace))
     root = Path(workspace["tmp"])
     before = _tree_digest(root)
     cwd = os.getcwd()
@@ -254,6 +465,7 @@ def test_mistake_gets_one_line_and_exit_2(bad: Case, workspace: dict[str, str], 
 
 def test_catalogue_is_large_enough() -> None:
     assert len(CASES) >= 30
+    assert len(ISSUE_30_CASES) >= 10 * 4  # ten classes, an example and three more each
     assert {c.values[0].tool for c in CASES} >= set(
         ("fit", "evaluate", "train_torchrl", "multigoal", "entropy_eval", "bench")
     )

@@ -6,6 +6,7 @@ and check that the last line of each is ``eval_return=<float>``. The learning ch
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import subprocess
@@ -138,3 +139,31 @@ def test_s2ac_and_sac_learn_pendulum() -> None:
     assert returns["random"] < -800, returns
     for algo in ("sac", "s2ac"):
         assert returns[algo] > returns["random"] + 700 and returns[algo] > -400, returns
+
+
+def test_torchrl_networks_train_and_benchmark_in_process(capsys) -> None:
+    """--networks torchrl: the SAC example's actor and critics under S2AC and SQL."""
+    script = load_tool("train_torchrl")
+    for algo in ("s2ac", "sql"):
+        metrics = script.main(["--algo", algo, "--networks", "torchrl", *TINY])
+        assert math.isfinite(metrics["eval_return"]) and metrics["updates"] > 0
+    assert _last_value(capsys.readouterr().out) == pytest.approx(metrics["eval_return"])
+    timings = script.main(
+        [
+            "--benchmark-updates",
+            "2",
+            "--benchmark-algos",
+            "s2ac",
+            "--benchmark-networks",
+            "project,torchrl",
+            "--hidden",
+            "8",
+            "--batch-size",
+            "8",
+        ]
+    )
+    assert set(timings) == {"s2ac", "s2ac/torchrl"} and all(t > 0 for t in timings.values())
+    assert "benchmark algo=s2ac networks=torchrl" in capsys.readouterr().out
+    torch.set_num_threads(1)
+    with pytest.raises(SystemExit):
+        script.parse_args(["--algo", "s2ac-phi", "--networks", "torchrl"])

@@ -6,13 +6,16 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from conftest import TINY, expected_updates
+from tensordict import TensorDict
 
-from s2ac_lit.trainer import module
 from s2ac_lit.config import load_config
-from s2ac_lit.networks import QEnsemble
+from s2ac_lit.trainer import module
 from s2ac_lit.trainer.data import planned_updates
 from s2ac_lit.trainer.module import COMPILE_MIN_UPDATES, RLModule, compiles
+from s2ac_lit.trainer.train import train
+from s2ac_lit.update import Update
 
 # Tiny fits make (F/50 - 1)·10 updates over F frames (conftest.expected_updates).
 LONG_FRAMES = (COMPILE_MIN_UPDATES // 10 + 1) * 50
@@ -55,13 +58,33 @@ def test_auto_compiles_long_runs_of_compilable_algorithms(
     assert compiles(cfg) is expected
 
 
-def test_only_fitting_compiles(monkeypatch) -> None:
-    """The kernels are compiled when a fit starts, never for a module built to act."""
+def test_only_fitting_compiles_and_it_compiles_the_whole_update(monkeypatch, tmp_path) -> None:
+    """``trainer.compile=true`` compiles the update once, at the first step of a fit; a module
+    built to act (evaluation, the goal map) stays eager."""
     calls = []
-    monkeypatch.setattr(QEnsemble, "compile_kernels", lambda self: calls.append(self))
-    rl = RLModule(_cfg("trainer.compile=true"), 2, [-1.0, -1.0], [1.0, 1.0])
+
+    def record(fn, **kwargs):
+        calls.append(fn)
+        return fn
+
+    monkeypatch.setattr(torch, "compile", record)
+    cfg = _cfg(
+        "trainer.compile=true",
+        f"run_dir={tmp_path}",
+        "collector.total_frames=150",
+        "eval.every_frames=0",
+    )
+    rl = RLModule(cfg, 2, [-1.0, -1.0], [1.0, 1.0])
+    rl.policy()(TensorDict({"observation": torch.zeros(2)}, []))
     assert calls == []
-    rl.on_fit_start()
-    assert calls == [rl.loss_module.qvalue_network]
-    RLModule(_cfg("trainer.compile=false"), 2, [-1.0, -1.0], [1.0, 1.0]).on_fit_start()
+    train(cfg)
+    assert len(calls) == 1 and calls[0].__self__.__class__ is Update  # the bound __call__
+    train(
+        _cfg(
+            "trainer.compile=false",
+            f"run_dir={tmp_path}",
+            "collector.total_frames=150",
+            "eval.every_frames=0",
+        )
+    )
     assert len(calls) == 1

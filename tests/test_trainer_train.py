@@ -60,8 +60,9 @@ def test_fit_writes_everything_and_counts_exactly(finished_run: Path) -> None:
     # Every 200 frames (right after the first update that follows them), then the final policy.
     assert [h["frames"] for h in summary["eval_history"]] == [200, 400, 400]
     assert summary["eval_history"][-1]["updates"] == 70
-    for name in ("config.yaml", "learning_curve.png", "checkpoints/last.ckpt", "ranks/rank-0.json"):
+    for name in ("config.yaml", "learning_curve.png", "checkpoints/last.ckpt"):
         assert (finished_run / name).is_file(), name
+    assert not (finished_run / "ranks").exists()  # per-rank counters only with several ranks
     assert (finished_run / "logs" / "csv" / "metrics.csv").read_text().count("train/loss_qvalue")
     assert list((finished_run / "logs" / "tensorboard").glob("events.*"))
     checkpoint = torch.load(finished_run / "checkpoints" / "last.ckpt", weights_only=True)
@@ -141,8 +142,28 @@ def test_killed_run_resumes_without_losing_or_repeating_work(tmp_path: Path) -> 
     assert history_updates == sorted(set(history_updates))
 
 
+def test_a_running_run_keeps_its_summary_current_after_every_evaluation(tmp_path: Path) -> None:
+    """summary.json is rewritten (``"finished": false``) after each evaluation, so a run killed
+    without warning still shows the evaluations it made (``tools/benchmark.py --at-frames``)."""
+    args = tiny(tmp_path, "collector.total_frames=2000", "eval.every_frames=200")
+    process = run_fit(*args)
+    runs = tmp_path / "runs"
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(runs.glob("*/summary.json")):
+        assert process.poll() is None, process.stdout.read()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    (summary_path,) = runs.glob("*/summary.json")
+    summary = json.loads(summary_path.read_text())
+    assert summary["finished"] is False
+    assert summary["eval_history"][0]["frames"] == 200
+    assert summary["frames"] < 2000
+
+
 def test_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
-    """Gloo DDP: both ranks end with identical parameters but collected different data."""
+    """Gloo DDP: both ranks take every update and collected different data; the run checks
+    at its end that both hold the same weights (``check_ranks_agree``), so it exits 0."""
     process = run_fit(
         *tiny(
             tmp_path,
@@ -151,7 +172,7 @@ def test_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
             "trainer.devices=2",
             "trainer.strategy=ddp",
             "eval.every_frames=0",
-            "replay.checkpoint=false",
+            "trainer.checkpoint_every_updates=1000",
         )
     )
     output, _ = process.communicate(timeout=300)
@@ -159,8 +180,10 @@ def test_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
     (run,) = (tmp_path / "runs").iterdir()
     ranks = [json.loads((run / "ranks" / f"rank-{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["updates"] == ranks[1]["updates"] == expected_updates(300)
-    assert ranks[0]["parameter_checksum"] == ranks[1]["parameter_checksum"]
-    assert ranks[0]["replay_checksum"] != ranks[1]["replay_checksum"]
+    assert ranks[0]["frames"] == ranks[1]["frames"] == 300
+    (dump,) = (run / "replay").iterdir()  # the final checkpoint's dump, one folder per rank
+    observations = [(dump / f"rank-{r}" / "storage" / "observation.memmap") for r in (0, 1)]
+    assert observations[0].read_bytes() != observations[1].read_bytes()
 
 
 def test_bf16_mixed_precision_on_cpu(tmp_path: Path) -> None:

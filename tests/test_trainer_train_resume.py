@@ -49,6 +49,18 @@ def temporary_files(run: Path) -> list[Path]:
     return [p for p in run.rglob("*") if ".tmp" in p.name or p.name == LOCK_NAME]
 
 
+def assert_holds_only_the_newest_checkpoint(run: Path) -> None:
+    """README's run-folder table: ``last.ckpt`` and its ``step=N.ckpt``, and the replay dump
+    of that checkpoint (every rank's), nothing older."""
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    step = last["global_step"]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "last.ckpt",
+        f"step={step}.ckpt",
+    ]
+    assert [p.name for p in (run / "replay").iterdir()] == [last["replay_dir"]] == [f"step-{step}"]
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> Path:
     """An uninterrupted run of FRAMES frames."""
@@ -76,7 +88,9 @@ def test_resume_keeps_the_whole_csv_log(reference: Path, tmp_path: Path, monkeyp
     stopped = json.loads((run / "summary.json").read_text())  # readable before the resume
     assert not stopped["finished"] and stopped["updates"] == 37
     assert stopped["frames"] < FRAMES and [h["frames"] for h in stopped["eval_history"]] == [200]
+    assert_holds_only_the_newest_checkpoint(run)  # the periodic step=20 is superseded
     assert main(["--resume", str(run)]) == 0
+    assert_holds_only_the_newest_checkpoint(run)  # and so is the interrupted step=37
     for key in ("train/loss_qvalue", "eval/return_mean", "train/frames"):
         assert logged_steps(run, key) == logged_steps(reference, key), key
     summary = json.loads((run / "summary.json").read_text())
@@ -123,6 +137,49 @@ def test_damaged_newest_checkpoint_falls_back(reference: Path, tmp_path: Path, c
 
 def folder_state(run: Path) -> dict[str, tuple[int, int]]:
     return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in run.rglob("*")}
+
+
+def test_a_replay_dump_cut_short_stops_the_resume(reference: Path, tmp_path: Path, capsys) -> None:
+    """The dump's manifest records its files' sizes; a copy that lost the end of one (or a
+    file) is named and the resume stops (README §Resume) before anything is written."""
+    run = tmp_path / "copy"
+    shutil.copytree(reference, run)
+    (dump,) = (run / "replay").glob("step-*/rank-0")
+    stored = max((p for p in dump.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    stored.write_bytes(stored.read_bytes()[: stored.stat().st_size // 2])
+    before = folder_state(run)
+    more = f"collector.total_frames={2 * FRAMES}"
+    assert main(["--resume", str(run), more]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and stored.name in err and "bytes" in err and "rank-0" in err
+    assert folder_state(run) == before
+    stored.unlink()
+    assert main(["--resume", str(run), more]) == 2
+    assert f"{stored.relative_to(dump)} is missing" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+@pytest.mark.parametrize("during", ["on_train_batch_start", "on_train_batch_end"])
+def test_a_run_folder_deleted_while_training_is_not_recreated(
+    tmp_path: Path, monkeypatch, capsys, during: str
+) -> None:
+    """Deleting the run folder stops the run with one line, at the end of the update (before
+    its metrics are logged), or, deleted after that check, at the write that fails; nothing
+    writes the folder again (the checkpoint writer and the replay dump made it anew)."""
+    hook = getattr(GracefulStop, during)
+
+    def delete_at_25(self, trainer, *args) -> None:
+        if trainer.global_step == 25 and self.run_folder.exists():
+            shutil.rmtree(self.run_folder)
+        hook(self, trainer, *args)
+
+    monkeypatch.setattr(GracefulStop, during, delete_at_25)
+    args = tiny(tmp_path, f"collector.total_frames={FRAMES}", *BUDGET)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("error:") == 1, err
+    assert "was deleted while the run trained" in err
+    assert list((tmp_path / "runs").iterdir()) == []
 
 
 def test_locked_run_folder_is_refused_and_untouched(
@@ -286,6 +343,7 @@ def kill_and_resume(tmp_path: Path, kills: int, seed: int) -> None:
     train_steps = logged_steps(run, "train/loss_qvalue")
     assert train_steps == list(range(4, expected_updates(frames), 5))
     assert not temporary_files(run)
+    assert_holds_only_the_newest_checkpoint(run)  # whatever the kills left behind
 
 
 def test_sigkill_at_random_moments_three_times(tmp_path: Path) -> None:

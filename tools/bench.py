@@ -1,17 +1,20 @@
 """Benchmarks in one process and one run: S2AC against SAC, updates and acting.
 
     python tools/bench.py                       # authors' settings, Walker2d dims, 1 CPU thread
-    python tools/bench.py --device cuda --json  # last line: one JSON object
+    python tools/bench.py --modes eager,compiled
+    python tools/bench.py --device cuda --modes eager,compiled,graphed --json
 
 Measures, with warm-up and repeats (median of ``--repeats`` timings of ``--iters`` calls):
 ms per update of S2AC(φ,θ) and of TorchRL's SACLoss on the same critic sizes, batch and
-device, and their ratio (with ``--compile``: also the eager S2AC update, the compile time and
-the updates that repay it); the FLOPs of one update (counted by ``torch.utils.flop_counter``) and
-the achieved GFLOP/s; ms per acting step (full sampler, amortised sampler, SAC); frames/s of the
-whole Lightning trainer loop on the multigoal env; peak memory. With ``--self-term`` S2AC's
-sampler adds the entropy's self term, and the same run also times the update without it and
-both of the update's samplers (the actor's, differentiated, and the critic target's) with and
-without it. Numbers are only comparable within one run: report ratios.
+device, each way ``--modes`` names (eager, the whole update compiled, compiled and captured in
+a CUDA graph), their ratios, and what compiling or capturing costs and when it repays itself;
+the FLOPs of one update (counted by ``torch.utils.flop_counter``), the achieved GFLOP/s and the
+FLOP floor at the machine's matmul speed; ms per acting step (full sampler, amortised sampler,
+SAC; graphed with ``graphed``); frames/s of the whole Lightning trainer loop on the multigoal
+env; peak memory. Where S2AC's sampler adds the entropy's self term (``--self-term``, by
+default the config's), the same run also times the update without it and both of the update's
+samplers (the actor's, differentiated, and the critic target's) with and without it. Numbers
+are only comparable within one run: report ratios.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ from s2ac_lit.networks import QEnsemble
 from s2ac_lit.objectives.common import SamplerLoss
 from s2ac_lit.svgd import SELF_TERMS
 from s2ac_lit.trainer.allocator import keep_freed_host_memory
+from s2ac_lit.trainer.data import GraphedPolicy
+from s2ac_lit.update import GraphedUpdate
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -55,12 +60,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--act-dim", type=positive_int, default=6, help="Walker2d: 6")
     p.add_argument("--hidden", type=positive_int, default=256)
     p.add_argument("--precision", choices=("32", "bf16"), default="32")
-    p.add_argument("--compile", action="store_true", help="torch.compile S2AC's critic kernels")
+    p.add_argument(
+        "--modes",
+        default="eager",
+        help="comma-separated ways to run the update, timed interleaved: eager, compiled "
+        "(torch.compile of the whole update), graphed (compiled and captured in a CUDA graph; "
+        "CUDA only)",
+    )
     p.add_argument(
         "--self-term",
         choices=SELF_TERMS,
-        default="none",
-        help="svgd.self_term of S2AC's sampler; not 'none': also time it against 'none'",
+        default=None,
+        help="svgd.self_term of S2AC's sampler (default: the config's); not 'none': also time "
+        "the update and both samplers without it",
     )
     p.add_argument("--iters", type=positive_int, default=10)
     p.add_argument("--repeats", type=positive_int, default=5)
@@ -75,10 +87,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
-    if args.baseline and args.compile:
-        # The naive update differentiates twice through the critic, which compiled kernels
-        # (AOTAutograd) do not support: time the baseline eagerly, in its own run.
-        p.error("--baseline times the eager naive update; run it without --compile")
+    args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = [m for m in args.modes if m not in MODES] or ([] if args.modes else ["''"])
+    if unknown:
+        p.error(f"--modes {','.join(unknown)} is not allowed; allowed: {', '.join(MODES)}")
+    if args.baseline and args.modes != ["eager"]:
+        # The naive update differentiates twice through the critic, which compiled code
+        # (AOTAutograd) does not support: time the baseline eagerly, in its own run.
+        p.error("--baseline times the eager naive update; run it with --modes eager")
     if args.particles < 2:
         p.error(f"--particles {args.particles} must be >= 2 (SVGD's kernel bandwidth needs pairs)")
     try:
@@ -91,11 +107,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"--device {args.device!r}: this machine has {torch.cuda.device_count()} GPUs")
     if device.type not in ("cpu", "cuda"):
         p.error(f"--device {args.device!r} is not supported; allowed: cpu, cuda, cuda:N")
+    if "graphed" in args.modes and device.type != "cuda":
+        p.error("--modes graphed captures CUDA graphs: it needs --device cuda")
     return args
 
 
-WARMUP_CALLS = 3
-"""Calls before timing: the first builds compiled kernels; the others settle caches."""
+MODES = ("eager", "compiled", "graphed")
+"""How an update runs: as is, torch.compile'd whole, or compiled and CUDA-graph captured."""
+
+
+WARMUP_CALLS = 5
+"""Calls before timing: the first compile (and capture, after the graph's own warm-up); the
+others settle caches."""
 
 
 def synchronize(device: torch.device) -> None:
@@ -151,17 +174,16 @@ def make_update(
     device: torch.device,
     *,
     amortized: bool = False,
-    compiled: bool | None = None,
+    mode: str = "eager",
     self_term: str | None = None,
 ):
     """The registry's loss and policy, and a closure doing one full update.
 
     One update is the trainer's own (:class:`s2ac_lit.update.Update`): losses, one backward of
-    their sum, the finite guard, fused Adam over the parameter groups, target update. Both
-    algorithms get ``--hidden``-wide critics (SAC's actor has the critic's widths); S2AC's init
-    network has three such layers. S2AC's critic kernels are compiled with ``--compile``
-    unless ``compiled`` says otherwise; its sampler's self term is ``--self-term`` unless
-    ``self_term`` says otherwise.
+    their sum, the finite guard, fused Adam over the parameter groups, target update; run as
+    ``mode`` (:data:`MODES`). Both algorithms get ``--hidden``-wide critics (SAC's actor has
+    the critic's widths); S2AC's init network has three such layers. Its sampler's self term is
+    ``--self-term`` unless ``self_term`` says otherwise.
     """
     h = args.hidden
     overrides = [f"algo={algo}", f"critic.hidden_sizes=[{h},{h}]"]
@@ -177,9 +199,12 @@ def make_update(
     low, high = [-1.0] * args.act_dim, [1.0] * args.act_dim
     algorithm = build_algorithm(cfg, args.obs_dim, low, high)
     loss = algorithm.loss.to(device)
-    if (args.compile if compiled is None else compiled) and algo == "s2ac":
-        loss.qvalue_network.compile_kernels()
-    step = build_update(cfg, loss, make_optimizer(loss, cfg.optim))
+    optimizer = make_optimizer(loss, cfg.optim, capturable=mode == "graphed")
+    step: Callable = build_update(cfg, loss, optimizer)
+    if mode in ("compiled", "graphed"):
+        step = torch.compile(step.__call__)
+    if mode == "graphed":
+        step = GraphedUpdate(step)
     batch = random_batch(args, device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
 
@@ -236,10 +261,11 @@ def naive_s2ac() -> Iterator[None]:
     """
 
     @contextmanager
-    def rewrapping_bind(self, critic_params=None):
+    def rewrapping_bind(self, critic_params=None, *, actor_params=None):
         critic_params = self.qvalue_network_params if critic_params is None else critic_params
+        actor_params = self.actor_network_params if actor_params is None else actor_params
         with (
-            self.actor_network_params.to_module(self.actor_network),
+            actor_params.to_module(self.actor_network),
             critic_params.to_module(self.qvalue_network),
         ):
             yield
@@ -334,59 +360,67 @@ def main(argv: list[str] | None = None) -> int:
         "particles": args.particles,
         "steps": args.steps,
         "precision": args.precision,
-        "compile": args.compile,
+        "modes": ",".join(args.modes),
         "keep_freed_memory": not args.system_allocator,
     }
-    s2ac_loss, s2ac_policy, s2ac_update = make_update("s2ac", args, device)
-    _, sac_policy, sac_update = make_update("sac", args, device)
-    probes = matmul_probes(args, device)
+    if args.self_term is None:
+        args.self_term = load_config(overrides=["algo=s2ac"]).svgd.self_term
+    results["self_term"] = args.self_term
+    updates, first_calls_s, policies, losses = {}, {}, {}, {}
+    for algo in ("s2ac", "sac"):
+        for mode in args.modes:
+            name = f"{algo}_{mode}"
+            losses[name], policies[algo], updates[name] = make_update(algo, args, device, mode=mode)
+            # What compiling (and capturing) costs: the first calls build it.
+            start = time.perf_counter()
+            for _ in range(WARMUP_CALLS):
+                updates[name]()
+            synchronize(device)
+            first_calls_s[name] = time.perf_counter() - start
+    s2ac_update = updates[f"s2ac_{args.modes[0]}"]
     compared = {}
-    if args.compile:
-        # What compiling costs and gains, for trainer.compile='auto': the first calls build
-        # the kernels, the eager update (timed interleaved) gives the gain per update.
-        start = time.perf_counter()
-        for _ in range(WARMUP_CALLS):
-            s2ac_update()
-        synchronize(device)
-        first_calls_s = time.perf_counter() - start
-        compared["s2ac_eager"] = make_update("s2ac", args, device, compiled=False)[2]
     if args.self_term != "none":
         # The self term's cost: the same update and samplers without it, timed interleaved.
         plain_loss, _, compared["s2ac_no_self_term"] = make_update(
-            "s2ac", args, device, self_term="none"
+            "s2ac", args, device, mode=args.modes[0], self_term="none"
         )
-        for name, call in sampler_calls(s2ac_loss, args, device).items():
+        for name, call in sampler_calls(losses[f"s2ac_{args.modes[0]}"], args, device).items():
             compared[name] = call
         for name, call in sampler_calls(plain_loss, args, device).items():
             compared[f"{name}_no_self_term"] = call
+    probes = matmul_probes(args, device)
     # Updates and matmul probes interleaved: the floor is measured under the same load.
     timed = time_ms_interleaved(
-        {"s2ac": s2ac_update, "sac": sac_update}
-        | compared
-        | {name: call for name, (call, _) in probes.items()},
+        updates | compared | {name: call for name, (call, _) in probes.items()},
         device,
         args.iters,
         args.repeats,
     )
-    results["s2ac_update_ms"] = timed["s2ac"]
-    if args.compile:
-        results["s2ac_eager_update_ms"] = timed["s2ac_eager"]
-        results["compile_speedup"] = timed["s2ac_eager"] / timed["s2ac"]
-        results["compile_s"] = first_calls_s - WARMUP_CALLS * timed["s2ac"] / 1000
-        saved_s = (timed["s2ac_eager"] - timed["s2ac"]) / 1000
-        results["compile_break_even_updates"] = (
-            results["compile_s"] / saved_s if saved_s > 0 else float("inf")
-        )
-    if args.self_term != "none":
-        results["self_term"] = args.self_term
+    for name in updates:
+        results[f"{name}_update_ms"] = timed[name]
+    for mode in args.modes:
+        results[f"s2ac_over_sac_{mode}"] = timed[f"s2ac_{mode}"] / timed[f"sac_{mode}"]
+        for algo in ("s2ac", "sac"):
+            if mode != "eager" and "eager" in args.modes:
+                name, eager = f"{algo}_{mode}", f"{algo}_eager"
+                results[f"{name}_speedup"] = timed[eager] / timed[name]
+                results[f"{name}_setup_s"] = first_calls_s[name] - first_calls_s[eager]
+                saved_s = (timed[eager] - timed[name]) / 1000
+                results[f"{name}_break_even_updates"] = (
+                    results[f"{name}_setup_s"] / saved_s if saved_s > 0 else float("inf")
+                )
+    results["s2ac_update_ms"] = timed[f"s2ac_{args.modes[0]}"]
+    results["sac_update_ms"] = timed[f"sac_{args.modes[0]}"]
+    results["update_ratio"] = results["s2ac_update_ms"] / results["sac_update_ms"]
+    if compared:
         results["s2ac_no_self_term_update_ms"] = timed["s2ac_no_self_term"]
-        results["self_term_update_cost"] = timed["s2ac"] / timed["s2ac_no_self_term"]
+        results["self_term_update_cost"] = (
+            timed[f"s2ac_{args.modes[0]}"] / timed["s2ac_no_self_term"]
+        )
         for name in ("actor_sampler", "target_sampler"):
             results[f"{name}_ms"] = timed[name]
             results[f"{name}_no_self_term_ms"] = timed[f"{name}_no_self_term"]
             results[f"self_term_{name}_cost"] = timed[name] / timed[f"{name}_no_self_term"]
-    results["sac_update_ms"] = timed["sac"]
-    results["update_ratio"] = results["s2ac_update_ms"] / results["sac_update_ms"]
     if args.baseline:
         with naive_s2ac():
             results["naive_s2ac_update_ms"] = time_ms(s2ac_update, device, args.iters, args.repeats)
@@ -400,9 +434,14 @@ def main(argv: list[str] | None = None) -> int:
     results["peak_gflops_per_s"] = max(results[f"{name}_gflops_per_s"] for name in probes)
     results["floor_ms"] = flops / 1e6 / results["peak_gflops_per_s"]
     results["s2ac_update_over_floor"] = results["s2ac_update_ms"] / results["floor_ms"]
-    results["sac_update_gflop"] = count_flops(sac_update) / 1e9
+    results["sac_update_gflop"] = count_flops(updates[f"sac_{args.modes[0]}"]) / 1e9
     random_mode = ExplorationType.RANDOM
+    s2ac_policy, sac_policy = policies["s2ac"], policies["sac"]
     results["s2ac_act_ms"] = acting_ms(s2ac_policy, args, device, random_mode)
+    if "graphed" in args.modes:
+        results["s2ac_graphed_act_ms"] = acting_ms(
+            GraphedPolicy(s2ac_policy), args, device, random_mode
+        )
     amortized_loss, _, _ = make_update("s2ac", args, device, amortized=True)
     amortized = policy_with_selection("s2ac", amortized_loss, "amortized")
     results["amortized_act_ms"] = acting_ms(amortized, args, device, ExplorationType.DETERMINISTIC)

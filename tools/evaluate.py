@@ -3,7 +3,8 @@
 Prints the mean ± std return over N episodes with the chosen action selection (S2AC and SQL:
 ``softmax``, ``max``, ``random`` or ``amortized``; without ``--selection``, the run's
 ``actor.eval_selection`` or the algorithm's own deterministic mode, the only one SAC has).
-``--json`` prints one JSON object instead.
+``--json`` prints one JSON object instead. A long evaluation prints its progress on stderr
+every :data:`PROGRESS_EVERY_S` seconds.
 """
 
 from __future__ import annotations
@@ -11,17 +12,42 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 
+import numpy as np
 import torch
 from torchrl.envs.utils import ExplorationType
 
 from s2ac_lit.actor import SELECTIONS
 from s2ac_lit.algorithms import ALGORITHMS, policy_with_selection
 from s2ac_lit.envs import check_env_spaces, env_dims, make_env
-from s2ac_lit.errors import UsageError, cli, positive_int
+from s2ac_lit.errors import UsageError, cli, positive_int, seed_int
 from s2ac_lit.trainer.checkpoints import find_checkpoint
-from s2ac_lit.trainer.evaluation import evaluate_policy
+from s2ac_lit.trainer.evaluation import EvalResult, evaluate_policy
 from s2ac_lit.trainer.module import RLModule
+
+PROGRESS_EVERY_S = 10.0
+"""Seconds between two progress lines of a long evaluation."""
+
+
+def evaluate_with_progress(env, policy, episodes: int, exploration: ExplorationType) -> EvalResult:
+    """:func:`evaluate_policy` episode by episode (the same episodes), with a progress line on
+    stderr every :data:`PROGRESS_EVERY_S` seconds."""
+    returns: list[float] = []
+    lengths: list[int] = []
+    last = time.monotonic()
+    while len(returns) < episodes:
+        episode = evaluate_policy(env, policy, 1, exploration=exploration)
+        returns += episode.returns.tolist()
+        lengths += episode.lengths.tolist()
+        if time.monotonic() - last >= PROGRESS_EVERY_S and len(returns) < episodes:
+            print(
+                f"{len(returns)}/{episodes} episodes, mean return so far {np.mean(returns):.2f}",
+                file=sys.stderr,
+                flush=True,
+            )
+            last = time.monotonic()
+    return EvalResult(np.asarray(returns), np.asarray(lengths))
 
 
 @cli
@@ -31,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes", type=positive_int, default=10)
     parser.add_argument("--selection", choices=SELECTIONS, help="S2AC and SQL action selection")
     parser.add_argument("--env", help="evaluate on another env id (e.g. an obstacle variant)")
-    parser.add_argument("--seed", type=int, default=12345)
+    parser.add_argument("--seed", type=seed_int, default=12345)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -57,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         exploration = ExplorationType.RANDOM
     elif args.selection is not None:
         policy = policy_with_selection(module.cfg.algo, module.loss_module, args.selection)
-    result = evaluate_policy(env, policy, args.episodes, exploration=exploration)
+    result = evaluate_with_progress(env, policy, args.episodes, exploration)
     report = {
         "checkpoint": str(path),
         "env": args.env or module.cfg.env.id,

@@ -46,15 +46,15 @@ import torch
 from torchrl.envs.utils import ExplorationType
 
 from s2ac_lit.algorithms import ALGORITHMS
-from s2ac_lit.analysis.entropy.knn import knn_entropy
 from s2ac_lit.analysis.experiments import aggregate_over_seeds, evaluate_episodes, numpy_policy
 from s2ac_lit.analysis.goal_metrics import PROBE_STATES, plot_goal_hits, plot_trajectories
 from s2ac_lit.benchmark import report
 from s2ac_lit.benchmark.executor import Stopped, execute
-from s2ac_lit.benchmark.results import collect
+from s2ac_lit.benchmark.results import collect, goal_rows
 from s2ac_lit.benchmark.runner import RunSpec, read_summary
 from s2ac_lit.benchmark.suite import Suite, SuiteError, load_suite, plan
 from s2ac_lit.errors import cli, positive_int
+from s2ac_lit.knn import knn_entropy
 from s2ac_lit.trainer.checkpoints import find_checkpoint
 from s2ac_lit.trainer.module import RLModule
 
@@ -376,7 +376,10 @@ def main(argv: list[str] | None = None) -> int:
     write_results(args.out, rows, records, flat, meta)
     returns, missing = collect(specs, args.out)
     (args.out / "benchmark").mkdir(exist_ok=True)
-    report.write(returns, suite, args.algos, missing, args.out / "benchmark", reps=2000)
+    goals = goal_rows(specs, args.out)
+    report.write(
+        returns, suite, args.algos, missing, args.out / "benchmark", reps=2000, goals=goals
+    )
     make_plots(args, records, positions, n_goals)
     print(markdown_table(records, n_goals))
     print()

@@ -16,20 +16,30 @@ floor of the learning table). ``--amortized`` also trains S2AC's amortised sampl
 (``loss_amortized``); then (and always for SQL) the return and per-action latency of each
 evaluation selection are reported, on the same evaluation episodes.
 
+Networks (``--networks``): ``project`` (the config's: ``SVGDActor`` and ``QEnsemble`` critics,
+∇ₐQ in closed form) or ``torchrl``, the networks of TorchRL's SAC example
+(``MLP`` + ``NormalParamExtractor`` under a ``ProbabilisticActor(TanhNormal)``, ``ValueOperator``
+critics, ∇ₐQ by autograd) given to the same losses (docs/torchrl.md).
+
 Every run prints progress lines; the last line of a training run is exactly
 ``eval_return=<float>``, the mean return of ``--eval-episodes`` episodes under
 ``ExplorationType.DETERMINISTIC``. ``--benchmark-updates N`` instead times N updates of each of
-``--benchmark-algos`` in one process (same batch and widths, one CPU thread) and exits.
+``--benchmark-algos`` with each of ``--benchmark-networks`` in one process (same batch and
+widths, one CPU thread) and exits.
 
 Examples:
     python tools/train_torchrl.py --algo s2ac --frames 8000 --seed 0
     python tools/train_torchrl.py --algo s2ac --amortized --frames 8000
+    python tools/train_torchrl.py --algo s2ac --networks torchrl --frames 8000
     python tools/train_torchrl.py --benchmark-updates 200 --benchmark-algos s2ac,sac
+    python tools/train_torchrl.py --benchmark-updates 100 --benchmark-algos s2ac,sql \
+        --benchmark-networks project,torchrl
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import time
@@ -38,15 +48,19 @@ from typing import NamedTuple, get_args
 
 import torch
 from tensordict import TensorDict
+from tensordict.nn import InteractionType, NormalParamExtractor, TensorDictModule
+from torch import nn
 from torchrl.collectors import Collector
 from torchrl.data import LazyTensorStorage, ReplayBuffer
 from torchrl.envs import EnvBase
 from torchrl.envs.utils import ExplorationType, set_exploration_type
+from torchrl.modules import MLP, ProbabilisticActor, TanhNormal, ValueOperator
 from torchrl.objectives import LossModule
 
 from s2ac_lit.actor import SELECTIONS
 from s2ac_lit.algorithms import (
     ALGORITHMS,
+    Networks,
     Policy,
     build_algorithm,
     make_optimizer,
@@ -56,12 +70,13 @@ from s2ac_lit.algorithms import (
 from s2ac_lit.config import Config, load_config
 from s2ac_lit.envs import EnvError, check_env_spaces, env_dims, make_env
 from s2ac_lit.errors import cli, non_negative_int, positive_float, positive_int
-from s2ac_lit.networks import Activation
+from s2ac_lit.networks import Activation, activation_layer
 from s2ac_lit.trainer.allocator import keep_freed_host_memory
 from s2ac_lit.trainer.evaluation import evaluate_policy
 from s2ac_lit.update import LOSS_PREFIX, Update
 
 ALGOS = ("s2ac", "s2ac-phi", "sac", "sql", "random")
+NETWORKS = ("project", "torchrl")
 
 
 class Agent(NamedTuple):
@@ -91,6 +106,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--utd", type=positive_float, default=1.0, help="updates per collected frame")
     p.add_argument("--buffer-size", type=positive_int, default=100_000)
     p.add_argument("--hidden", type=positive_int, default=64, help="width of the two hidden layers")
+    p.add_argument(
+        "--networks",
+        choices=NETWORKS,
+        default="project",
+        help="torchrl: the SAC example's ProbabilisticActor and ValueOperator critics",
+    )
     p.add_argument(
         "--activation",
         choices=get_args(Activation),
@@ -123,6 +144,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--benchmark-updates", type=non_negative_int, default=0, help="time N updates and exit"
     )
     p.add_argument("--benchmark-algos", default="s2ac,sac")
+    p.add_argument("--benchmark-networks", default="project", help="comma-separated --networks")
     args = p.parse_args(argv)
     if args.amortized and args.algo not in ("s2ac", "s2ac-phi"):
         p.error("--amortized applies to s2ac and s2ac-phi (SQL always uses its sampler)")
@@ -141,6 +163,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     unknown = sorted(set(args.benchmark_algos.split(",")) - set(timed))
     if args.benchmark_updates and unknown:
         p.error(f"--benchmark-algos: unknown {unknown}; allowed: {timed}")
+    unknown = sorted(set(args.benchmark_networks.split(",")) - set(NETWORKS))
+    if args.benchmark_updates and unknown:
+        p.error(f"--benchmark-networks: unknown {unknown}; allowed: {list(NETWORKS)}")
+    torchrl_networks = args.networks == "torchrl" or (
+        args.benchmark_updates and "torchrl" in args.benchmark_networks.split(",")
+    )
+    if torchrl_networks and "s2ac-phi" in (args.algo, *args.benchmark_algos.split(",")):
+        p.error("s2ac-phi has no actor network: --networks torchrl applies to s2ac, sac and sql")
     try:
         check_env_spaces(args.env)
     except EnvError as error:
@@ -207,11 +237,50 @@ def action_latency_ms(policy: Policy, observation: torch.Tensor, repeats: int = 
     return 1e3 * (time.perf_counter() - start) / repeats
 
 
-def setup(args: argparse.Namespace, algo: str) -> tuple[EnvBase, Agent]:
-    """Seeded env and the registry's agent (γ set).
+def torchrl_networks(env: EnvBase, hidden: int, activation: Activation) -> Networks:
+    """The networks of TorchRL's SAC example (``sota-implementations/sac/utils.py``).
 
-    torch is seeded before anything, so the networks are those the Lightning trainer builds
-    for the same config and seed.
+    An ``MLP`` with a ``NormalParamExtractor`` (biased softplus, scale ≥ 0.1) under a
+    ``ProbabilisticActor(TanhNormal)`` onto the env's action box, and a ``ValueOperator(MLP)``
+    critic, both with two hidden layers of ``hidden``; their lazy layers are initialised on the
+    env's ``fake_tensordict()``, as the example does.
+    """
+    spec = env.action_spec_unbatched
+    activation_class = functools.partial(activation_layer, activation)
+    actor_net = nn.Sequential(
+        MLP(
+            num_cells=[hidden, hidden],
+            out_features=2 * spec.shape[-1],
+            activation_class=activation_class,
+        ),
+        NormalParamExtractor(scale_mapping="biased_softplus_1.0", scale_lb=0.1),
+    )
+    actor = ProbabilisticActor(
+        TensorDictModule(actor_net, in_keys=["observation"], out_keys=["loc", "scale"]),
+        spec=spec,
+        in_keys=["loc", "scale"],
+        distribution_class=TanhNormal,
+        distribution_kwargs={"low": spec.space.low, "high": spec.space.high, "tanh_loc": False},
+        default_interaction_type=InteractionType.RANDOM,
+    )
+    qvalue = ValueOperator(
+        MLP(num_cells=[hidden, hidden], out_features=1, activation_class=activation_class),
+        in_keys=["action", "observation"],
+    )
+    with torch.no_grad(), set_exploration_type(ExplorationType.RANDOM):
+        td = env.fake_tensordict()
+        actor(td)
+        qvalue(td)
+    return actor, qvalue
+
+
+def setup(
+    args: argparse.Namespace, algo: str, networks: str | None = None
+) -> tuple[EnvBase, Agent]:
+    """Seeded env and the registry's agent (γ set), with ``networks`` (default ``--networks``).
+
+    torch is seeded before anything, so the project's networks are those the Lightning trainer
+    builds for the same config and seed.
     """
     torch.manual_seed(args.seed)
     env = make_env(args.env, seed=args.seed)
@@ -219,42 +288,55 @@ def setup(args: argparse.Namespace, algo: str) -> tuple[EnvBase, Agent]:
         return env, Agent(None, None, None)
     cfg = make_config(args, algo)
     dims = env_dims(env)
+    given = None
+    if (networks or args.networks) == "torchrl":
+        given = torchrl_networks(env, args.hidden, args.activation)
     loss, policy = build_algorithm(
-        cfg, dims.observation_dim, dims.action_low.tolist(), dims.action_high.tolist()
+        cfg,
+        dims.observation_dim,
+        dims.action_low.tolist(),
+        dims.action_high.tolist(),
+        networks=given,
     )
     return env, Agent(loss, policy, make_update(cfg, loss, make_optimizer(loss, cfg.optim)))
 
 
 def benchmark(args: argparse.Namespace, rounds: int = 5) -> dict[str, float]:
-    """Median ms per update of each of ``--benchmark-algos`` on random replay data.
+    """Median ms per update of each of ``--benchmark-algos`` with each of
+    ``--benchmark-networks`` on random replay data; keyed ``algo`` (project networks) or
+    ``algo/torchrl``.
 
-    Same batch, widths and thread count for all. Rounds alternate between the algorithms so
-    that load from other processes on a shared machine hits them alike.
+    Same batch, widths and thread count for all. Rounds alternate between the agents so that
+    load from other processes on a shared machine hits them alike.
     """
     agents = {}
     for algo in args.benchmark_algos.split(","):
-        env, agent = setup(args, algo)
-        if agent.update is None:
-            raise ValueError(f"nothing to time for --benchmark-algos {algo!r}")
-        buffer = ReplayBuffer(storage=LazyTensorStorage(10 * args.batch_size))
-        buffer.extend(env.rollout(10 * args.batch_size, break_when_any_done=False))
-        for _ in range(5):  # warm-up: allocator, autograd caches
-            agent.update(buffer.sample(args.batch_size))
-        agents[algo] = (agent.update, buffer)
+        for networks in args.benchmark_networks.split(","):
+            env, agent = setup(args, algo, networks)
+            if agent.update is None:
+                raise ValueError(f"nothing to time for --benchmark-algos {algo!r}")
+            buffer = ReplayBuffer(storage=LazyTensorStorage(10 * args.batch_size))
+            buffer.extend(env.rollout(10 * args.batch_size, break_when_any_done=False))
+            for _ in range(5):  # warm-up: allocator, autograd caches
+                agent.update(buffer.sample(args.batch_size))
+            name = algo if networks == "project" else f"{algo}/{networks}"
+            agents[name] = (agent.update, buffer)
     per_round = max(1, args.benchmark_updates // rounds)
-    times: dict[str, list[float]] = {algo: [] for algo in agents}
+    times: dict[str, list[float]] = {name: [] for name in agents}
     for _ in range(rounds):
-        for algo, (update, buffer) in agents.items():
+        for name, (update, buffer) in agents.items():
             start = time.perf_counter()
             for _ in range(per_round):
                 update(buffer.sample(args.batch_size))
-            times[algo].append(1e3 * (time.perf_counter() - start) / per_round)
-    results = {algo: statistics.median(t) for algo, t in times.items()}
-    for algo, t in times.items():
+            times[name].append(1e3 * (time.perf_counter() - start) / per_round)
+    results = {name: statistics.median(t) for name, t in times.items()}
+    for name, t in times.items():
+        algo, _, networks = name.partition("/")
         print(
-            f"benchmark algo={algo} updates={rounds * per_round} batch={args.batch_size} "
+            f"benchmark algo={algo} networks={networks or 'project'} "
+            f"updates={rounds * per_round} batch={args.batch_size} "
             f"hidden={args.hidden} particles={args.particles} steps={args.steps} "
-            f"ms_per_update={results[algo]:.2f} (min round {min(t):.2f})",
+            f"ms_per_update={results[name]:.2f} (min round {min(t):.2f})",
             flush=True,
         )
     return results

@@ -15,6 +15,7 @@ from torchrl.envs.utils import ExplorationType
 
 from s2ac_lit.analysis.experiments import TorchPolicy, evaluate_episodes, numpy_policy
 from s2ac_lit.analysis.goal_metrics import plot_trajectories
+from s2ac_lit.trainer.layout import GOAL_MAP_JSON
 
 GOAL_MAP_EPISODES = 20
 """Sampled episodes drawn on a multigoal run's goal map (hit rates in steps of 5 %)."""
@@ -40,7 +41,7 @@ def write_goal_map(
     path = plot_trajectories(env, rollout["positions"], run_folder / "goal_map.png", title)
     env.close()
     hits = {f"G{g + 1}": rates[g] for g in sorted(rates)}
-    (run_folder / "goal_map.json").write_text(json.dumps({"episodes": episodes, **hits}))
+    (run_folder / GOAL_MAP_JSON).write_text(json.dumps({"episodes": episodes, **hits}))
     reached = [name for name, rate in hits.items() if rate > 0]
     shown = ", ".join(f"{name} {rate:.0%}" for name, rate in hits.items())
     return (

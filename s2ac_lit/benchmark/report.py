@@ -27,11 +27,14 @@ def _latest(rows: list[dict], key: Callable[[dict], tuple], order: str) -> dict[
     return latest
 
 
-def _finals(rows: list[dict], suite: Suite, algo: str) -> dict[tuple[str, int], float]:
-    """``(task, seed) → normalised final return`` of one algorithm (last evaluation)."""
+def _finals(
+    rows: list[dict], goals: list[dict], suite: Suite, algo: str
+) -> dict[tuple[str, int], float]:
+    """``(task, seed) → final score`` of one algorithm: the normalised return of the last
+    evaluation, or for a task scored by goals the fraction of goals its goal map reached."""
     mine = [row for row in rows if row["algorithm"] == algo]
     last = _latest(mine, lambda row: (row["task"], row["seed"]), "frames")
-    return {
+    finals = {
         key: float(
             aggregate.normalise(
                 row["return_mean"],
@@ -40,7 +43,39 @@ def _finals(rows: list[dict], suite: Suite, algo: str) -> dict[tuple[str, int], 
             )
         )
         for key, row in last.items()
+        if suite.tasks[key[0]].score == "return"
     }
+    for row in goals:
+        if row["algorithm"] == algo and suite.tasks[row["task"]].score == "goals":
+            finals[(row["task"], row["seed"])] = row["goals_reached"] / row["goals"]
+    return finals
+
+
+def _goal_table(goals: list[dict], rows: list[dict], algos: list[str], task: str) -> dict:
+    """Per algorithm, over its runs' goal maps: goals reached, hit rate of each goal, entropy
+    of the hits and misses (mean and std), with the final evaluation return beside."""
+    table = {}
+    for algo in algos:
+        mine = [g for g in goals if g["algorithm"] == algo and g["task"] == task]
+        if not mine:
+            continue
+        final = _latest(
+            [r for r in rows if r["algorithm"] == algo and r["task"] == task],
+            lambda row: (row["seed"],),
+            "frames",
+        )
+        names = sorted(k for k in mine[0] if k.startswith("G"))
+        stats = {}
+        for key in ("goals_reached", "hit_entropy", "miss_rate", *names):
+            values = np.array([g[key] for g in mine], dtype=float)
+            stats[key] = {"mean": float(np.nanmean(values)), "std": float(np.nanstd(values))}
+        returns = np.array([r["return_mean"] for r in final.values()], dtype=float)
+        stats["return"] = {
+            "mean": float(returns.mean()) if returns.size else None,
+            "std": float(returns.std()) if returns.size else None,
+        }
+        table[algo] = {"runs": len(mine), "goals": mine[0]["goals"], "hits": names, **stats}
+    return table
 
 
 def _curves(rows: list[dict], suite: Suite, algo: str, task: str) -> tuple[list[int], np.ndarray]:
@@ -103,11 +138,19 @@ def _run_speeds(rows: list[dict]) -> list[dict]:
 
 
 def build(
-    rows: list[dict], suite: Suite, algos: list[str], *, reps: int, tasks: list[str] | None = None
+    rows: list[dict],
+    suite: Suite,
+    algos: list[str],
+    *,
+    reps: int,
+    tasks: list[str] | None = None,
+    goals: list[dict] | None = None,
 ) -> dict[str, Any]:
-    """Every statistic of the report as plain JSON-able data (``tasks``: default all)."""
+    """Every statistic of the report as plain JSON-able data (``tasks``: default all;
+    ``goals``: the runs' goal maps, :func:`s2ac_lit.benchmark.results.goal_rows`)."""
     tasks = tasks or list(suite.tasks)
-    finals = {a: _finals(rows, suite, a) for a in algos}
+    goals = goals or []
+    finals = {a: _finals(rows, goals, suite, a) for a in algos}
     overall = {a: aggregate.score_matrix(finals[a], tasks) for a in algos}
     per_task = {
         t: aggregate.aggregate_metrics(
@@ -147,6 +190,10 @@ def build(
         },
         "sample_efficiency": curves,
         "returns": {t: _returns(rows, algos, t) for t in tasks},
+        "scores": {t: suite.tasks[t].score for t in tasks},
+        "goals": {
+            t: _goal_table(goals, rows, algos, t) for t in tasks if suite.tasks[t].score == "goals"
+        },
         "run_speeds": _run_speeds(rows),
         "performance_profile": {
             "taus": TAUS.tolist(),
@@ -196,6 +243,32 @@ def _returns_table(returns: dict[str, list[dict]], labels: dict[str, str]) -> li
     return [*lines, ""]
 
 
+def _goals_markdown(table: dict[str, dict], labels: dict[str, str]) -> list[str]:
+    """Goals reached, hit rate per goal, entropy of the hits, misses and return, mean ± std."""
+    if not table:
+        return []
+    hits = next(iter(table.values()))["hits"]
+    head = ["algorithm", "runs", "goals reached", *hits, "miss", "hit entropy (nats)", "return"]
+    lines = ["Goal maps of the final policies, mean ± std over runs:", ""]
+    lines += ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+
+    def pm(stat: dict, digits: int = 2) -> str:
+        if stat["mean"] is None:
+            return "n/a"
+        return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
+
+    for algo, t in table.items():
+        cells = [
+            labels.get(algo, algo),
+            str(t["runs"]),
+            f"{pm(t['goals_reached'])} of {t['goals']}",
+        ]
+        cells += [pm(t[h]) for h in hits] + [pm(t["miss_rate"]), pm(t["hit_entropy"])]
+        cells.append(pm(t["return"], 1))
+        lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def markdown(
     data: dict[str, Any], suite: Suite, labels: dict[str, str], missing: list[Missing]
 ) -> str:
@@ -226,7 +299,16 @@ def markdown(
         out += [f"| {labels.get(a, a)} | {_cell(s)} |" for a, s in poi["algos"].items()]
         out.append("")
     for task, stats in data["per_task"].items():
-        out += [f"## {task}", "", *_metric_table(stats, labels), ""]
+        out += [f"## {task}", ""]
+        if data["scores"][task] == "goals":
+            out += [
+                "Scored by goals reached: the fraction of the map's goals that the final "
+                "policy's goal map (sampled episodes of the stochastic policy) reaches.",
+                "",
+            ]
+        out += [*_metric_table(stats, labels), ""]
+        if task in data["goals"]:
+            out += _goals_markdown(data["goals"][task], labels)
         out += _returns_table(data["returns"][task], labels)
     out += ["## Runs", "", "| run | frames | updates | wall time (s) | updates/s |"]
     out += ["|---|---|---|---|---|"]
@@ -327,10 +409,11 @@ def write(
     reps: int,
     at_frames: int | None = None,
     tasks: list[str] | None = None,
+    goals: list[dict] | None = None,
 ) -> dict[str, Any]:
     """Write ``aggregate.json``, ``report.md`` and the figures; returns the aggregate data."""
     labels = {a: suite.algos[a].label or a for a in algos}
-    data = build(rows, suite, algos, reps=reps, tasks=tasks)
+    data = build(rows, suite, algos, reps=reps, tasks=tasks, goals=goals)
     data["at_frames"] = at_frames
     data["missing"] = [{"run": m.key, "state": m.state, "log_tail": m.log_tail} for m in missing]
     (out / "aggregate.json").write_text(json.dumps(data, indent=2))

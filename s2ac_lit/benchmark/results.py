@@ -9,10 +9,13 @@ logged event (a resumed run's time includes the pause).
 from __future__ import annotations
 
 import csv
+import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from s2ac_lit.benchmark.runner import LOG_FILE, SUMMARY_FILE, RunSpec, log_tail, read_summary
+from s2ac_lit.trainer.layout import GOAL_MAP_JSON, LOCK_NAME
 
 EVAL_TAG = "eval/return_mean"
 COLUMNS = (
@@ -87,6 +90,8 @@ def collect(
                 missing.append(Missing(spec.key, "not run", ""))
             else:
                 state = "failed" if (folder / LOG_FILE).is_file() else "interrupted"
+                if (folder / LOCK_NAME).is_file():  # a fit process holds the folder
+                    state = "running"
                 if at_frames is not None and (folder / SUMMARY_FILE).is_file():
                     state = f"short of {at_frames} frames"
                 missing.append(Missing(spec.key, state, log_tail(folder)))
@@ -111,5 +116,68 @@ def collect(
 def write_csv(rows: list[dict], path: Path) -> None:
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+GOAL_COLUMNS = (
+    "algorithm",
+    "task",
+    "seed",
+    "episodes",
+    "goals",
+    "goals_reached",
+    "hit_entropy",
+    "miss_rate",
+)
+
+
+def hit_entropy(rates: list[float]) -> float:
+    """Entropy (nats) of the distribution of hits over goals: how evenly the episodes that
+    reached a goal spread over the goals (0: one goal; ln G: all G equally); NaN without hits.
+
+    Examples:
+        >>> round(hit_entropy([0.5, 0.5, 0.0]), 4), round(math.log(2), 4)
+        (0.6931, 0.6931)
+    """
+    total = sum(rates)
+    if total <= 0:
+        return math.nan
+    return -sum(r / total * math.log(r / total) for r in rates if r > 0)
+
+
+def goal_rows(specs: list[RunSpec], out: Path) -> list[dict]:
+    """One row per run with a goal map (multigoal runs, written when the run ends): the hit
+    rate of each goal (``G1``, ...), the goals reached, the entropy of the hits, the misses."""
+    rows = []
+    for spec in specs:
+        path = spec.folder(out) / GOAL_MAP_JSON
+        try:
+            goal_map = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        rates = {k: float(v) for k, v in goal_map.items() if k.startswith("G")}
+        values = list(rates.values())
+        rows.append(
+            {
+                "algorithm": spec.algo,
+                "task": spec.task,
+                "seed": spec.seed,
+                "episodes": goal_map.get("episodes"),
+                "goals": len(rates),
+                "goals_reached": sum(v > 0 for v in values),
+                "hit_entropy": hit_entropy(values),
+                "miss_rate": 1.0 - sum(values),
+                **rates,
+            }
+        )
+    return rows
+
+
+def write_goals_csv(rows: list[dict], path: Path) -> None:
+    """``goals.csv``: :func:`goal_rows`, the hit rate columns after the fixed ones."""
+    hits = sorted({k for row in rows for k in row if k not in GOAL_COLUMNS})
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[*GOAL_COLUMNS, *hits])
         writer.writeheader()
         writer.writerows(rows)

@@ -3,29 +3,36 @@
 A suite names tasks (preset, frame budget, evaluation interval, normalisation scores with their
 sources) and algorithms (config overrides). Every (algorithm, task, seed) is one run in
 ``OUT/runs/<task>/<algo>/seed-<k>``. The schema is an omegaconf structured config, so unknown
-keys and wrong types fail with one line naming the key.
+keys and wrong types fail with one line naming the key; :func:`load_suite` then checks the
+values (counts, scores, the baseline) before anything runs.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from s2ac_lit.algorithms import ALGORITHMS, without_unread
+from s2ac_lit.algorithms import check_config
 from s2ac_lit.benchmark.runner import RunSpec
-from s2ac_lit.config import ConfigError, load_config, to_yaml
+from s2ac_lit.config import ConfigError, failing_key, load_config, load_yaml, to_yaml
 from s2ac_lit.envs import check_env_id
+from s2ac_lit.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[2]
 """Presets are looked up relative to the working directory, then to the repository root."""
 
 
-class SuiteError(ValueError):
-    """A suite file, algorithm name or override is invalid."""
+SCORES = ("return", "goals")
+"""How a task scores a run (``TaskSpec.score``)."""
+
+
+class SuiteError(UsageError, ValueError):
+    """A suite file, algorithm name, override or harness flag is invalid."""
 
 
 @dataclass
@@ -46,6 +53,12 @@ class TaskSpec:
     """Where reference_score comes from."""
     overrides: list[str] = field(default_factory=list)
     """Extra key=value overrides of this task's runs."""
+    score: str = "return"
+    """What a run's final score is: 'return' (the final evaluation's return, normalised by
+    random_score and reference_score) or 'goals' (multigoal maps: the fraction of the goals
+    the final policy reaches in its goal map's sampled episodes; the return is shown beside)."""
+    for_algo: dict[str, list[str]] = field(default_factory=dict)
+    """Overrides of this task's runs of one algorithm (a key of ``algos``), after ``overrides``."""
 
 
 @dataclass
@@ -88,15 +101,57 @@ def load_suite(path: str | Path) -> Suite:
     if not path.is_file():
         raise SuiteError(f"suite file {str(path)!r} does not exist")
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(Suite), OmegaConf.load(path))
-        suite = OmegaConf.to_object(merged)
+        data = load_yaml(path, "suite file")
+    except ConfigError as error:
+        raise SuiteError(str(error)) from None
+    schema = OmegaConf.structured(Suite)
+    try:
+        suite = OmegaConf.to_object(OmegaConf.merge(schema, data))
     except OmegaConfBaseException as error:
-        key = getattr(error, "full_key", None) or "?"
+        key = getattr(error, "full_key", None) or failing_key(schema, data)
         raise SuiteError(f"{path}: bad suite key {key!r}: {str(error).splitlines()[0]}") from None
     assert isinstance(suite, Suite)
+    check_suite(suite, path)
+    return suite
+
+
+def check_suite(suite: Suite, path: Path) -> None:
+    """Raise :class:`SuiteError` naming the key of a value a suite cannot run or report with."""
     if not suite.algos or not suite.tasks:
         raise SuiteError(f"{path}: a suite needs at least one algorithm and one task")
-    return suite
+    if suite.seeds < 1:
+        raise SuiteError(f"{path}: seeds={suite.seeds} must be >= 1")
+    if suite.baseline not in suite.algos:
+        raise SuiteError(
+            f"{path}: baseline={suite.baseline!r} is not an algorithm of the suite; allowed: "
+            f"{sorted(suite.algos)}"
+        )
+    for name, algo in suite.algos.items():
+        if algo.seeds is not None and algo.seeds < 1:
+            raise SuiteError(f"{path}: algos.{name}.seeds={algo.seeds} must be >= 1, or null")
+    for name, task in suite.tasks.items():
+        where = f"{path}: tasks.{name}"
+        if task.score not in SCORES:
+            raise SuiteError(f"{where}.score={task.score!r} is not allowed; allowed: {SCORES}")
+        if task.frames < 1:
+            raise SuiteError(f"{where}.frames={task.frames} must be >= 1")
+        if task.eval_every < 0:
+            raise SuiteError(f"{where}.eval_every={task.eval_every} must be >= 0")
+        for key in ("random_score", "reference_score"):
+            if not math.isfinite(getattr(task, key)):
+                raise SuiteError(f"{where}.{key}={getattr(task, key)} must be a finite number")
+        if task.reference_score <= task.random_score:
+            raise SuiteError(
+                f"{where}.reference_score={task.reference_score} must be above "
+                f"random_score={task.random_score}: scores are normalised as (return - random) / "
+                "(reference - random)"
+            )
+        unknown = sorted(set(task.for_algo) - set(suite.algos))
+        if unknown:
+            raise SuiteError(
+                f"{where}.for_algo names {unknown}, which are not algorithms of the suite; "
+                f"allowed: {sorted(suite.algos)}"
+            )
 
 
 def resolve_preset(preset: str) -> Path:
@@ -140,10 +195,9 @@ def plan(
     a finished suite; None takes each algorithm's ``seeds`` (or the suite's). ``tasks``
     (default: all) is checked against the suite. Runs come seed by seed (every task and
     algorithm of seed 0 first), so that a suite stopped early compares all algorithms. A bad
-    key or value raises :class:`SuiteError` before anything runs. Settings of a task's preset
-    that an algorithm does not read (S2AC's ``svgd.*`` for SAC) stay at their defaults in that
-    algorithm's runs, as do such keys of the suite's overrides and ``--set``; an algorithm's
-    own overrides must be keys it reads.
+    key or value raises :class:`SuiteError` before anything runs, as does a key the run's
+    algorithm does not read (S2AC's ``svgd.*`` for SAC): settings of one algorithm go into
+    its ``overrides``, a task's ``for_algo`` or a preset's ``for_algo`` section.
     """
     runs = []
     for task_name in select(tasks, list(suite.tasks), "task"):
@@ -158,16 +212,12 @@ def plan(
                 f"collector.total_frames={task.frames}",
                 f"eval.every_frames={task.eval_every}",
                 *task.overrides,
+                *task.for_algo.get(algo, []),
                 *suite.algos[algo].overrides,
                 *(extra or []),
             )
             try:
-                cfg = load_config(presets, list(overrides))
-                spec = ALGORITHMS[cfg.algo]
-                for item in suite.algos[algo].overrides:
-                    if not spec.reads_key(item.split("=", 1)[0]):
-                        raise ConfigError(f"{item} has no effect with algo={cfg.algo!r}")
-                cfg = without_unread(cfg)
+                cfg = check_config(load_config(presets, list(overrides)))
                 check_env_id(cfg.env.id)
             except (ConfigError, ValueError) as error:
                 raise SuiteError(f"task {task_name!r}, algorithm {algo!r}: {error}") from None

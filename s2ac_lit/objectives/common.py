@@ -1,36 +1,38 @@
-"""What S2AC's and SQL's losses share: keys, TD(0) targets, parameter binding, amortised SVGD.
+"""What S2AC's and SQL's losses share beyond the critics: the SVGD actor, its policy, entropy.
 
-Both may train an amortised sampler g_ψ(s, ξ) by amortised SVGD (S2AC optionally, SQL always);
-its loss is ``loss_amortized`` in both (:meth:`SamplerLoss.amortized_loss`).
-
-Both train twin critics against an SVGD-style sampler on the same replay batches, so they read
-the same tensordict keys, build the same TD(0) estimator, and run the actor and critic modules
-with the loss's own (online, detached or target) parameters.
-
-They follow TorchRL's loss conventions as ``SACLoss`` does: any batch shape ``[*B]``, a
-``reduction`` over the batch (``"mean"``, ``"sum"``, ``"none"``), loss masks and prioritised
-replay's importance weights applied by ``LossModule._reduce_loss``, n-step data (the value
-estimator reads ``steps_to_next_obs``), ``done`` standing in for a missing ``terminated``, and
-keyword calls through ``@dispatch`` (``in_keys``/``out_keys``, ``select_out_keys``).
+Both are :class:`~s2ac_lit.objectives.critic.CriticLoss` subclasses whose actor is an
+:class:`SVGDActor`, sampling from exp(Q/T). :class:`SamplerLoss` keeps what is theirs: the
+sampler's temperature T and the amortised sampler's loss (``loss_amortized`` for S2AC's optional
+sampler, ``loss_actor`` for SQL's). :class:`SamplerPolicy` is the acting policy both hand out
+(``loss.policy()``). The entropy probes of each loss (``EntropyEstimate``) live beside it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Any, NamedTuple
 
-from tensordict import TensorDict, TensorDictBase, TensorDictParams
-from tensordict.utils import NestedKey
+from tensordict import TensorDictBase
+from tensordict.nn import TensorDictModuleBase
 from torch import Tensor, nn
-from torchrl.objectives import LossModule, ValueEstimators
-from torchrl.objectives.utils import dispatch_value_estimator
+from torchrl.envs.utils import ExplorationType, exploration_type
 
-from s2ac_lit.actor import SVGDActor
-from s2ac_lit.networks import QEnsemble
+from s2ac_lit.actor import SELECTIONS, Selection, SVGDActor, tanh_log_abs_det
+from s2ac_lit.knn import knn_entropy
+from s2ac_lit.objectives.critic import CriticLoss, Info, merge_phases, using_params
 
-Info = dict[str, Tensor]
+# merge_phases is also this module's for the training update (s2ac_lit/update.py).
+__all__ = [
+    "EntropyEstimate",
+    "Info",
+    "SamplerLoss",
+    "SamplerPolicy",
+    "amortized_svgd_loss",
+    "check_probe_observations",
+    "merge_phases",
+    "squashed_knn_entropy",
+]
 
 
 class EntropyEstimate(NamedTuple):
@@ -38,8 +40,7 @@ class EntropyEstimate(NamedTuple):
 
     Attributes:
         entropy: ``[P]`` -mean log π(a|s) over the samples; NaN where π has no density.
-        actions: ``[P, N, A]`` the samples (for
-            :func:`s2ac_lit.analysis.entropy.knn.knn_entropy`).
+        actions: ``[P, N, A]`` the samples (for :func:`knn_entropy`).
     """
 
     entropy: Tensor
@@ -53,8 +54,18 @@ def check_probe_observations(observations: Tensor) -> None:
         )
 
 
-Reduction = Literal["mean", "sum", "none"]
-REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
+def squashed_knn_entropy(u: Tensor, action_scale: Tensor) -> Tensor:
+    """Entropy of a = loc + scale·tanh(u) from samples u: H(a) = H(u) + E log|det ∂a/∂u|.
+
+    H(u) is the k = 1 nearest-neighbour estimate (:func:`knn_entropy`) over the N samples of
+    each state, taken before the squash, where samples never tie at the box edge; the squash
+    adds its mean log-Jacobian exactly. With few samples per state (SQL's
+    ``amortized_particles``) it is a monitoring estimate, not a measurement.
+
+    Shapes:
+        u: ``[..., N, A]``; action_scale: ``[A]`` → ``[...]``.
+    """
+    return knn_entropy(u, k=1) + tanh_log_abs_det(u, action_scale).mean(-1)
 
 
 def amortized_svgd_loss(u: Tensor, phi: Tensor) -> Tensor:
@@ -71,137 +82,37 @@ def amortized_svgd_loss(u: Tensor, phi: Tensor) -> Tensor:
     return -(phi * u).sum(-1).mean(-1)
 
 
-def merge_phases(phases: Iterable[TensorDictBase]) -> TensorDictBase:
-    """One output from a loss's phases (``loss_phases``), all computed at the same parameters."""
-    out = TensorDict({}, batch_size=[])
-    for phase in phases:
-        out.update(phase)
-    return out
+class SamplerLoss(CriticLoss):
+    """Base of the losses whose actor is an :class:`SVGDActor` sampling from exp(Q/T).
 
-
-@contextmanager
-def using_params(
-    actor: nn.Module,
-    actor_params: TensorDictBase,
-    critic: nn.Module,
-    critic_params: TensorDictBase,
-) -> Iterator[None]:
-    """Run ``actor`` and ``critic`` with the given parameters (and buffers).
-
-    ``preserve_module_state=False``: detached parameters stay plain tensors. Otherwise
-    tensordict re-wraps them as fresh nn.Parameters, and every backward through the SVGD
-    steps would compute (and throw away) weight gradients for them.
-    """
-    with (
-        actor_params.to_module(actor, preserve_module_state=False),
-        critic_params.to_module(critic, preserve_module_state=False),
-    ):
-        yield
-
-
-class SamplerLoss(LossModule):
-    """Base of the losses whose actor is an :class:`SVGDActor` over a :class:`QEnsemble`.
-
-    Subclasses register ``log_alpha`` and define :meth:`sampler_temperature`.
+    What is theirs beyond :class:`~s2ac_lit.objectives.critic.CriticLoss`: the sampler's
+    temperature T (:meth:`sampler_temperature`) and the amortised sampler's loss
+    (:meth:`amortized_loss`).
 
     Args:
-        actor_network, qvalue_network: the actor and the critics; target critic parameters
-            are made here and kept by :class:`torchrl.objectives.SoftUpdate`.
+        actor_network: the :class:`SVGDActor` (its critic comes from this loss).
+        qvalue_network: the critics (see ``CriticLoss``).
         amortized_particles: M, samples per state of :meth:`amortized_loss`.
-        reduction: ``"mean"``, ``"sum"`` or ``"none"`` over the batch, as in TorchRL.
+        **critic_options: ``CriticLoss``'s keywords.
     """
 
-    @dataclass
-    class _AcceptedKeys:
-        """Tensordict keys, changeable with ``set_keys``; TorchRL's default names.
-
-        Attributes:
-            observation: state s (and s' under ``"next"``).
-            action: action a taken in s.
-            value: the value estimator's next-value key (the losses hand it V(s') directly).
-            reward, done, terminated: read under ``"next"`` by the value estimator
-                (``done`` stands in for a missing ``terminated``, as in TorchRL).
-            priority: where the per-sample TD error is written (for prioritised replay).
-            priority_weight: prioritised replay's importance weights; when present they
-                weight the critic loss (the TD regression whose errors set the priorities).
-        """
-
-        observation: NestedKey = "observation"
-        action: NestedKey = "action"
-        value: NestedKey = "state_value"
-        reward: NestedKey = "reward"
-        done: NestedKey = "done"
-        terminated: NestedKey = "terminated"
-        priority: NestedKey = "td_error"
-        priority_weight: NestedKey = "priority_weight"
-
-    default_keys = _AcceptedKeys
-    tensor_keys: _AcceptedKeys
-    default_value_estimator = ValueEstimators.TD0
-
     actor_network: SVGDActor
-    qvalue_network: QEnsemble
-    actor_network_params: TensorDictParams
-    qvalue_network_params: TensorDictParams
-    target_actor_network_params: TensorDictParams
-    target_qvalue_network_params: TensorDictParams
-    log_alpha: Tensor
-    reduction: Reduction
 
     def __init__(
         self,
         actor_network: SVGDActor,
-        qvalue_network: QEnsemble,
+        qvalue_network: nn.Module | Sequence[nn.Module],
         *,
         amortized_particles: int,
-        reduction: Reduction,
+        **critic_options: Any,
     ) -> None:
-        super().__init__()
-        if reduction not in REDUCTIONS:
-            raise ValueError(f"unknown reduction {reduction!r}; allowed: {REDUCTIONS}")
         if amortized_particles < 2:
             raise ValueError(
                 f"amortized_particles must be >= 2 (the SVGD kernel needs pairs), got "
                 f"{amortized_particles}"
             )
-        self.reduction = reduction
+        super().__init__(actor_network, qvalue_network, **critic_options)
         self.amortized_particles = amortized_particles
-        self.convert_to_functional(actor_network, "actor_network")
-        self.convert_to_functional(qvalue_network, "qvalue_network", create_target_params=True)
-
-    @property
-    def in_keys(self) -> list[NestedKey]:
-        """The entries ``forward`` reads (keyword names join nested keys with ``_``)."""
-        keys = self.tensor_keys
-        return [
-            keys.observation,
-            keys.action,
-            ("next", keys.observation),
-            ("next", keys.reward),
-            ("next", keys.done),
-            ("next", keys.terminated),
-        ]
-
-    @property
-    def out_keys(self) -> list[NestedKey]:
-        """The entries of ``forward``'s output, or those kept by ``select_out_keys``."""
-        if getattr(self, "_out_keys", None) is None:
-            return list(self.default_out_keys)
-        return self._out_keys
-
-    @out_keys.setter
-    def out_keys(self, values: list[NestedKey]) -> None:
-        self._out_keys = list(values)
-
-    @property
-    def default_out_keys(self) -> tuple[str, ...]:
-        """Every entry ``forward`` writes; defined by each loss."""
-        raise NotImplementedError
-
-    @property
-    def alpha(self) -> Tensor:
-        """Current α, detached."""
-        return self.log_alpha.detach().exp()
 
     def sampler_temperature(self) -> Tensor:
         """T in the sampler's target exp(Q/T)."""
@@ -215,7 +126,8 @@ class SamplerLoss(LossModule):
         critics, detached parameters).
 
         Returns:
-            The loss and detached info: ``amortized_direction_norm``.
+            The loss and detached info: ``amortized_direction_norm``, and ``samples`` (u,
+            ``[*B, M, A]``).
         """
         obs = tensordict[self.tensor_keys.observation]
         actor = self.actor_network
@@ -223,76 +135,62 @@ class SamplerLoss(LossModule):
             u = actor.sample_amortized(obs, self.amortized_particles)
             phi = actor.amortized_direction(obs, u, self.qvalue_network, self.sampler_temperature())
         loss = self._reduce_loss(amortized_svgd_loss(u, phi), tensordict)
-        return loss, {"amortized_direction_norm": phi.norm(dim=-1).mean()}
+        return loss, {"amortized_direction_norm": phi.norm(dim=-1).mean(), "samples": u.detach()}
+
+
+def check_selection(selection: str, actor: SVGDActor) -> None:
+    """Raise ValueError unless ``selection`` is one of :data:`SELECTIONS` that ``actor`` has."""
+    if selection not in SELECTIONS:
+        raise ValueError(f"unknown eval_selection {selection!r}; allowed: {SELECTIONS}")
+    if selection == "amortized" and actor.amortized is None:
+        raise ValueError("eval_selection='amortized' needs an actor built with amortized=True")
+
+
+class SamplerPolicy(TensorDictModuleBase):
+    """The acting policy of a :class:`SamplerLoss`: ``observation`` → ``action``.
+
+    For collectors (``ExplorationType.RANDOM``, their default) and for evaluation rollouts
+    (``DETERMINISTIC``, with ``eval_selection``). Each loss's policy defines :meth:`act`.
+
+    Its parameters are exactly the weights it acts with, shared with the loss: the actor's
+    (``actor_params``) and the online critics' (``qvalue_params``) parameters and buffers. So
+    ``TensorDict.from_module(policy)`` and a collector's ``update_policy_weights_()`` carry
+    them to copies of the policy in other processes or on other devices.
+
+    Shapes:
+        observation ``[..., O]`` → action ``[..., A]``.
+    """
+
+    def __init__(self, loss: SamplerLoss, *, eval_selection: Selection) -> None:
+        super().__init__()
+        check_selection(eval_selection, loss.actor_network)
+        # As in the loss, the networks run with the parameters below swapped in; only those
+        # are registered, so they are all that from_module() and weight updates see.
+        self.__dict__["actor_network"] = loss.actor_network
+        self.__dict__["qvalue_network"] = loss.qvalue_network
+        self.actor_params = loss.actor_network_params
+        self.qvalue_params = loss.qvalue_network_params
+        self.eval_selection: Selection = eval_selection
+        self.in_keys = [loss.tensor_keys.observation]
+        self.out_keys = [loss.tensor_keys.action]
+
+    @staticmethod
+    def exploring() -> bool:
+        """Whether the current exploration type asks for a random action (collectors)."""
+        return exploration_type() in (None, ExplorationType.RANDOM)
 
     @contextmanager
-    def bind(self, critic_params: TensorDictBase | None = None) -> Iterator[None]:
-        """Run the actor and critic modules with this loss's parameters and buffers.
-
-        The loss's ``*_params`` are the source of truth: ``.to(device)`` moves them (and
-        ``SoftUpdate`` writes the targets), while the modules' own buffers would go stale.
-        ``critic_params`` picks online (default), detached or target critic parameters.
-        """
-        critic_params = self.qvalue_network_params if critic_params is None else critic_params
+    def bind(self) -> Iterator[None]:
+        """Run the networks with this policy's weights (critics detached)."""
         with using_params(
-            self.actor_network, self.actor_network_params, self.qvalue_network, critic_params
+            self.actor_network, self.actor_params, self.qvalue_network, self.qvalue_params.detach()
         ):
             yield
 
-    def make_value_estimator(self, value_type: ValueEstimators | None = None, **hyperparams):
-        """Build the TD(0) estimator (the only one that fits one-step replay batches)."""
-        value_type, hp = self._prepare_value_estimator_kwargs(value_type, **hyperparams)
-        if value_type is None:
-            return self
-        dispatch_value_estimator(
-            self,
-            value_type,
-            supported={ValueEstimators.TD0},
-            tensor_keys={
-                "value": self.tensor_keys.value,
-                "reward": self.tensor_keys.reward,
-                "done": self.tensor_keys.done,
-                "terminated": self.tensor_keys.terminated,
-            },
-            value_network=None,
-            **hp,
-        )
-        return self
+    def act(self, observation: Tensor) -> Tensor:
+        """One action per state. ``[..., O]`` → ``[..., A]``."""
+        raise NotImplementedError
 
-    def td0_target(self, tensordict: TensorDictBase, next_value: Tensor) -> Tensor:
-        """y = r + γⁿ(1 - terminated)·V(s') from the TD(0) value estimator.
-
-        The estimator reads the batch itself, so γ, the termination handling (truncation is
-        not termination; ``done`` when ``terminated`` is absent) and n-step data (γⁿ from
-        ``steps_to_next_obs``, written by ``MultiStepTransform``) stay TorchRL's.
-
-        Shapes:
-            tensordict: ``[*B]``; next_value: ``[*B]`` → ``[*B]``.
-        """
-        estimate = self.value_estimator.value_estimate(
-            tensordict, next_value=next_value.unsqueeze(-1)
-        )
-        return estimate.squeeze(-1)
-
-    def qvalue_regression(self, tensordict: TensorDictBase, target: Tensor) -> tuple[Tensor, Info]:
-        """L_Q = reduce_batch Σ_k (Q_k(s, a) - y)², with the TD error written to ``priority``.
-
-        The reduction is ``self.reduction`` over the valid (unmasked) samples, weighted by
-        prioritised replay's importance weights when the batch carries them.
-
-        Returns:
-            The loss and detached info: ``q_value``, ``target_value``, ``td_error`` ``[*B]``.
-        """
-        keys = self.tensor_keys
-        with self.bind():
-            q = self.qvalue_network(tensordict[keys.observation], tensordict[keys.action])
-        per_sample = (q - target).pow(2).sum(0)
-        weights = self._maybe_get_priority_weight(tensordict)
-        loss = self._reduce_loss(per_sample, tensordict, weights=weights)
-        td_error = (q.detach() - target).abs().amax(0)
-        tensordict.set(keys.priority, td_error)
-        return loss, {
-            "q_value": q.detach().mean(),
-            "target_value": target.mean(),
-            "td_error": td_error,
-        }
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        tensordict.set(self.out_keys[0], self.act(tensordict.get(self.in_keys[0])))
+        return tensordict

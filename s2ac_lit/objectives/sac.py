@@ -33,45 +33,28 @@ LOC_KEY = "loc"
 SCALE_KEY = "scale"
 
 
-def make_sac_loss(
+def make_sac_networks(
     observation_dim: int,
     action_dim: int,
     action_low: Tensor | Sequence[float],
     action_high: Tensor | Sequence[float],
     *,
-    num_critics: int = 2,
     hidden_sizes: Sequence[int] = (256, 256),
     activation: Activation = "relu",
-    alpha_init: float = 1.0,
-    learn_alpha: bool = True,
-    target_entropy: float | Literal["auto"] = "auto",
-) -> tuple[SACLoss, ProbabilisticActor]:
-    """TorchRL's ``SACLoss`` (v2, no value network, L2 critic loss) and its policy.
+) -> tuple[ProbabilisticActor, ValueOperator]:
+    """SAC's tanh-Normal actor onto the box and one Q-value critic, as TorchRL's SAC example.
 
     Args:
         observation_dim: O.
         action_dim: A.
-        action_low, action_high: ``[A]`` bounds; the ``TanhNormal`` maps onto this box.
-        num_critics: critics in the ensemble (``SACLoss(num_qvalue_nets=...)``); targets use
-            their minimum.
+        action_low, action_high: ``[A]`` bounds; the ``TanhNormal`` maps onto this box (the
+            actor's ``spec``).
         hidden_sizes: widths of both the actor and the critic MLPs.
         activation: one of :data:`s2ac_lit.networks.Activation`.
-        alpha_init: initial (or fixed) entropy temperature α.
-        learn_alpha: learn α towards ``target_entropy`` (``SACLoss(fixed_alpha=not learn_alpha)``).
-        target_entropy: ``"auto"`` (-A) or a float.
 
     Returns:
-        ``(loss, policy)``. Build γ with ``loss.make_value_estimator(gamma=...)`` and the targets'
-        Polyak averaging with ``torchrl.objectives.SoftUpdate(loss, tau=...)``. The policy maps
-        ``observation`` ``[..., O]`` to ``action`` ``[..., A]``: a sample under
-        ``ExplorationType.RANDOM`` (collectors' default), the squashed mean under
-        ``DETERMINISTIC``.
-
-    Examples:
-        >>> from tensordict import TensorDict
-        >>> loss, policy = make_sac_loss(3, 1, [-2.0], [2.0], hidden_sizes=(8,))
-        >>> policy(TensorDict({"observation": torch.zeros(3)}))["action"].shape
-        torch.Size([1])
+        ``(actor, qvalue)``: ``observation`` ``[..., O]`` → ``loc``, ``scale`` and ``action``
+        ``[..., A]``; (``observation``, ``action``) → ``state_action_value`` ``[..., 1]``.
     """
     low = torch.as_tensor(action_low, dtype=torch.float32)
     high = torch.as_tensor(action_high, dtype=torch.float32)
@@ -101,8 +84,29 @@ def make_sac_loss(
         num_cells=list(hidden_sizes),
         activation_class=functools.partial(activation_layer, activation),
     )
-    qvalue = ValueOperator(critic_net, in_keys=[OBSERVATION_KEY, ACTION_KEY])
-    loss = SACLoss(
+    return actor, ValueOperator(critic_net, in_keys=[OBSERVATION_KEY, ACTION_KEY])
+
+
+def sac_loss(
+    actor: ProbabilisticActor,
+    qvalue: nn.Module,
+    *,
+    num_critics: int = 2,
+    alpha_init: float = 1.0,
+    learn_alpha: bool = True,
+    target_entropy: float | Literal["auto"] = "auto",
+) -> SACLoss:
+    """TorchRL's ``SACLoss`` (v2, no value network, L2 critic loss) over these networks.
+
+    Args:
+        actor: a ``ProbabilisticActor`` (its ``spec`` gives A for ``target_entropy="auto"``).
+        qvalue: one Q-value critic, copied into ``num_critics`` (``num_qvalue_nets``); targets
+            use their minimum.
+        alpha_init: initial (or fixed) entropy temperature α.
+        learn_alpha: learn α towards ``target_entropy`` (``SACLoss(fixed_alpha=not learn_alpha)``).
+        target_entropy: ``"auto"`` (-A) or a float.
+    """
+    return SACLoss(
         actor,
         qvalue,
         num_qvalue_nets=num_critics,
@@ -110,7 +114,52 @@ def make_sac_loss(
         alpha_init=alpha_init,
         fixed_alpha=not learn_alpha,
         target_entropy=target_entropy,
-        action_spec=action_spec,
+    )
+
+
+def make_sac_loss(
+    observation_dim: int,
+    action_dim: int,
+    action_low: Tensor | Sequence[float],
+    action_high: Tensor | Sequence[float],
+    *,
+    num_critics: int = 2,
+    hidden_sizes: Sequence[int] = (256, 256),
+    activation: Activation = "relu",
+    alpha_init: float = 1.0,
+    learn_alpha: bool = True,
+    target_entropy: float | Literal["auto"] = "auto",
+) -> tuple[SACLoss, ProbabilisticActor]:
+    """:func:`sac_loss` over :func:`make_sac_networks`, and its policy (the actor).
+
+    Returns:
+        ``(loss, policy)``. Build γ with ``loss.make_value_estimator(gamma=...)`` and the targets'
+        Polyak averaging with ``torchrl.objectives.SoftUpdate(loss, tau=...)``. The policy maps
+        ``observation`` ``[..., O]`` to ``action`` ``[..., A]``: a sample under
+        ``ExplorationType.RANDOM`` (collectors' default), the squashed mean under
+        ``DETERMINISTIC``.
+
+    Examples:
+        >>> from tensordict import TensorDict
+        >>> loss, policy = make_sac_loss(3, 1, [-2.0], [2.0], hidden_sizes=(8,))
+        >>> policy(TensorDict({"observation": torch.zeros(3)}))["action"].shape
+        torch.Size([1])
+    """
+    actor, qvalue = make_sac_networks(
+        observation_dim,
+        action_dim,
+        action_low,
+        action_high,
+        hidden_sizes=hidden_sizes,
+        activation=activation,
+    )
+    loss = sac_loss(
+        actor,
+        qvalue,
+        num_critics=num_critics,
+        alpha_init=alpha_init,
+        learn_alpha=learn_alpha,
+        target_entropy=target_entropy,
     )
     return loss, actor
 

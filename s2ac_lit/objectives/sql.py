@@ -10,10 +10,13 @@ with log vol(𝒜) = Σ_d log(high_d - low_d), the real action bounds; the SQL p
 the special case 𝒜 = [-1, 1]^A.
 
 Critic:   y = r + γ(1 - terminated)·V̄(s'),  L_Q = mean_batch Σ_k (Q_k(s, a) - y)²,
-          where V̄ is the soft value of min_k Q̄_k (target critics).
-Sampler:  the actor's :class:`~s2ac_lit.actor.AmortizedSampler` u = g_ψ(s, ξ), trained by
-          amortised SVGD: ∇_ψ L = -(1/(B·M)) Σ_{b,i} φ(u_bi)ᵀ ∂u_bi/∂ψ, with φ the SVGD direction
-          for the energy f(u) = min_k Q_k(s, squash(u))/α (online critics, detached parameters).
+          where V̄ is the soft value of min_k Q̄_k (target critics); (·)² is the loss's
+          ``loss_function`` and the TD target its value estimator's (see ``objectives.critic``).
+Sampler:  the actor's :class:`~s2ac_lit.actor.AmortizedSampler` u = g_ψ(s, ξ) (or a TorchRL
+          actor's Gaussian u = μ(s) + σ(s)·ξ), trained by amortised SVGD:
+          ∇_ψ L = -(1/(B·M)) Σ_{b,i} φ(u_bi)ᵀ ∂u_bi/∂ψ, with φ the SVGD direction for the energy
+          f(u) = min_k Q_k(s, squash(u))/α (online critics, detached parameters). This is the
+          loss's ``loss_actor``.
 α:        fixed.
 
 Twin critics: each per-proposal value is min_k Q̄_k before the log-mean-exp. That is the
@@ -34,26 +37,45 @@ Shapes:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from typing import Literal
+from collections.abc import Sequence
+from typing import Any
 
 import torch
-from tensordict import TensorDict, TensorDictBase
-from tensordict.nn import TensorDictModuleBase, dispatch
-from torch import Tensor
-from torchrl.envs.utils import ExplorationType, exploration_type
+from tensordict import TensorDictBase
+from tensordict.nn import TensorDictModuleBase
+from torch import Tensor, nn
+from torchrl.data import TensorSpec
 
-from s2ac_lit.actor import SELECTIONS, Selection, SVGDActor, gather_particle, select_particle
-from s2ac_lit.networks import QEnsemble
+from s2ac_lit.actor import Selection, SVGDActor, gather_particle, select_particle
+from s2ac_lit.objectives.adapters import ACCEPTED_GAUSSIANS, GaussianSampler, as_gaussian_actor
 from s2ac_lit.objectives.common import (
     EntropyEstimate,
     Info,
-    Reduction,
     SamplerLoss,
+    SamplerPolicy,
     check_probe_observations,
-    merge_phases,
-    using_params,
+    squashed_knn_entropy,
 )
+from s2ac_lit.objectives.critic import (
+    SAC_ONLY_KEYWORDS,
+    SAC_OUT_KEYS,
+    LossFunction,
+    Reduction,
+    refuse_keywords,
+)
+from s2ac_lit.objectives.s2ac import check_action_spec
+
+ACCEPTED_ACTORS = (
+    "an SVGDActor built with init='fixed' and amortized=True, or "
+    f"{ACCEPTED_GAUSSIANS} as a Gaussian amortised sampler"
+)
+SQL_FIXED_ALPHA = "SQL's α is fixed: its sampler has no log-density to steer towards a target"
+SQL_ONLY_KEYWORDS = {
+    **SAC_ONLY_KEYWORDS,
+    "min_alpha": SQL_FIXED_ALPHA,
+    "max_alpha": SQL_FIXED_ALPHA,
+    "target_entropy": SQL_FIXED_ALPHA,
+}
 
 
 def soft_value(q: Tensor, alpha: Tensor | float, log_volume: Tensor | float) -> Tensor:
@@ -70,25 +92,73 @@ def soft_value(q: Tensor, alpha: Tensor | float, log_volume: Tensor | float) -> 
     return alpha * (torch.logsumexp(q / alpha, dim=-1) - math.log(n) + log_volume)
 
 
+def sql_actor(actor_network: nn.Module, action_spec: TensorSpec | None) -> tuple[SVGDActor, dict]:
+    """SQL's actor from what the loss was given, and the keys a TorchRL actor reads and writes.
+
+    A TorchRL actor writing ``loc`` and ``scale`` becomes the amortised sampler
+    u = μ(s) + σ(s)·ξ of a fixed-init, squash-corrected :class:`SVGDActor` with that actor's
+    box.
+    """
+    if isinstance(actor_network, SVGDActor):
+        if actor_network.amortized is None:
+            raise ValueError("SQLLoss needs an actor built with amortized=True")
+        if actor_network.init_net is not None:
+            raise ValueError(
+                "SQLLoss trains only the amortised sampler: build the actor with init='fixed' "
+                "(an init network would get no gradient)"
+            )
+        check_action_spec(actor_network, action_spec)
+        return actor_network, {}
+    given = as_gaussian_actor(actor_network, action_spec, "SQLLoss", ACCEPTED_ACTORS)
+    actor = SVGDActor(
+        None,
+        given.low,
+        given.high,
+        init="fixed",
+        amortized=GaussianSampler(given.gaussian),
+        squash_correction=True,
+    )
+    return actor, {"observation_key": given.observation_key, "action_key": given.action_key}
+
+
 class SQLLoss(SamplerLoss):
-    """TorchRL loss for Soft Q-Learning with an amortised SVGD sampler.
+    """TorchRL loss for Soft Q-Learning with an amortised SVGD sampler, a drop-in for ``SACLoss``.
+
+    Keywords shared with :class:`torchrl.objectives.SACLoss` have its meaning and defaults; α
+    is fixed (``fixed_alpha=False``, ``min_alpha``, ``max_alpha`` and ``target_entropy`` are
+    refused: SQL's sampler has no log-density). See docs/torchrl.md.
 
     Args:
         actor_network: an :class:`SVGDActor` built with ``init="fixed"`` and ``amortized=True``
-            (only its amortised sampler, squash and energy are used).
-        qvalue_network: the :class:`QEnsemble` of twin critics; target copies are made here and
-            kept by :class:`torchrl.objectives.SoftUpdate`.
-        alpha: the fixed temperature α.
+            (only its amortised sampler, squash and energy are used; build it with
+            ``squash_correction=True``, see the module docstring), or a TorchRL actor writing
+            ``loc`` and ``scale`` (e.g. SAC's ``ProbabilisticActor``): then the amortised
+            sampler is that Gaussian, u = μ(s) + σ(s)·ξ, squashed onto its box.
+        qvalue_network: a :class:`~s2ac_lit.networks.QEnsemble` or TorchRL Q-value modules
+            (see ``CriticLoss``).
+        num_qvalue_nets, loss_function, delay_qvalue, reduction, use_prioritized_weights: as
+            for ``SACLoss`` (see :class:`~s2ac_lit.objectives.critic.CriticLoss`).
+        alpha_init: the fixed temperature α.
+        action_spec: the action spec; gives a TorchRL actor its box (else the actor's own
+            spec), and must agree with an ``SVGDActor``'s.
+        fixed_alpha: True (the only choice).
+        delay_actor: False (the only choice: SQL's target uses no actor).
         value_particles: N uniform proposals per state for the soft value (SQL: 16).
         amortized_particles: M sampler particles per state for amortised SVGD (SQL: 16).
-        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"`` (per-sample losses ``[*B]``)
-            over the batch, as in TorchRL's losses.
 
-    Outputs of ``forward``: ``loss_qvalue``, ``loss_amortized`` (the sampler loss, named as in
-    S2AC), ``loss_alpha`` (always 0: α is fixed), plus detached ``alpha``, ``q_value``,
+    Raises:
+        TypeError: an actor or critic of another kind, or a SACLoss keyword with no SQL
+            meaning (each named, with what is accepted or why).
+        ValueError: a value out of range, naming it and what is allowed.
+
+    Outputs of ``forward``: ``loss_actor`` (the sampler's amortised SVGD loss), ``loss_qvalue``,
+    ``loss_alpha`` (always 0: α is fixed), detached ``alpha`` and ``entropy`` (the squashed
+    nearest-neighbour estimate from the M sampler particles of each batch state:
+    :func:`~s2ac_lit.objectives.common.squashed_knn_entropy`), then ``q_value``,
     ``target_value`` and ``amortized_direction_norm``.
 
     Examples:
+        >>> from tensordict import TensorDict
         >>> from s2ac_lit.networks import QEnsemble
         >>> actor = SVGDActor(3, [-2.0], [2.0], init="fixed", amortized=True,
         ...                   squash_correction=True)
@@ -98,48 +168,58 @@ class SQLLoss(SamplerLoss):
         ...     "next": {"observation": torch.randn(5, 3), "reward": torch.randn(5, 1),
         ...              "done": torch.zeros(5, 1, dtype=torch.bool),
         ...              "terminated": torch.zeros(5, 1, dtype=torch.bool)}}, [5])
-        >>> sorted(k for k in loss(td).keys() if k.startswith("loss_"))
-        ['loss_alpha', 'loss_amortized', 'loss_qvalue']
+        >>> [k for k in loss(td).keys() if k.startswith("loss_")]
+        ['loss_qvalue', 'loss_actor', 'loss_alpha']
     """
 
     def __init__(
         self,
-        actor_network: SVGDActor,
-        qvalue_network: QEnsemble,
+        actor_network: SVGDActor | TensorDictModuleBase,
+        qvalue_network: nn.Module | Sequence[TensorDictModuleBase],
         *,
-        alpha: float = 1.0,
+        num_qvalue_nets: int | None = None,
+        loss_function: LossFunction = "smooth_l1",
+        alpha_init: float = 1.0,
+        action_spec: TensorSpec | None = None,
+        fixed_alpha: bool = True,
+        delay_actor: bool = False,
+        delay_qvalue: bool = True,
+        reduction: Reduction = "mean",
+        use_prioritized_weights: bool | str = "auto",
         value_particles: int = 16,
         amortized_particles: int = 16,
-        reduction: Reduction = "mean",
+        **sac_only: Any,
     ) -> None:
-        if actor_network.amortized is None:
-            raise ValueError("SQLLoss needs an actor built with amortized=True")
-        if actor_network.init_net is not None:
-            raise ValueError(
-                "SQLLoss trains only the amortised sampler: build the actor with init='fixed' "
-                "(an init network would get no gradient)"
-            )
-        if alpha <= 0:
-            raise ValueError(f"alpha must be > 0, got {alpha}")
+        refuse_keywords(type(self).__name__, sac_only, SQL_ONLY_KEYWORDS)
+        if not fixed_alpha:
+            raise ValueError(f"fixed_alpha=False: {SQL_FIXED_ALPHA}")
+        if delay_actor:
+            raise ValueError("delay_actor=True: SQL's target uses no actor (uniform proposals)")
         if value_particles < 1:
             raise ValueError(f"value_particles must be >= 1, got {value_particles}")
+        actor, keys = sql_actor(actor_network, action_spec)
         super().__init__(
-            actor_network,
+            actor,
             qvalue_network,
             amortized_particles=amortized_particles,
+            num_qvalue_nets=num_qvalue_nets,
+            loss_function=loss_function,
+            alpha_init=alpha_init,
+            fixed_alpha=True,
+            delay_qvalue=delay_qvalue,
             reduction=reduction,
+            use_prioritized_weights=use_prioritized_weights,
+            **keys,
         )
-        self.register_buffer("log_alpha", torch.tensor(math.log(alpha)))
         # log vol of the box [loc - scale, loc + scale]^A: A·log 2 only when scale = 1.
         self.register_buffer(
-            "log_action_volume", (2.0 * actor_network.action_scale).log().sum().detach().clone()
+            "log_action_volume", (2.0 * actor.action_scale).log().sum().detach().clone()
         )
         self.value_particles = value_particles
 
     @property
     def default_out_keys(self) -> tuple[str, ...]:
-        keys = ("loss_qvalue", "loss_amortized", "loss_alpha", "alpha", "q_value", "target_value")
-        return (*keys, "amortized_direction_norm")
+        return (*SAC_OUT_KEYS, "q_value", "target_value", "amortized_direction_norm")
 
     def uniform_actions(self, observation: Tensor) -> Tensor:
         """N actions per state, uniform on the action box. ``[..., O]`` → ``[..., N, A]``."""
@@ -159,47 +239,27 @@ class SQLLoss(SamplerLoss):
             q = self.qvalue_network(observation.unsqueeze(-2), action).amin(0)
             return soft_value(q, self.alpha, self.log_action_volume)
 
-    def critic_loss(self, tensordict: TensorDictBase) -> tuple[Tensor, Info]:
-        """L_Q = mean Σ_k (Q_k(s, a) - y)², y = r + γ(1 - terminated)·V̄(s').
-
-        Returns:
-            The loss and detached info: ``q_value``, ``target_value`` and ``td_error`` ``[*B]``
-            (also written to the ``priority`` key).
-        """
+    def next_state_value(self, tensordict: TensorDictBase) -> tuple[Tensor, Info]:
+        """V̄(s') of the target critics (:meth:`state_value`)."""
         next_obs = tensordict[("next", self.tensor_keys.observation)]
-        next_value = self.state_value(next_obs, self.target_qvalue_network_params)
-        with torch.no_grad():
-            target = self.td0_target(tensordict, next_value)
-        return self.qvalue_regression(tensordict, target)
+        return self.state_value(next_obs, self.target_qvalue_network_params), {}
 
     def sampler_temperature(self) -> Tensor:
         """T in the sampler's target exp(Q/T): the fixed α."""
         return self.alpha
 
-    def loss_phases(self, tensordict: TensorDictBase) -> Iterator[TensorDictBase]:
-        """The critic's loss, then the sampler's (see ``S2ACLoss.loss_phases``)."""
-        loss_q, info_q = self.critic_loss(tensordict)
-        yield TensorDict(
-            {
-                "loss_qvalue": loss_q,
-                "q_value": info_q["q_value"],
-                "target_value": info_q["target_value"],
-            },
-            batch_size=[],
-        )
-        loss_amortized, info_amortized = self.amortized_loss(tensordict)
-        out = {
-            "loss_amortized": loss_amortized,
-            "loss_alpha": torch.zeros_like(loss_q),
+    def actor_phase(self, tensordict: TensorDictBase, critic_info: Info) -> dict[str, Tensor]:
+        """The sampler's loss as ``loss_actor``, a zero ``loss_alpha``, the entropy estimate."""
+        loss_actor, info = self.amortized_loss(tensordict)
+        return {
+            "loss_actor": loss_actor,
+            "loss_alpha": self._reduce_loss(torch.zeros_like(critic_info["td_error"]), tensordict),
             "alpha": self.alpha,
-            "amortized_direction_norm": info_amortized["amortized_direction_norm"],
+            "entropy": squashed_knn_entropy(
+                info["samples"], self.actor_network.action_scale
+            ).mean(),
+            "amortized_direction_norm": info["amortized_direction_norm"],
         }
-        yield TensorDict(out, batch_size=[])
-
-    @dispatch
-    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
-        """All SQL losses on one replay batch ``[*B]``; see the class docstring."""
-        return merge_phases(self.loss_phases(tensordict))
 
     def policy(
         self,
@@ -211,18 +271,14 @@ class SQLLoss(SamplerLoss):
         return SQLPolicy(self, eval_selection=eval_selection, eval_particles=eval_particles)
 
 
-class SQLPolicy(TensorDictModuleBase):
+class SQLPolicy(SamplerPolicy):
     """Acts with the amortised sampler: ``observation`` → ``action``, one action per state.
 
     Under ``ExplorationType.RANDOM`` (collectors' default) the action is one sample
     squash(g_ψ(s, ξ)). Otherwise ``eval_selection`` applies: ``amortized`` or ``random`` (one
     sample, as exploring), or ``softmax``/``max`` over ``eval_particles`` samples by min_k Q_k
-    (as S2AC's selections over its particles).
-
-    Its parameters are exactly the weights it acts with, shared with the loss: the sampler's
-    (``actor_params``) and the online critics' (``qvalue_params``). So
-    ``TensorDict.from_module(policy)`` and a collector's ``update_policy_weights_()`` carry
-    them to copies of the policy in other processes or on other devices.
+    (as S2AC's selections over its particles). Its weights are those of
+    :class:`~s2ac_lit.objectives.common.SamplerPolicy`.
 
     Shapes:
         observation ``[..., O]`` → action ``[..., A]``.
@@ -235,43 +291,20 @@ class SQLPolicy(TensorDictModuleBase):
         eval_selection: Selection = "amortized",
         eval_particles: int | None = None,
     ) -> None:
-        super().__init__()
-        if eval_selection not in SELECTIONS:
-            raise ValueError(f"unknown eval_selection {eval_selection!r}; allowed: {SELECTIONS}")
-        # As in the loss, the networks run with the parameters below swapped in; only those
-        # are registered, so they are all that from_module() and weight updates see.
-        self.__dict__["actor_network"] = loss.actor_network
-        self.__dict__["qvalue_network"] = loss.qvalue_network
-        self.actor_params = loss.actor_network_params
-        self.qvalue_params = loss.qvalue_network_params
-        self.eval_selection: Selection = eval_selection
+        super().__init__(loss, eval_selection=eval_selection)
         self.eval_particles = eval_particles or loss.amortized_particles
-        self.in_keys = [loss.tensor_keys.observation]
-        self.out_keys = [loss.tensor_keys.action]
-
-    def selection_mode(self) -> Literal["single", "softmax", "max"]:
-        """``single`` (one sample) while exploring or for one-sample selections."""
-        if exploration_type() in (None, ExplorationType.RANDOM):
-            return "single"
-        if self.eval_selection in ("softmax", "max"):
-            return self.eval_selection
-        return "single"
 
     @torch.no_grad()
-    def act(self, observation: Tensor, mode: Literal["single", "softmax", "max"]) -> Tensor:
+    def act(self, observation: Tensor) -> Tensor:
         """One action per state. ``[..., O]`` → ``[..., A]``."""
+        mode = "single" if self.exploring() else self.eval_selection
         actor, critic = self.actor_network, self.qvalue_network
-        with using_params(actor, self.actor_params, critic, self.qvalue_params.detach()):
-            if mode == "single":
+        with self.bind():
+            if mode not in ("softmax", "max"):
                 return actor.squash(actor.sample_amortized(observation, 1).squeeze(-2))
             action = actor.squash(actor.sample_amortized(observation, self.eval_particles))
             values = critic(observation.unsqueeze(-2), action).amin(0)
         return gather_particle(action, select_particle(values, mode))
-
-    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
-        observation = tensordict.get(self.in_keys[0])
-        tensordict.set(self.out_keys[0], self.act(observation, self.selection_mode()))
-        return tensordict
 
 
 def sql_samples(loss: SQLLoss, observations: Tensor, *, num_samples: int = 1000) -> EntropyEstimate:
@@ -279,7 +312,7 @@ def sql_samples(loss: SQLLoss, observations: Tensor, *, num_samples: int = 1000)
 
     a = squash(g_ψ(s, ξ)) is a neural map of noise with no tractable density (g_ψ is not
     invertible in general), so SQL has no log π; use the kNN estimate
-    (:func:`s2ac_lit.analysis.entropy.knn.knn_entropy`) on the actions.
+    (:func:`s2ac_lit.knn.knn_entropy`) on the actions.
 
     Shapes:
         observations: ``[P, O]`` → entropy ``[P]`` (NaN), actions ``[P, N, A]``.

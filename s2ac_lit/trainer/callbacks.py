@@ -20,16 +20,52 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from s2ac_lit.config import Config
 from s2ac_lit.envs import make_env
+from s2ac_lit.trainer.checkpoints import CheckpointError
 from s2ac_lit.trainer.csvlog import ContinuingCSVLogger
 from s2ac_lit.trainer.evaluation import evaluate_policy
-from s2ac_lit.trainer.layout import SUMMARY_FILE
-from s2ac_lit.trainer.runfolder import atomic_write_bytes, atomic_write_text, fsync_tree
+from s2ac_lit.trainer.layout import REPLAY_DIR, SUMMARY_FILE
+from s2ac_lit.trainer.runfolder import (
+    atomic_write_bytes,
+    atomic_write_text,
+    fsync_tree,
+    manifest_mismatch,
+    require_run_folder,
+    write_manifest,
+)
 
 EVAL_SEED_OFFSET = 10_000  # evaluation episodes never share seeds with training
 
 
 def _feeder(trainer: L.Trainer):
     return trainer.datamodule.feeder
+
+
+class TrainingProgress(L.Callback):
+    """Logs the data side's progress at the log interval: ``train/frames``, ``time/ups``
+    (updates per second since the previous log) and ``train/ep_return`` (mean of the last 20
+    training episodes), also on the progress bar. Listed before the checkpoint callback, so
+    that a checkpoint's log row includes them (:class:`LogCheckpoint`)."""
+
+    def __init__(self, log_every_updates: int) -> None:
+        self.every = log_every_updates
+        self._last = (time.perf_counter(), 0)
+
+    def on_train_batch_end(self, trainer, pl_module, *args) -> None:
+        updates = trainer.global_step
+        if updates % self.every:
+            return
+        feeder = _feeder(trainer)
+        now = time.perf_counter()
+        elapsed, self._last = now - self._last[0], (now, updates)
+        progress = {"frames": float(feeder.frames)}
+        if elapsed > 0 and updates:
+            progress["ups"] = self.every / elapsed
+        recent = feeder.recent_return()
+        if recent is not None:
+            progress["ep_return"] = recent
+        logged = {f"time/{k}" if k == "ups" else f"train/{k}": v for k, v in progress.items()}
+        pl_module.log_dict(logged, on_step=True, on_epoch=False, batch_size=1)
+        pl_module.log_dict(progress, prog_bar=True, logger=False, on_step=True, batch_size=1)
 
 
 class RunCheckpoint(ModelCheckpoint):
@@ -104,7 +140,10 @@ class GracefulStop(L.Callback):
 
     The signal handlers only note the signal (a write in progress is never cut); the update
     under way completes, then :meth:`on_train_batch_end` writes the checkpoint and the replay
-    dump. A second SIGINT interrupts at once (Python's default KeyboardInterrupt).
+    dump. Every DDP rank installs them, and the ranks agree at each update's end (one
+    all-reduce), so that a signal to any of them stops all at the same update, each writing
+    its part of the checkpoint. A second SIGINT interrupts at once (Python's default
+    KeyboardInterrupt).
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -137,61 +176,87 @@ class GracefulStop(L.Callback):
         for signum in self.SIGNALS:
             self._previous[signum] = signal.signal(signum, self._note)
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        # Lightning registered its own SIGTERM handler as the fit started (before this hook),
+        # ahead of ours: under DDP it forwards the signal to the ranks it started and runs a
+        # collective inside the handler, which desynchronises the ranks' collectives. Only
+        # ours runs from here on (Lightning restores the one it found, ours, at its teardown).
+        if self._previous:
+            for signum in self.SIGNALS:
+                signal.signal(signum, self._note)
+
     def restore(self) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous = {}
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.signum is not None:
+        signum = self.signum or 0
+        if trainer.world_size > 1:  # every rank stops at this update if any got a signal
+            noted = torch.tensor([signum], device=pl_module.device)
+            torch.distributed.all_reduce(noted, op=torch.distributed.ReduceOp.MAX)
+            signum = int(noted.item())
+        if signum:
             self.checkpoint.save_now(trainer)
-            raise RunInterrupted(self.signum, self.run_folder, trainer.global_step)
+            raise RunInterrupted(signum, self.run_folder, trainer.global_step)
 
 
 class ReplayCheckpoint(L.Callback):
     """Dump each rank's replay buffer beside every checkpoint, and load it on resume.
 
-    Layout: ``RUN/replay/step-N/rank-R``. A dump goes to a temporary folder beside it, is
-    fsynced and renamed into place, and the checkpoint records which folder belongs to it, so
-    a kill during either write leaves the previous checkpoint and its buffer intact. Only the
-    two newest dumps are kept (the last complete one and the one being written).
+    Layout: ``RUN/replay/step-N/rank-R``. A dump goes to a temporary folder beside it with a
+    manifest of its file sizes, is fsynced and renamed into place, and the checkpoint records
+    which folder belongs to it, so a kill during either write leaves the previous checkpoint and
+    its buffer intact; the complete checkpoint then removes the older dumps
+    (:func:`s2ac_lit.trainer.runfolder.remove_superseded`). A dump that does not match its
+    manifest (a copy cut short) stops the resume: the run cannot go on as it was.
     """
 
-    def __init__(self, run_folder: Path, *, keep: int = 2) -> None:
-        self.root = run_folder / "replay"
-        self.keep = keep
+    def __init__(self, run_folder: Path) -> None:
+        self.root = run_folder / REPLAY_DIR
+        self._dumped: int | None = None  # the step dumped by this process (step=N and last)
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
         step_dir = self.root / f"step-{trainer.global_step}"
-        target = step_dir / f"rank-{trainer.global_rank}"
-        if not target.exists():
+        if self._dumped != trainer.global_step:
+            # A dump of this step left by a killed run holds that run's buffer: replace it.
+            target = step_dir / f"rank-{trainer.global_rank}"
             tmp = step_dir / f".rank-{trainer.global_rank}.tmp"
+            require_run_folder(self.root.parent)
+            step_dir.mkdir(parents=True, exist_ok=True)  # replay/ is inside the live folder
             shutil.rmtree(tmp, ignore_errors=True)
-            step_dir.mkdir(parents=True, exist_ok=True)
             _feeder(trainer).buffer.dumps(tmp)
+            write_manifest(tmp)
             fsync_tree(tmp)
+            shutil.rmtree(target, ignore_errors=True)
             os.replace(tmp, target)
+            self._dumped = trainer.global_step
         checkpoint["replay_dir"] = step_dir.name
         trainer.strategy.barrier("replay_dump")
-        if trainer.is_global_zero:
-            dumps = sorted(
-                (p for p in self.root.glob("step-*") if p.is_dir()),
-                key=lambda p: int(p.name.split("-")[1]),
-            )
-            for old in dumps[: -self.keep]:
-                shutil.rmtree(old, ignore_errors=True)
 
     def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
         name = checkpoint.get("replay_dir")
         path = self.root / str(name) / f"rank-{trainer.global_rank}"
-        if name is None or not path.is_dir():
+        if name is None:
             warnings.warn(
-                f"no replay buffer dump at {str(path)!r}: resuming with an empty buffer "
-                "(frames already collected are not replayed)",
+                "the checkpoint has no replay buffer dump (replay.checkpoint was false): "
+                "resuming with an empty buffer (frames already collected are not replayed)",
                 stacklevel=2,
             )
             return
+        check_replay_dump(path)
         _feeder(trainer).buffer.loads(path)
+        self._dumped = checkpoint["global_step"]  # a save at this step keeps this dump
+
+
+def check_replay_dump(path: Path) -> None:
+    """Raise :class:`CheckpointError` unless the replay dump at ``path`` is there and whole."""
+    problem = "it is missing" if not path.is_dir() else manifest_mismatch(path)
+    if problem is not None:
+        raise CheckpointError(
+            f"replay buffer dump {str(path)!r} of the checkpoint cannot be resumed: {problem}; "
+            "restore the run folder from a whole copy, or start a new run"
+        )
 
 
 class PeriodicEvaluation(L.Callback):
@@ -253,14 +318,32 @@ class PeriodicEvaluation(L.Callback):
             self._env.close()
 
 
+class RankDivergence(RuntimeError):
+    """DDP ranks ended a run with different weights (their updates must be identical)."""
+
+
+def check_ranks_agree(trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    """Raise :class:`RankDivergence` unless every DDP rank holds the same weights.
+
+    DDP keeps the ranks' parameters identical only as long as every rank takes exactly the same
+    steps (the update's masked steps included); one sum per rank, gathered once at the end,
+    shows a divergence instead of leaving it in the checkpoint of rank 0 alone.
+    """
+    total = torch.stack([p.detach().double().sum() for p in pl_module.parameters()]).sum()
+    sums = trainer.strategy.all_gather(total.to(pl_module.device)).flatten().tolist()
+    if any(value != sums[0] for value in sums):
+        raise RankDivergence(f"DDP ranks ended with different weights (parameter sums {sums})")
+
+
 class RunSummary(L.Callback):
     """At the end: ``summary.json``, ``learning_curve.png`` and a per-rank ``ranks/rank-R.json``.
 
-    A run stopped by a signal (:class:`RunInterrupted`) writes ``summary.json`` too, with
-    ``"finished": false`` and the frames it reached, so its evaluations can be read before it is
-    resumed (``tools/benchmark.py --at-frames``); the resumed run overwrites it. The per-rank
-    files hold a checksum of the parameters and of the replay data, which the DDP test compares:
-    parameters must agree across ranks, data must differ.
+    While the run trains, ``summary.json`` is rewritten after every evaluation with
+    ``"finished": false`` and the frames reached, and so is a run stopped by a signal
+    (:class:`RunInterrupted`): its evaluations can be read while it runs or before it is
+    resumed (``tools/benchmark.py --at-frames``); the finished run overwrites it. With several
+    DDP ranks each writes its own counters (every rank collects its own frames), after checking
+    that all ranks hold the same weights (:func:`check_ranks_agree`).
     """
 
     def __init__(self, run_folder: Path, evaluation: PeriodicEvaluation) -> None:
@@ -268,23 +351,26 @@ class RunSummary(L.Callback):
         self.evaluation = evaluation
         self._start = time.perf_counter()
         self.summary: dict[str, Any] = {}
+        self._evaluations_written = 0
+
+    def on_train_batch_end(self, trainer, pl_module, *args) -> None:
+        if len(self.evaluation.history) != self._evaluations_written:
+            self._write_summary(trainer, pl_module, finished=False)
 
     def on_train_end(self, trainer, pl_module) -> None:
-        feeder = _feeder(trainer)
-        params = torch.cat([p.detach().float().flatten().cpu() for p in pl_module.parameters()])
-        storage = feeder.buffer.storage
-        observations = storage[: len(storage)]["observation"] if len(storage) else None
-        rank_info = {
-            "rank": trainer.global_rank,
-            "frames": feeder.frames,
-            "updates": trainer.global_step,
-            "parameter_checksum": float(params.double().sum()),
-            "replay_checksum": None if observations is None else float(observations.sum()),
-        }
-        ranks = self.run_folder / "ranks"
-        ranks.mkdir(parents=True, exist_ok=True)
-        rank_file = ranks / f"rank-{trainer.global_rank}.json"
-        atomic_write_text(rank_file, json.dumps(rank_info, indent=2))
+        if trainer.world_size > 1:
+            check_ranks_agree(trainer, pl_module)
+            feeder = _feeder(trainer)
+            rank_info = {
+                "rank": trainer.global_rank,
+                "frames": feeder.frames,
+                "updates": trainer.global_step,
+                "episodes": feeder.episodes,
+            }
+            ranks = self.run_folder / "ranks"
+            ranks.mkdir(parents=True, exist_ok=True)
+            rank_file = ranks / f"rank-{trainer.global_rank}.json"
+            atomic_write_text(rank_file, json.dumps(rank_info, indent=2))
         self._write_summary(trainer, pl_module, finished=True)
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
@@ -310,6 +396,7 @@ class RunSummary(L.Callback):
             "eval_history": history,
         }
         atomic_write_text(self.run_folder / SUMMARY_FILE, json.dumps(self.summary, indent=2))
+        self._evaluations_written = len(history)
         plot_learning_curve(history, feeder.return_history, self.run_folder / "learning_curve.png")
 
 

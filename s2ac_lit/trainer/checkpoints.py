@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 
 from s2ac_lit.errors import UsageError
 
@@ -109,10 +110,37 @@ def check_compatible(checkpoint: dict[str, Any], module: torch.nn.Module, path: 
             details.append(f"{len(missing)} missing, e.g. {missing[0]}")
         if unexpected:
             details.append(f"{len(unexpected)} unexpected, e.g. {unexpected[0]}")
+        changed = _changed_keys(checkpoint, module)
+        cause = f" (the config changed {', '.join(changed)})" if changed else ""
         raise CheckpointError(
-            f"checkpoint {str(path)!r} does not match the configured networks: "
+            f"checkpoint {str(path)!r} does not match the configured networks{cause}: "
             + "; ".join(details)
         )
+
+
+def _changed_keys(checkpoint: dict[str, Any], module: torch.nn.Module) -> list[str]:
+    """``key: saved → now`` for the config keys that differ between the checkpoint's run and
+    ``module``'s config (its ``cfg``), the algorithm first; empty if either is unknown."""
+    saved = checkpoint.get("hyper_parameters", {}).get("config")
+    cfg = getattr(module, "cfg", None)
+    if not isinstance(saved, dict) or cfg is None:
+        return []
+
+    def flat(node: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(
+                flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value}
+            )
+        return out
+
+    before, now = flat(saved), flat(OmegaConf.to_container(OmegaConf.structured(cfg)))
+    keys = ["algo", *sorted(k for k in now if k != "algo" and k.split(".")[0] in NETWORK_SECTIONS)]
+    return [f"{k}: {before[k]!r} → {now[k]!r}" for k in keys if k in before and before[k] != now[k]]
+
+
+NETWORK_SECTIONS = ("actor", "critic", "svgd", "loss")
+"""Config sections whose keys can change which tensors a module holds, or their shapes."""
 
 
 def _fit_loop(checkpoint: dict[str, Any]) -> dict[str, Any] | None:

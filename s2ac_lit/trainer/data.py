@@ -30,6 +30,7 @@ from tensordict import TensorDictBase
 from torchrl.collectors import Collector
 from torchrl.data import LazyTensorStorage, ReplayBuffer, TensorDictPrioritizedReplayBuffer
 from torchrl.envs import EnvBase
+from torchrl.envs.utils import exploration_type
 
 from s2ac_lit.config import CollectorConfig, Config, ConfigError, ReplayConfig
 from s2ac_lit.envs import make_env
@@ -227,6 +228,49 @@ class ReplayFeeder:
             self.env.close()
 
 
+class GraphedPolicy:
+    """The collector's policy captured in a CUDA graph: one replay per environment step.
+
+    Per exploration mode and observation shape, the first ``warmup`` calls run eagerly; the
+    next captures ``policy`` on a static copy of the input, and later calls copy the
+    observation in, replay, and write a copy of the action out. The policy must read nothing
+    on the host (the S2AC and SQL policies do not) and keep its parameters in place (the
+    trainer's update writes them in place).
+
+    Args:
+        policy: a TensorDict policy with ``in_keys`` and ``out_keys``.
+        warmup: eager calls before a capture.
+    """
+
+    def __init__(self, policy: Callable[[TensorDictBase], TensorDictBase], *, warmup: int = 3):
+        if not torch.cuda.is_available():
+            raise RuntimeError("CUDA graphs need a CUDA device")
+        self.policy = policy
+        self.warmup = warmup
+        self.in_keys = list(policy.in_keys)  # type: ignore[attr-defined]
+        self.out_keys = list(policy.out_keys)  # type: ignore[attr-defined]
+        self._calls: dict[Any, int] = {}
+        self._graphs: dict[Any, tuple[torch.cuda.CUDAGraph, TensorDictBase]] = {}
+
+    def __call__(self, tensordict: TensorDictBase) -> TensorDictBase:
+        key = (exploration_type(), tuple(tensordict.shape))
+        calls = self._calls[key] = self._calls.get(key, 0) + 1
+        if calls <= self.warmup:
+            return self.policy(tensordict)
+        if key not in self._graphs:
+            static = tensordict.select(*self.in_keys).clone()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                self.policy(static)
+            self._graphs[key] = (graph, static)
+        graph, static = self._graphs[key]
+        static.update_(tensordict.select(*self.in_keys))
+        graph.replay()
+        for name in self.out_keys:
+            tensordict.set(name, static.get(name).clone())
+        return tensordict
+
+
 def prioritized_replay_unavailable() -> str | None:
     """Why TorchRL's prioritised replay cannot be built here, or None when it can.
 
@@ -288,7 +332,9 @@ class ReplayDataModule(L.LightningDataModule):
         module = self.trainer.lightning_module
         self.feeder = ReplayFeeder(
             env,
-            module.policy,
+            (lambda: GraphedPolicy(module.policy()))
+            if self.cfg.trainer.cudagraphs
+            else module.policy,
             make_replay_buffer(self.cfg.replay, device=device),
             self.cfg.collector,
             policy_device=device,

@@ -13,12 +13,21 @@ SUMMARY_FILE = "summary.json"
 """Frames, updates, wall time and the evaluation history; ``"finished": false`` while partial."""
 LOCK_NAME = ".lock"
 """Held by the process that trains in the folder (pid and host)."""
+GOAL_MAP_JSON = "goal_map.json"
+"""Multigoal runs: the final policy's hit rate per goal over sampled episodes (the goal map)."""
 CHECKPOINTS_DIR = "checkpoints"
-"""Lightning checkpoints: ``last.ckpt`` and ``step=N.ckpt``."""
+"""Lightning checkpoints: ``last.ckpt`` and ``step=N.ckpt``, the newest checkpoint."""
+LAST_CHECKPOINT = "last.ckpt"
+"""The newest checkpoint, written after its ``step=N.ckpt``: once it is, the checkpoint is
+complete."""
+REPLAY_DIR = "replay"
+"""Replay buffer dumps: ``step-N/rank-R/``, the newest checkpoint's."""
 
 RUN_FOLDER_ENV = "S2AC_RUN_FOLDER"
-"""DDP ranks launched as subprocesses inherit the run folder of rank 0 through this variable."""
+"""The run folder of a DDP run, shared by its ranks. Global rank 0 creates, locks and owns it
+(``config.yaml``, ``summary.json``); the other ranks train in it. Rank 0 sets it for the ranks
+Lightning starts on its node; across nodes the user sets it, the same, on every node. A single
+process with it set is a whole run in that folder."""
 FIXED_RUN_FOLDER_ENV = "S2AC_FIXED_RUN_FOLDER"
 """A new run goes into this folder instead of a new one under ``run_dir`` (the benchmark
-harness's run folders). Unlike :data:`RUN_FOLDER_ENV` the process is a whole run: it locks the
-folder and stops gracefully on SIGINT/SIGTERM."""
+harness's run folders), as with :data:`RUN_FOLDER_ENV`."""

@@ -12,8 +12,7 @@ feeder's counters then describe exactly the updates done when a checkpoint is wr
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +40,18 @@ from s2ac_lit.trainer.checkpoints import (
     reopen_finished_run,
 )
 from s2ac_lit.trainer.data import planned_updates
-from s2ac_lit.update import LOSS_PREFIX, NonFiniteError, Stepper, Update
+from s2ac_lit.update import (
+    LOSS_PREFIX,
+    GraphedUpdate,
+    NonFiniteError,
+    Stepper,
+    UpdateOutput,
+)
 
 COMPILE_MIN_UPDATES = 20_000
-"""``trainer.compile='auto'`` compiles runs with at least this many updates. Compiling the
-update alone repays itself after about 500 updates (``tools/bench.py --compile``), but a
-whole 5,050-update quickstart fit was not faster compiled (README, §GPUs and several devices);
-from this size on the update's gain dominates."""
+"""``trainer.compile='auto'`` compiles runs with at least this many updates: compiling the
+whole update takes minutes on a CPU and repays itself after a few thousand updates
+(docs/performance.md §Compilation)."""
 
 LOGGED = ("alpha", "entropy", "q_value", "target_value")
 
@@ -95,12 +99,11 @@ class LightningStepper(Stepper):
 
 
 def compiles(cfg: Config) -> bool:
-    """Whether a run compiles its critic kernels: ``trainer.compile``, and for 'auto': the
-    algorithm has compilable kernels (S2AC, SQL), the sampler does not differentiate twice
-    through the critic (any ``svgd.self_term`` but ``'exact'``: Hutchinson's probe takes a
-    difference of two closed-form ∇ₐQ calls), the run makes at least
-    :data:`COMPILE_MIN_UPDATES` updates, and torch's compiler backend finds a C++ compiler (a
-    fresh CPU machine may have none)."""
+    """Whether a run compiles its whole update: ``trainer.compile``, and for 'auto': the
+    algorithm reads the key (S2AC, SQL), the sampler does not differentiate twice through the
+    critic (any ``svgd.self_term`` but ``'exact'``: Hutchinson's probe takes a difference of two
+    closed-form ∇ₐQ calls), the run makes at least :data:`COMPILE_MIN_UPDATES` updates, and
+    torch's compiler backend finds a C++ compiler (a fresh CPU machine may have none)."""
     if cfg.trainer.compile != "auto":
         return bool(cfg.trainer.compile)
     return (
@@ -155,12 +158,7 @@ class RLModule(L.LightningModule):
         self.__dict__["_policy"] = algorithm.policy
         self.__dict__["target_updater"] = SoftUpdate(self.loss_module, tau=cfg.optim.tau)
         self.__dict__["_update"] = None
-        self._last_log = (time.perf_counter(), 0)
-
-    def on_fit_start(self) -> None:
-        # Compiled for training only: a module loaded to act (evaluation) stays eager.
-        if compiles(self.cfg):
-            self.loss_module.qvalue_network.compile_kernels()
+        self.__dict__["_update_call"] = None
 
     @classmethod
     def from_hparams(cls, hparams: dict[str, Any]) -> RLModule:
@@ -190,22 +188,33 @@ class RLModule(L.LightningModule):
         return self._policy
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        """One fused Adam with groups ``critic``, ``actor`` (absent for S2AC(φ)) and ``alpha``."""
-        return make_optimizer(self.loss_module, self.cfg.optim)
+        """One fused Adam with groups ``critic``, ``actor`` (absent for S2AC(φ)) and ``alpha``
+        (capturable under ``trainer.cudagraphs``)."""
+        return make_optimizer(
+            self.loss_module, self.cfg.optim, capturable=self.cfg.trainer.cudagraphs
+        )
 
-    def update_step(self) -> Update:
-        """The update of this fit (built at its first step, after a resume restored the
-        optimiser and the step counter)."""
+    def update_step(self) -> Callable[..., UpdateOutput]:
+        """The update of this fit, as it runs: eager, compiled (``trainer.compile``: the whole
+        update, graph breaks at the backward and the fused step) and/or captured in a CUDA
+        graph (``trainer.cudagraphs``). Built at the first step, after a resume restored the
+        optimiser and the step counter."""
         if self._update is None:
+            graphed = self.cfg.trainer.cudagraphs
             self._update = make_update(
                 self.cfg,
                 self.loss_module,
                 self.optimizers().optimizer,
                 target_updater=self.target_updater,
-                stepper=LightningStepper(self),
+                # Under a CUDA graph, Python does not run at replay: no Lightning hooks there.
+                stepper=None if graphed else LightningStepper(self),
             )
             self._update.start_at(self.global_step)
-        return self._update
+            call: Callable[..., UpdateOutput] = self._update
+            if compiles(self.cfg):
+                call = torch.compile(self._update.__call__)
+            self.__dict__["_update_call"] = GraphedUpdate(call) if graphed else call
+        return self._update_call
 
     def training_step(self, dataloader_iter: Iterator) -> None:
         """One update on one replay batch; the feeder ending (StopIteration) ends training.
@@ -217,6 +226,12 @@ class RLModule(L.LightningModule):
         batch: TensorDictBase = batch.to(self.device)
         log = (self.global_step + 1) % self.cfg.trainer.log_every_updates == 0
         result = self.update_step()(batch, log=log)
+        if self.cfg.trainer.cudagraphs:
+            # The replayed graph stepped the optimiser without Lightning: count the update
+            # as LightningOptimizer.step would (the manual loop's progress hooks).
+            optimizer = self.optimizers()
+            optimizer._on_before_step()
+            optimizer._on_after_step()
         if log:
             self._update.raise_if_non_finite(self._newest_checkpoint())
             self._log(result.out, result.grad_norms or {})
@@ -247,25 +262,13 @@ class RLModule(L.LightningModule):
             )
 
     def _log(self, out: TensorDictBase, grad_norms: dict[str, torch.Tensor]) -> None:
-        """Host-synchronising logging, only at the log interval."""
+        """What the update produced (losses, diagnostics, gradient norms), at the log interval.
+
+        The data side's progress (frames, update rate, episode returns) is logged by the
+        ``TrainingProgress`` callback (``s2ac_lit.trainer.callbacks``).
+        """
         metrics = {
             f"train/{key}": value.detach().float() for key, value in out.items() if _logged(key)
         }
         metrics.update({f"train/grad_norm/{g}": n.float() for g, n in grad_norms.items()})
-        feeder = self.trainer.datamodule.feeder
-        now, updates = time.perf_counter(), self.global_step
-        elapsed, self._last_log = now - self._last_log[0], (now, updates)
-        progress = {"frames": float(feeder.frames)}
-        if elapsed > 0 and updates:
-            progress["ups"] = (self.cfg.trainer.log_every_updates) / elapsed
-        recent = feeder.recent_return()
-        if recent is not None:
-            progress["ep_return"] = recent
         self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=1)
-        self.log_dict(
-            {f"time/{k}" if k == "ups" else f"train/{k}": v for k, v in progress.items()},
-            on_step=True,
-            on_epoch=False,
-            batch_size=1,
-        )
-        self.log_dict(progress, prog_bar=True, logger=False, on_step=True, batch_size=1)

@@ -7,11 +7,18 @@ Temporary names start with ``.`` and contain ``.tmp``, so :func:`remove_leftover
 
 A live run folder holds ``.lock`` (owner pid and host). A second process on the same folder is
 refused; a lock whose pid is dead on this host is stale and taken over.
+
+A run folder holds what README's run-folder table lists, no more: each complete checkpoint
+(``last.ckpt`` written) removes the checkpoints and replay dumps it supersedes
+(:func:`remove_superseded`). A folder written whole (a replay dump) carries a manifest of its
+file sizes, so that a copy cut short is recognised (:func:`manifest_mismatch`). A run folder
+deleted while its run trains is not recreated: writes stop with :class:`RunFolderGone`.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import socket
@@ -20,16 +27,51 @@ from pathlib import Path
 from typing import IO, Any
 
 import torch
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from s2ac_lit.trainer.checkpoints import CheckpointError
-from s2ac_lit.trainer.layout import LOCK_NAME
+from s2ac_lit.trainer.layout import CHECKPOINTS_DIR, LAST_CHECKPOINT, LOCK_NAME, REPLAY_DIR
 
 TMP_MARK = ".tmp"
 
 
+MANIFEST = "manifest.json"
+"""The sizes of the files of a folder written whole, beside them."""
+
+
 class RunFolderBusy(CheckpointError):
     """Another live process holds the run folder's lock."""
+
+
+class RunFolderGone(CheckpointError):
+    """The run folder was deleted (or moved away) while its run trained."""
+
+    def __init__(self, run_folder: Path) -> None:
+        super().__init__(
+            f"run folder {str(run_folder)!r} was deleted while the run trained; stopped without "
+            "recreating it (start a new run)"
+        )
+
+
+def require_run_folder(run_folder: Path) -> None:
+    """Raise :class:`RunFolderGone` if ``run_folder`` no longer exists."""
+    if not run_folder.is_dir():
+        raise RunFolderGone(run_folder)
+
+
+class RunTensorBoardLogger(TensorBoardLogger):
+    """Lightning's TensorBoard logger under ``RUN/logs/tensorboard``, checking that the run
+    folder still exists before it logs: its writer thread would fail on a vanished folder with
+    a traceback of its own, past any handler."""
+
+    def __init__(self, run_folder: Path) -> None:
+        super().__init__(run_folder, name="logs", version="tensorboard", default_hp_metric=False)
+        self.run_folder = Path(run_folder)
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        require_run_folder(self.run_folder)
+        super().log_metrics(metrics, step)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -75,9 +117,62 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
     ) -> None:
+        """Write ``RUN/checkpoints/<name>``; once ``last.ckpt`` is written the checkpoint is
+        complete, and what it supersedes goes (:func:`remove_superseded`)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        run_folder = path.parent.parent
+        require_run_folder(run_folder)
+        path.parent.mkdir(exist_ok=True)
         atomic_write(path, lambda file: torch.save(checkpoint, file))
+        if path.name == LAST_CHECKPOINT:
+            remove_superseded(run_folder, checkpoint)
+
+
+def remove_superseded(run_folder: Path, checkpoint: dict[str, Any]) -> list[Path]:
+    """Remove the checkpoints and replay dumps that ``checkpoint`` (just written as
+    ``last.ckpt``) supersedes: every ``checkpoints/*.ckpt`` but ``last.ckpt`` and its
+    ``step=N.ckpt``, every ``replay/step-*`` but its own dump. What a resume, an interrupted
+    checkpoint or a killed run left behind goes with them. Returns what was removed."""
+    keep = {LAST_CHECKPOINT, f"step={checkpoint['global_step']}.ckpt"}
+    removed = [p for p in (run_folder / CHECKPOINTS_DIR).glob("*.ckpt") if p.name not in keep]
+    dumps = (run_folder / REPLAY_DIR).glob("step-*")
+    removed += [p for p in dumps if p.name != checkpoint.get("replay_dir")]
+    for path in removed:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return removed
+
+
+def write_manifest(folder: Path) -> None:
+    """Record the size of every file under ``folder`` in ``folder/manifest.json`` (write it
+    last, before the folder is fsynced and renamed into place)."""
+    sizes = {
+        str(path.relative_to(folder)): path.stat().st_size
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.name != MANIFEST
+    }
+    (folder / MANIFEST).write_text(json.dumps(sizes, indent=1))
+
+
+def manifest_mismatch(folder: Path) -> str | None:
+    """How ``folder`` differs from its manifest (a file missing, or of another size), or None.
+    A folder written before manifests existed has none and is taken as it is."""
+    path = folder / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        sizes = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        return f"its {MANIFEST} cannot be read ({error})"
+    for name, size in sizes.items():
+        file = folder / name
+        if not file.is_file():
+            return f"{name} is missing"
+        if file.stat().st_size != size:
+            return f"{name} holds {file.stat().st_size} bytes, {size} were written"
+    return None
 
 
 def fsync_tree(folder: Path) -> None:

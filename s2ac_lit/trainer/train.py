@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import hashlib
+import logging
 import os
 import sys
 import time
@@ -17,14 +18,23 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import TQDMProgressBar
-from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.profilers import AdvancedProfiler, Profiler, SimpleProfiler
 from lightning.pytorch.strategies import StrategyRegistry
+from lightning_utilities.core.rank_zero import rank_zero_only as utils_rank_zero_only
 from omegaconf import OmegaConf
 
 from s2ac_lit.algorithms import check_config, without_unread
-from s2ac_lit.config import Config, ConfigError, TrainerConfig, merge_config, to_config, to_yaml
+from s2ac_lit.config import (
+    Config,
+    ConfigError,
+    TrainerConfig,
+    load_yaml,
+    merge_config,
+    to_config,
+    to_yaml,
+)
 from s2ac_lit.envs import EnvError, check_env_spaces, env_dims, make_env, run_output
 from s2ac_lit.errors import cli, report
 from s2ac_lit.trainer.allocator import keep_freed_host_memory
@@ -36,6 +46,8 @@ from s2ac_lit.trainer.callbacks import (
     RunCheckpoint,
     RunInterrupted,
     RunSummary,
+    TrainingProgress,
+    check_replay_dump,
 )
 from s2ac_lit.trainer.checkpoints import (
     CheckpointError,
@@ -53,14 +65,19 @@ from s2ac_lit.trainer.layout import (
     CHECKPOINTS_DIR,
     CONFIG_FILE,
     FIXED_RUN_FOLDER_ENV,
+    LAST_CHECKPOINT,
+    REPLAY_DIR,
     RUN_FOLDER_ENV,
 )
+from s2ac_lit.trainer.memory import check_memory
 from s2ac_lit.trainer.module import RLModule
 from s2ac_lit.trainer.runfolder import (
     AtomicCheckpointIO,
     RunLock,
+    RunTensorBoardLogger,
     atomic_write_text,
     remove_leftovers,
+    require_run_folder,
 )
 from s2ac_lit.update import NonFiniteError
 
@@ -69,16 +86,73 @@ NON_FINITE_EXIT = 3
 
 
 def new_run_folder(cfg: Config) -> Path:
-    """``run_dir/[name-]YYYYmmdd-HHMMSS-<config hash>`` (or :data:`FIXED_RUN_FOLDER_ENV`),
-    created with ``config.yaml`` in it."""
+    """``run_dir/[name-]YYYYmmdd-HHMMSS-<config hash>``, or the folder the environment names
+    (:data:`RUN_FOLDER_ENV`, :data:`FIXED_RUN_FOLDER_ENV`), created (empty)."""
+    requested = requested_run_folder()
+    if requested is not None:
+        if requested.exists() and not requested.is_dir():
+            raise ConfigError(
+                f"run folder {_requesting_variable()}={str(requested)!r} is a file, not a folder"
+            )
+        if any((requested / CHECKPOINTS_DIR).glob("*.ckpt")):
+            raise CheckpointError(
+                f"run folder {_requesting_variable()}={str(requested)!r} already holds a run; "
+                f"continue it with: python tools/fit.py --resume {requested}, or name an "
+                "empty folder"
+            )
+        requested.mkdir(parents=True, exist_ok=True)
+        return requested
     digest = hashlib.sha1(to_yaml(cfg).encode()).hexdigest()[:6]
     stamp = time.strftime("%Y%m%d-%H%M%S")
     prefix = f"{cfg.name}-" if cfg.name else ""
-    fixed = os.environ.get(FIXED_RUN_FOLDER_ENV)
-    folder = Path(fixed) if fixed else Path(cfg.run_dir) / f"{prefix}{stamp}-{digest}"
-    folder.mkdir(parents=True, exist_ok=bool(fixed))
-    atomic_write_text(folder / CONFIG_FILE, to_yaml(cfg))
+    folder = Path(cfg.run_dir) / f"{prefix}{stamp}-{digest}"
+    folder.mkdir(parents=True)
     return folder
+
+
+def requested_run_folder() -> Path | None:
+    """The run folder named by :data:`RUN_FOLDER_ENV` (a DDP run's, on every node) or by
+    :data:`FIXED_RUN_FOLDER_ENV` (the benchmark harness's), if either is set."""
+    variable = _requesting_variable()
+    return Path(os.environ[variable]) if variable else None
+
+
+def _requesting_variable() -> str | None:
+    return next((v for v in (RUN_FOLDER_ENV, FIXED_RUN_FOLDER_ENV) if os.environ.get(v)), None)
+
+
+def global_rank(t: TrainerConfig) -> int:
+    """This process's global rank in the run, numbered as Lightning's strategy numbers it.
+
+    Lightning's cluster environments tell the processes of a run apart: its own reads
+    ``NODE_RANK`` (set by the user on each node) and ``LOCAL_RANK`` (set by its launcher for
+    the ranks it starts), torchrun's and SLURM's read theirs. A Trainer built from the
+    config's devices, nodes and strategy (not fitted) reads them; a single process is rank 0.
+    """
+    lightning_logs = [
+        logging.getLogger(f"lightning.{part}.utilities.rank_zero") for part in ("pytorch", "fabric")
+    ]
+    levels = [log.level for log in lightning_logs]
+    # The Trainer numbers the ranks as it is built; its device lines and the rank that
+    # Lightning's rank-zero utilities read are the real Trainer's to print and to set.
+    ranks = rank_zero_only.rank, utils_rank_zero_only.rank
+    for log in lightning_logs:
+        log.setLevel(logging.WARNING)
+    try:
+        return L.Trainer(
+            accelerator=t.accelerator,
+            devices=t.devices,
+            num_nodes=t.num_nodes,
+            strategy=t.strategy,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        ).global_rank
+    finally:
+        for log, level in zip(lightning_logs, levels, strict=True):
+            log.setLevel(level)
+        rank_zero_only.rank, utils_rank_zero_only.rank = ranks
 
 
 def build_trainer(
@@ -94,6 +168,7 @@ def build_trainer(
         save_last=True,
     )
     callbacks: list[L.Callback] = [
+        TrainingProgress(t.log_every_updates),
         checkpoint,
         LogCheckpoint(),
         evaluation,
@@ -106,7 +181,7 @@ def build_trainer(
     # Last: evaluation due at this update is logged before an interruption's checkpoint.
     callbacks.append(GracefulStop(run_folder, checkpoint))
     loggers = [
-        TensorBoardLogger(run_folder, name="logs", version="tensorboard", default_hp_metric=False),
+        RunTensorBoardLogger(run_folder),
         ContinuingCSVLogger(run_folder, name="logs", version="csv", keep_rows=csv_rows),
     ]
     return L.Trainer(
@@ -157,19 +232,40 @@ def cpu_threads(trainer: TrainerConfig) -> int:
 def train(cfg: Config, *, resume_from: Path | None = None) -> dict[str, Any]:
     """Fit ``cfg`` (or continue the run of checkpoint ``resume_from``); returns the summary.
 
-    The run folder is locked while training (:class:`s2ac_lit.trainer.runfolder.RunLock`). Raises
-    :class:`RunInterrupted` after checkpointing when SIGINT or SIGTERM arrives.
+    Global rank 0 (:func:`global_rank`) owns the run folder: it creates it (fresh runs) with
+    ``config.yaml``, locks it while training (:class:`s2ac_lit.trainer.runfolder.RunLock`) and
+    writes the summary. The other ranks of a DDP run train in the folder of
+    :data:`RUN_FOLDER_ENV`, which rank 0 sets for the ranks Lightning starts on its node and the
+    user sets, the same, on every other node. Raises :class:`RunInterrupted` after
+    checkpointing when SIGINT or SIGTERM arrives (at any rank: all stop at the same update).
     """
     check_config(cfg)  # before a run folder exists
     torch.set_num_threads(cpu_threads(cfg.trainer))
     if cfg.trainer.keep_freed_memory:
         keep_freed_host_memory()
     quiet_third_party()
-    if RUN_FOLDER_ENV in os.environ:  # a DDP rank started by rank 0, which holds the lock
-        return _train(cfg, Path(os.environ[RUN_FOLDER_ENV]), resume_from)
-    run_folder = new_run_folder(cfg) if resume_from is None else run_folder_of(resume_from)
-    with RunLock(run_folder):
-        if resume_from is not None:
+    rank = global_rank(cfg.trainer)
+    requested = requested_run_folder()
+    if resume_from is not None and requested and requested.resolve() != run_folder_of(resume_from):
+        raise CheckpointError(
+            f"{_requesting_variable()}={str(requested)!r} but the run to resume is "
+            f"{str(run_folder_of(resume_from))!r}; they must be the same folder"
+        )
+    if rank > 0:
+        shared = os.environ.get(RUN_FOLDER_ENV)
+        if not shared:
+            raise ConfigError(
+                f"this process is rank {rank} of a run over trainer.num_nodes="
+                f"{cfg.trainer.num_nodes} nodes: set {RUN_FOLDER_ENV} to the run folder, the "
+                "same folder (on a shared file system) on every node"
+            )
+        return _train(cfg, Path(shared), resume_from)
+    fresh = resume_from is None
+    run_folder = new_run_folder(cfg) if fresh else run_folder_of(resume_from)
+    with RunLock(run_folder):  # before config.yaml: a second rank 0 must not overwrite it
+        if fresh:
+            atomic_write_text(run_folder / CONFIG_FILE, to_yaml(cfg))
+        else:
             remove_leftovers(run_folder)  # temporary files of a killed run
         return _train(cfg, run_folder, resume_from)
 
@@ -199,16 +295,22 @@ def _train(cfg: Config, run_folder: Path, resume_from: Path | None) -> dict[str,
     evaluation = PeriodicEvaluation(cfg)
     trainer = build_trainer(cfg, run_folder, evaluation, csv_rows=csv_rows)
     inherited = os.environ.get(RUN_FOLDER_ENV)
-    os.environ[RUN_FOLDER_ENV] = str(run_folder)
+    os.environ[RUN_FOLDER_ENV] = str(run_folder)  # for the ranks Lightning starts
     stop = next(c for c in trainer.callbacks if isinstance(c, GracefulStop))
-    if inherited is None:  # rank 0 (or a single process) handles the signals
-        stop.install()
+    stop.install()  # on every rank: a terminal's Ctrl-C reaches them all
     try:
         trainer.fit(module, datamodule=ReplayDataModule(cfg), ckpt_path=resume_from)
+    except Exception:
+        # A run folder deleted while training fails a writer's I/O (which Lightning may wrap);
+        # the checkpoint and replay writers and the TensorBoard logger check it first.
+        require_run_folder(run_folder)
+        raise
     finally:
         stop.restore()
         if inherited is None:
             os.environ.pop(RUN_FOLDER_ENV, None)
+        else:
+            os.environ[RUN_FOLDER_ENV] = inherited
     summary = next(c for c in trainer.callbacks if isinstance(c, RunSummary)).summary
     return {"run_folder": str(run_folder), **summary}
 
@@ -242,11 +344,13 @@ def resolve(args: argparse.Namespace) -> tuple[Config, Path | None]:
     and spaces, the devices and precision against this machine, and the run directory.
     """
     cfg, checkpoint = _resolve(args)
+    check_config(cfg)  # what the run would refuse, --print-config refuses too
     try:
         check_env_spaces(cfg.env.id)
     except EnvError as error:
         raise ConfigError(f"env.id: {error}") from None
     check_machine(cfg.trainer)
+    check_memory(cfg)
     check_run_dir(Path(cfg.run_dir))
     return cfg, checkpoint
 
@@ -268,16 +372,8 @@ def check_machine(t: TrainerConfig) -> None:
             f"{', '.join(available)}"
         )
     uses_cuda = gpus > 0 and accelerator in ("gpu", "cuda", "auto")
-    if isinstance(t.devices, int):
-        if t.devices == 0 or t.devices < -1:
-            raise ConfigError(
-                f"trainer.devices={t.devices} is not allowed; allowed: a count >= 1, -1 (all) "
-                "or 'auto'"
-            )
-        if uses_cuda and t.devices > gpus:
-            raise ConfigError(
-                f"trainer.devices={t.devices} but this machine has {gpus} CUDA devices"
-            )
+    if isinstance(t.devices, int) and uses_cuda and t.devices > gpus:
+        raise ConfigError(f"trainer.devices={t.devices} but this machine has {gpus} CUDA devices")
     strategies = ["auto", *StrategyRegistry.available_strategies()]
     if t.strategy not in strategies:
         hint = difflib.get_close_matches(t.strategy, strategies, n=1)
@@ -285,6 +381,11 @@ def check_machine(t: TrainerConfig) -> None:
         raise ConfigError(
             f"trainer.strategy={t.strategy!r} is not a Lightning strategy{extra}; allowed: "
             "'auto', 'ddp', 'ddp_spawn', 'fsdp', ... (lightning.pytorch.strategies)"
+        )
+    if t.cudagraphs and not uses_cuda:
+        raise ConfigError(
+            "trainer.cudagraphs=true needs a CUDA GPU (CUDA graphs capture GPU kernels); "
+            f"available: {', '.join(available)}"
         )
     if t.precision == "16-mixed" and not uses_cuda:
         raise ConfigError(
@@ -317,8 +418,31 @@ def _resolve(args: argparse.Namespace) -> tuple[Config, Path | None]:
         raise CheckpointError(f"run folder of {str(checkpoint)!r} has no config.yaml")
     # Keys the algorithm does not read go back to their defaults, so that runs from before
     # the registry refused them resume.
-    base = OmegaConf.structured(without_unread(to_config(merge_config(base=OmegaConf.load(saved)))))
-    return to_config(merge_config(base=base, overrides=args.overrides)), checkpoint
+    run_config = load_yaml(saved, "run config")
+    base = OmegaConf.structured(without_unread(to_config(merge_config(base=run_config))))
+    cfg = to_config(merge_config(base=base, overrides=args.overrides))
+    check_resumable(cfg, checkpoint)
+    return cfg, checkpoint
+
+
+def check_resumable(cfg: Config, path: Path) -> None:
+    """Raise :class:`CheckpointError` unless the networks of ``cfg`` take the weights of the
+    checkpoint at ``path`` (the algorithm and every key that shapes them unchanged)."""
+    checkpoint = read_checkpoint(path)
+    saved = checkpoint["hyper_parameters"]
+    trained = saved.get("config", {}).get("algo")
+    if trained is not None and trained != cfg.algo:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} was trained with algo={trained!r}, the run's config "
+            f"(config.yaml and the overrides) says algo={cfg.algo!r}; a run keeps its algorithm"
+        )
+    module = RLModule(cfg, saved["observation_dim"], saved["action_low"], saved["action_high"])
+    check_compatible(checkpoint, module, path)
+    dump = checkpoint.get("replay_dir")
+    if cfg.replay.checkpoint and dump is not None:
+        dump_folder = run_folder_of(path) / REPLAY_DIR / dump
+        for rank_dump in sorted(dump_folder.glob("rank-*")) or [dump_folder]:
+            check_replay_dump(rank_dump)
 
 
 @cli
@@ -347,6 +471,6 @@ def main(argv: list[str] | None = None) -> int:
         output = run_output(cfg.env.id)
         if output is not None:
             run_folder = Path(summary["run_folder"])
-            module = RLModule.load(find_checkpoint(run_folder / CHECKPOINTS_DIR / "last.ckpt"))
+            module = RLModule.load(find_checkpoint(run_folder / CHECKPOINTS_DIR / LAST_CHECKPOINT))
             print(output(run_folder, cfg.env.id, module.eval().policy()))
     return 0

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from s2ac_lit.analysis.entropy.knn import calibrated_knn_entropy
+from s2ac_lit.knn import calibrated_knn_entropy
 from s2ac_lit.svgd import svgd_run
 
 CRITIC_ESTIMATORS = ("none", "hutchinson", "none_nocap", "exact_nocap", "logdet")

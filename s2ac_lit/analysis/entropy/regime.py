@@ -5,7 +5,7 @@ See docs/algorithm.md §Entropy evaluation.
 At the MuJoCo settings (M = 10 particles, L = 3 steps, ε = 0.1) the sampler is far from
 converged, so the truth to compare an estimate -mean_i log q_L(x_i) with is not the target's
 entropy but that of the sampler's output: the marginal q_L of one particle, from a given q⁰.
-It is measured from samples (:func:`~s2ac_lit.analysis.entropy.knn.calibrated_knn_entropy`,
+It is measured from samples (:func:`~s2ac_lit.knn.calibrated_knn_entropy`,
 at most the Gaussian-fit upper bound) on the particles of many independent groups run on the
 same target, pooled.
 
@@ -33,13 +33,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from s2ac_lit.analysis.entropy.knn import (
+from s2ac_lit.analysis.entropy.targets import Target, gaussian_target, gmm_circle_target
+from s2ac_lit.kernels import BandwidthRule
+from s2ac_lit.knn import (
     calibrated_knn_entropy,
     gaussian_fit_entropy,
     knn_entropy,
 )
-from s2ac_lit.analysis.entropy.targets import Target, gaussian_target, gmm_circle_target
-from s2ac_lit.kernels import BandwidthRule
 from s2ac_lit.svgd import SVGDOptions, SVGDResult, svgd_run
 
 ESTIMATORS = ("none", "exact", "hutchinson", "logdet")
@@ -99,7 +99,7 @@ class RegimeRecord:
     """One estimator on one case and seed.
 
     ``truth`` is the calibrated kNN entropy of the pooled output, at most the Gaussian upper
-    bound ``gaussian_fit`` (:attr:`~s2ac_lit.analysis.entropy.knn.KnnEstimate.bounded`;
+    bound ``gaussian_fit`` (:attr:`~s2ac_lit.knn.KnnEstimate.bounded`;
     ``knn_whitened`` is the kNN estimate before calibration, ``knn_bias`` the calibration);
     ``h0`` the exact entropy of q⁰; ``error`` = ``estimate`` - ``truth``; ``missed`` = -error /
     (truth - h0), the share of the steps' entropy change the estimator misses (0: none, 1:

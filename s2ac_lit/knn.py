@@ -3,9 +3,10 @@
 See docs/algorithm.md §Entropy evaluation.
 
 - :func:`knn_entropy`: the Kozachenko-Leonenko k-nearest-neighbour estimate, consistent for any
-  density. It scores samplers without a log-density (SQL's amortised sampler) and checks the
-  ones with one (S2AC's closed form). The distances are computed in blocks of rows, keeping
-  only each block's k + 1 smallest, so N = 10⁵ samples need megabytes, not the N² matrix.
+  density. It scores samplers without a log-density (SQL's amortised sampler, whose loss
+  monitors its entropy with it) and checks the ones with one (S2AC's closed form). The
+  distances are computed in blocks of rows, keeping only each block's k + 1 smallest, so
+  N = 10⁵ samples need megabytes, not the N² matrix.
 - :func:`gaussian_fit_entropy`: the entropy of the Gaussian with the samples' covariance, an
   upper bound on the entropy of any distribution with that covariance (the Gaussian has the
   largest), and equal to it for a Gaussian.
