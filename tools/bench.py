@@ -183,7 +183,7 @@ def make_update(
     their sum, the finite guard, fused Adam over the parameter groups, target update; run as
     ``mode`` (:data:`MODES`). Both algorithms get ``--hidden``-wide critics (SAC's actor has
     the critic's widths); S2AC's init network has three such layers. Its sampler's self term is
-    ``--self-term`` unless ``self_term`` says otherwise.
+    ``self_term``, else ``--self-term``, else the config's default.
     """
     h = args.hidden
     overrides = [f"algo={algo}", f"critic.hidden_sizes=[{h},{h}]"]
@@ -193,8 +193,10 @@ def make_update(
             f"svgd.steps={args.steps}",
             f"actor.hidden_sizes=[{h},{h},{h}]",
             f"actor.amortized={str(amortized).lower()}",
-            f"svgd.self_term={args.self_term if self_term is None else self_term}",
         ]
+        self_term = self_term or args.self_term  # None: the config's default
+        if self_term is not None:
+            overrides.append(f"svgd.self_term={self_term}")
     cfg = load_config(overrides=overrides)
     low, high = [-1.0] * args.act_dim, [1.0] * args.act_dim
     algorithm = build_algorithm(cfg, args.obs_dim, low, high)
