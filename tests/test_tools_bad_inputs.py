@@ -59,8 +59,8 @@ FIT = "--config conf/quickstart.yaml run_dir={runs}"
 
 CASES = [
     # fit.py: keys and types
-    case("fit", f"{FIT} collector.total_frame=600", "total_frame", "did you mean 'total_frames'"),
-    case("fit", f"{FIT} replay.batchsize=3", "batchsize", "did you mean 'batch_size'"),
+    case("fit", f"{FIT} collector.total_frame=600", "total_frame", "did you mean 'collector.total_frames'"),
+    case("fit", f"{FIT} replay.batchsize=3", "batchsize", "did you mean 'replay.batch_size'"),
     case("fit", f"{FIT} colector.total_frames=5", "colector", "did you mean 'collector'"),
     case("fit", f"{FIT} seed=abc", "'seed'", "abc", "Integer"),
     case("fit", f"{FIT} critic.hidden_sizes=[a]", "critic.hidden_sizes", "Integer"),

@@ -57,8 +57,9 @@ def test_fit_writes_everything_and_counts_exactly(finished_run: Path) -> None:
     summary = json.loads((finished_run / "summary.json").read_text())
     assert summary["frames"] == 400
     assert summary["updates"] == expected_updates(400) == 70
-    # Every 200 frames (right after the first update that follows them), then the final policy.
-    assert [h["frames"] for h in summary["eval_history"]] == [200, 400, 400]
+    # Every 200 frames (right after the first update that follows them); in the last round,
+    # once, after its last update: the final policy (one evaluation per frame count).
+    assert [h["frames"] for h in summary["eval_history"]] == [200, 400]
     assert summary["eval_history"][-1]["updates"] == 70
     for name in ("config.yaml", "learning_curve.png", "checkpoints/last.ckpt"):
         assert (finished_run / name).is_file(), name
