@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import ROOT, expected_updates, run_fit, tiny
+from tensordict import TensorDict
 
 from s2ac_lit.algorithms import without_unread
 from s2ac_lit.config import load_config
@@ -68,8 +69,18 @@ def test_fit_writes_everything_and_counts_exactly(finished_run: Path) -> None:
     assert list((finished_run / "logs" / "tensorboard").glob("events.*"))
     checkpoint = torch.load(finished_run / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["global_step"] == 70
-    assert (finished_run / "replay" / checkpoint["replay_dir"] / "rank-0").is_dir()
+    dump = finished_run / "replay" / checkpoint["replay_dir"] / "rank-0"
+    assert dump.is_dir()
     assert torch.get_num_threads() == 1
+    # The dump holds the 400 transitions collected, not replay.capacity=5000 rows.
+    storage = TensorDict.load_memmap(dump / "storage")
+    assert storage.shape == (400,)
+    files = sum(f.stat().st_size for f in dump.rglob("*") if f.is_file())
+    # The data and small metadata files; a whole-capacity dump would be 5000/400 = 12.5 times
+    # the data.
+    assert files < 2 * storage.bytes(), (files, storage.bytes())
+    assert summary["wall_time_s"] == sum(summary["attempt_wall_times_s"])
+    assert len(summary["attempt_wall_times_s"]) == 1
 
 
 def test_evaluate_tool_reports_a_return(finished_run: Path, capsys) -> None:

@@ -11,7 +11,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
@@ -41,6 +41,10 @@ from s2ac_lit.trainer.runfolder import (
 )
 
 EVAL_SEED_OFFSET = 10_000  # evaluation episodes never share seeds with training
+
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure  # imported when a curve is drawn
 
 
 def _feeder(trainer: L.Trainer):
@@ -496,11 +500,23 @@ def plot_learning_curve(
     eval_history: list[dict[str, float]],
     train_returns: list[tuple[int, float]],
     path: Path,
+    **labels: Any,
+) -> None:
+    """Write :func:`learning_curve_figure` (``labels``: its keywords) to the PNG ``path``."""
+    fig = learning_curve_figure(eval_history, train_returns, **labels)
+    image = io.BytesIO()
+    fig.savefig(image, dpi=120, format="png")
+    atomic_write_bytes(path, image.getvalue())
+
+
+def learning_curve_figure(
+    eval_history: list[dict[str, float]],
+    train_returns: list[tuple[int, float]],
     *,
     title: str = "",
     evaluation: str = "",
     random_frames: int = 0,
-) -> None:
+) -> Figure:
     """Evaluation return (mean ± std) and training episode returns against frames.
 
     ``title``: what ran (algorithm, env, run); ``evaluation``: what an evaluation is (episodes,
@@ -537,6 +553,4 @@ def plot_learning_curve(
     ax.legend(loc="best", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    image = io.BytesIO()
-    fig.savefig(image, dpi=120, format="png")
-    atomic_write_bytes(path, image.getvalue())
+    return fig

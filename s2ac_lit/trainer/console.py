@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import warnings
 
 # Lightning's info lines that are advertisements, false for our loop (the epoch is ours), or
@@ -67,13 +68,18 @@ _WARNINGS_IGNORED: tuple[tuple[str, type[Warning], str], ...] = (
 )
 
 
+_RANK_PREFIX = re.compile(r"^\[rank: \d+\] ")
+
+
 class _DropMessages(logging.Filter):
     def __init__(self, prefixes: tuple[str, ...]) -> None:
         super().__init__()
         self.prefixes = prefixes
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.getMessage()).startswith(self.prefixes)
+        # Lightning marks some messages with the rank: "[rank: 0] Received SIGTERM: 15".
+        message = _RANK_PREFIX.sub("", str(record.getMessage()), count=1)
+        return not message.startswith(self.prefixes)
 
 
 _LIGHTNING_FILTER = _DropMessages(_LIGHTNING_INFO_DROPPED)
@@ -89,6 +95,12 @@ _DYNAMO_FILTER = _DropMessages(("Profiler record function",))
 _RAY_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
 _RAY_FILTER = _DropMessages(("Token authentication is enabled",))
 
+# "[rank: 0] Received SIGTERM: 15": Lightning's own SIGTERM handler, active from the fit's start
+# until the trainer's callbacks put ours back (s2ac_lit.trainer.callbacks.GracefulStop), says
+# so; the run's own line says how the signal ended the run.
+_LIGHTNING_SIGNAL_LOGGER = "lightning.pytorch.trainer.connectors.signal_connector"
+_LIGHTNING_SIGNAL_FILTER = _DropMessages(("Received SIGTERM",))
+
 
 def quiet_third_party() -> None:
     """Install the filters above (idempotent; call before building the Trainer)."""
@@ -102,6 +114,7 @@ def quiet_third_party() -> None:
     for name, dropped in (
         (_RAY_AUTH_LOGGER, _RAY_FILTER),
         (_DYNAMO_PROFILER_LOGGER, _DYNAMO_FILTER),
+        (_LIGHTNING_SIGNAL_LOGGER, _LIGHTNING_SIGNAL_FILTER),
     ):
         log = logging.getLogger(name)
         if dropped not in log.filters:
