@@ -20,7 +20,7 @@ from conftest import ROOT, expected_updates, run_fit, tiny
 from tensordict import TensorDict
 
 from s2ac_lit.algorithms import without_unread
-from s2ac_lit.config import load_config
+from s2ac_lit.config import ConfigError, load_config
 from s2ac_lit.trainer.checkpoints import find_checkpoint
 from s2ac_lit.trainer.train import main, train
 
@@ -117,6 +117,28 @@ def test_missing_run_is_a_clear_error(tmp_path: Path, capsys) -> None:
     assert "neither a checkpoint file nor a run folder" in capsys.readouterr().err
     assert main(["--resume", "auto", f"run_dir={tmp_path}"]) == 2
     assert "no run with a checkpoint" in capsys.readouterr().err
+
+
+def test_prioritized_replay_without_the_extension_stops_before_a_run_folder(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """Where TorchRL's C++ extension does not load (simulated: it loads on some machines), the
+    command line and ``train`` refuse ``replay.prioritized=true`` before any folder exists,
+    and ``--print-config`` refuses it as a run would."""
+    import s2ac_lit.trainer.data as data
+
+    monkeypatch.setattr(data, "prioritized_replay_unavailable", lambda: "undefined symbol: x")
+    overrides = tiny(tmp_path, "replay.prioritized=true")
+    for argv in (overrides, [*overrides, "--print-config"]):
+        assert main(argv) == 2
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        (line,) = captured.err.splitlines()
+        assert line.startswith("error: replay.prioritized=true needs TorchRL's C++ extension")
+        assert "undefined symbol: x" in line and "replay.prioritized=false" in line
+    with pytest.raises(ConfigError, match=r"replay\.prioritized=true needs"):
+        train(load_config(overrides=overrides))
+    assert not (tmp_path / "runs").exists()
 
 
 def test_killed_run_resumes_without_losing_or_repeating_work(tmp_path: Path) -> None:

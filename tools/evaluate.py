@@ -63,6 +63,8 @@ def selection_policy(module: RLModule, selection: str, path) -> Policy:
         if name == selection:
             policy = built
         offered.append(name)
+    if "random" not in offered:  # the stochastic policy itself (main samples it): every sampler
+        offered.append("random")
     if selection not in offered:
         why = " (an amortised sampler: actor.amortized=true)" if selection == "amortized" else ""
         raise UsageError(

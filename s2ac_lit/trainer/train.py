@@ -60,7 +60,7 @@ from s2ac_lit.trainer.checkpoints import (
 from s2ac_lit.trainer.cli import main  # noqa: F401  (its earlier home: runner, scripts)
 from s2ac_lit.trainer.console import quiet_third_party
 from s2ac_lit.trainer.csvlog import ContinuingCSVLogger
-from s2ac_lit.trainer.data import ReplayDataModule, planned_updates, prioritized_replay_unavailable
+from s2ac_lit.trainer.data import ReplayDataModule, check_replay, planned_updates
 from s2ac_lit.trainer.interrupts import (
     RunInterrupted,
     StopNow,
@@ -274,6 +274,7 @@ def train(
 
 def _train_as_rank(cfg: Config, resume_from: Path | None, signals: StopSignals) -> dict[str, Any]:
     check_config(cfg)  # before a run folder exists
+    check_replay(cfg.replay)
     torch.set_num_threads(cpu_threads(cfg.trainer))
     if cfg.trainer.keep_freed_memory:
         keep_freed_host_memory()
@@ -439,14 +440,7 @@ def resolve(args: argparse.Namespace) -> tuple[Config, Path | None]:
     check_machine(cfg.trainer)
     check_memory(cfg)
     check_run_dir(Path(cfg.run_dir))
-    if cfg.replay.prioritized:
-        reason = prioritized_replay_unavailable()
-        if reason is not None:
-            raise ConfigError(
-                "replay.prioritized=true needs TorchRL's C++ extension (torchrl._torchrl, its "
-                f"segment trees), which does not load here ({reason}); install torch and "
-                "torchrl builds made for each other, or set replay.prioritized=false"
-            )
+    check_replay(cfg.replay)
     return cfg, checkpoint
 
 
