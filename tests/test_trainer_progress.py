@@ -83,3 +83,14 @@ def test_a_run_prints_our_lines_and_one_bar_over_frames(tmp_path: Path) -> None:
     assert {total for _, total in states} == {600}
     final = next(p for p in lines if p.startswith(f"run {run}: 600 frames"))
     assert re.search(r" in [\d.]+ s \(2 attempts: [\d.]+ s \+ [\d.]+ s\); ", final), final
+
+
+def test_a_stopped_run_ends_the_bar_line_before_its_message(capsys) -> None:
+    """A signal or an error during the run: the bar's line ends, so that the one line saying
+    how the run stopped starts on its own line."""
+    from s2ac_lit.trainer.progress import RunProgressBar
+
+    bar = RunProgressBar(2000, 10, lambda: None)
+    bar.train_progress_bar = bar.init_train_tqdm()
+    bar.on_exception(None, None, KeyboardInterrupt())
+    assert capsys.readouterr().out.endswith("0/2000 frames [00:00<?]\n")

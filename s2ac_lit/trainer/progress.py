@@ -73,6 +73,11 @@ class RunProgressBar(TQDMProgressBar):
         self._redraw(trainer)
         self.train_progress_bar.refresh()  # the final state, whatever tqdm's print interval
 
+    def on_exception(self, trainer: L.Trainer, *args: Any) -> None:
+        """End the bar's line: the stop's one line (a signal's, an error's) starts its own."""
+        if self._train_progress_bar is not None:
+            self._train_progress_bar.close()
+
     def _redraw(self, trainer: L.Trainer) -> None:
         bar = self.train_progress_bar
         bar.set_postfix_str(self.postfix(trainer), refresh=False)
