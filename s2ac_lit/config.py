@@ -592,7 +592,8 @@ def _friendly(
         allowed = list(_get(node, parent).keys()) if parent else list(node.keys())
         leaf = key.rsplit(".", 1)[-1]
         hint = difflib.get_close_matches(leaf, allowed, n=1)
-        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+        full = [f"{parent}.{h}" if parent else h for h in hint]  # the key to type
+        extra = f" (did you mean {full[0]!r}?)" if full else ""
         return ConfigError(f"unknown config key {key!r} in {source}{extra}; allowed: {allowed}")
     section = OmegaConf.select(base, key) if key != "?" else None
     if isinstance(section, DictConfig):
@@ -763,9 +764,45 @@ def merge_config(
     return merged
 
 
+def _integral_floats(base: DictConfig, layer: Any) -> Any:
+    """``layer`` with each integral float (``1e4``, ``100.0``: YAML and the command line read
+    ``1e4`` as a float) made an int where ``base`` holds an integer key or a list of them;
+    other values stay for OmegaConf to check."""
+    if not isinstance(layer, DictConfig):
+        return layer
+    for key, value in layer.items_ex(resolve=False):
+        node = base._get_node(key) if key in base else None
+        if isinstance(value, DictConfig) and isinstance(node, DictConfig):
+            _integral_floats(node, value)
+        elif _takes_int(node) and _integral(value):
+            layer[key] = int(value)
+        elif _int_list(node) and isinstance(value, ListConfig):
+            layer[key] = [int(v) if _integral(v) else v for v in value]
+    return layer
+
+
+def _takes_int(node: Any) -> bool:
+    """A value node whose type admits an int but no float (``int``, ``int | None``,
+    ``int | str``)."""
+    if node is None or isinstance(node, DictConfig | ListConfig):
+        return False
+    hint = node._metadata.ref_type
+    types = get_args(hint) if get_origin(hint) in (Union, UnionType) else (hint,)
+    return int in types and float not in types
+
+
+def _int_list(node: Any) -> bool:
+    return isinstance(node, ListConfig) and node._metadata.element_type is int
+
+
+def _integral(value: Any) -> bool:
+    return isinstance(value, float) and math.isfinite(value) and value.is_integer()
+
+
 def _merge(merged: DictConfig, layers: list[tuple[str, Any]]) -> DictConfig:
     for source, layer in layers:
         try:
+            layer = _integral_floats(merged, layer)
             merged = OmegaConf.merge(merged, layer)
         except OmegaConfBaseException as error:
             raise _friendly(error, source, merged, layer) from None

@@ -29,6 +29,7 @@ import pytest
 import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import nn
+from torchrl.objectives import SoftUpdate
 
 from s2ac_lit.actor import DEFAULT_SVGD, SVGDActor
 from s2ac_lit.config import Config
@@ -107,7 +108,15 @@ def mock_sampler_loss(
         actor_options["svgd"] = replace(DEFAULT_SVGD, steps=steps)
     actor = SVGDActor(obs_dim, [-1.0] * action_dim, [1.0] * action_dim, **actor_options)
     critic = QEnsemble(obs_dim, action_dim, hidden_sizes=(8,))
-    return loss_class(actor, critic, fixed_alpha=True, loss_function="l2")
+    return with_target_updater(loss_class(actor, critic, fixed_alpha=True, loss_function="l2"))
+
+
+def with_target_updater(loss: LossT, tau: float = 0.005) -> LossT:
+    """``loss`` with a ``SoftUpdate`` registered, as the trainer builds it (s2ac_lit/update.py):
+    TorchRL warns at every call of a loss whose target parameters have no updater. The updater
+    copies the online weights into the targets, which a new loss already holds."""
+    SoftUpdate(loss, tau=tau)
+    return loss
 
 
 def set_constant_critic(critic: nn.Module | TensorDictBase, values: float | list[float]) -> None:

@@ -121,3 +121,28 @@ def test_plot_trajectories_from_env_and_layout(tmp_path) -> None:
 def test_plot_goal_hits(tmp_path) -> None:
     rates = {"S2AC": np.array([0.2, 0.4, 0.4]), "SAC": np.array([1.0, 0.0, 0.0])}
     _assert_png(plot_goal_hits(rates, tmp_path / "hits.png", title="goal hits"))
+
+
+def test_the_trajectory_map_says_what_it_shows(tmp_path, monkeypatch) -> None:
+    """Axis labels, a colour bar for the contours, contour labels that can be read, and each
+    goal's hit rate on the figure with how many goals were reached."""
+    import s2ac_lit.analysis.goal_metrics as goal_metrics
+
+    drawn = []
+    save = goal_metrics._save
+    monkeypatch.setattr(
+        goal_metrics, "_save", lambda fig, path: drawn.append(fig) or save(fig, path)
+    )
+    env = gymnasium.make("s2ac_lit/MultiGoalMaxEnt-v0")
+    out = rollout_episodes(env, lambda obs: np.array([0.3, -0.2], np.float32), 2, seed=0)
+    rates = [0.5, 0.0, 0.25]
+    _assert_png(plot_trajectories(env, out["positions"], tmp_path / "map.png", "t", rates))
+    (fig,) = drawn
+    ax, colour_bar = fig.axes
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("position x", "position y")
+    assert "reward" in colour_bar.get_ylabel()
+    texts = [t.get_text() for t in ax.texts]
+    assert {"G1 50%", "G2 0%", "G3 25%"} <= set(texts)
+    assert "goals reached: 2 of 3; none: 25%" in texts
+    contour_labels = [t for t in ax.texts if t.get_text().lstrip("-").isdigit()]
+    assert contour_labels and min(t.get_fontsize() for t in contour_labels) >= 8

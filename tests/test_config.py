@@ -80,7 +80,7 @@ def test_required_keys_and_overrides() -> None:
     ("override", "message"),
     [
         ("colector.total_frames=5", r"unknown config key 'colector'.*did you mean 'collector'"),
-        ("svgd.stepz=3", r"unknown config key 'svgd.stepz'.*did you mean 'steps'"),
+        ("svgd.stepz=3", r"unknown config key 'svgd.stepz'.*did you mean 'svgd.steps'"),
         ("seed=abc", r"bad value for 'seed'"),
         ("critic.hidden_sizes=[a]", r"bad value for 'critic.hidden_sizes"),
         ("algo=ppo", r"algo='ppo' is not allowed; allowed: \('s2ac', 'sac', 'sql'\)"),
@@ -402,3 +402,25 @@ def test_the_libraries_draw_the_boundaries_where_the_ranges_do(accepts, rejects)
     accepts()
     with pytest.raises((ValueError, ZeroDivisionError, RuntimeError)):
         rejects()
+
+
+def test_an_integral_float_sets_an_integer_key(tmp_path: Path) -> None:
+    """``1e4`` is a float to YAML and to the command line; an integer key takes it as the
+    integer it is (in a list of integers too), from an override and from a preset."""
+    preset = tmp_path / "short.yaml"
+    preset.write_text("collector:\n  init_random_frames: 1e3\n")
+    cfg = load_config(
+        preset, ["collector.total_frames=1e4", "seed=3.0", "critic.hidden_sizes=[64.0,3e1]"]
+    )
+    assert cfg.collector.total_frames == 10_000 and type(cfg.collector.total_frames) is int
+    assert cfg.collector.init_random_frames == 1000
+    assert type(cfg.collector.init_random_frames) is int
+    assert cfg.seed == 3 and type(cfg.seed) is int
+    assert cfg.critic.hidden_sizes == [64, 30]
+    assert all(type(size) is int for size in cfg.critic.hidden_sizes)
+
+
+@pytest.mark.parametrize("value", ["2.5", "1e-1", "inf", "nan"])
+def test_a_fractional_float_for_an_integer_key_is_refused(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"'collector.total_frames'"):
+        load_config(overrides=[f"collector.total_frames={value}"])

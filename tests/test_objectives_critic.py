@@ -13,7 +13,7 @@ import math
 
 import pytest
 import torch
-from conftest import mock_replay_batch, set_constant_critic
+from conftest import mock_replay_batch, set_constant_critic, with_target_updater
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import InteractionType, NormalParamExtractor, TensorDictModule
 from torch import Tensor, nn
@@ -183,6 +183,7 @@ def constant_critic_loss(kind: str, estimator: ValueEstimators) -> CriticLoss:
     else:
         actor = SVGDActor(OBS, [-1.0] * ACT, [1.0] * ACT, num_particles=4, hidden_sizes=(8,))
         loss = S2ACLoss(actor, critic, **options)
+    with_target_updater(loss)
     set_constant_critic(loss.qvalue_network_params, 0.7)
     set_constant_critic(loss.target_qvalue_network_params, 0.7)
     _, hyperparams = ESTIMATORS[estimator]

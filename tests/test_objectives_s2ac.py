@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from conftest import mock_replay_batch
+from conftest import mock_replay_batch, with_target_updater
 from tensordict import TensorDict
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 from torchrl.objectives import SoftUpdate
@@ -50,7 +50,7 @@ def make_loss(init: str = "fixed", steps: int = 0, **kwargs) -> S2ACLoss:
     options = {"fixed_alpha": True, "loss_function": "l2", **kwargs}
     loss = S2ACLoss(actor, critic, alpha_init=ALPHA, **options)
     loss.make_value_estimator(gamma=GAMMA)
-    return loss
+    return with_target_updater(loss)
 
 
 def test_critic_loss_matches_hand_computation() -> None:
@@ -205,7 +205,13 @@ def test_policy_acts_in_a_collector_and_in_rollouts() -> None:
     )
     loss = S2ACLoss(actor, QEnsemble(obs_dim, 1, hidden_sizes=(16,)))
     policy = loss.policy(eval_selection="max")
-    collector = Collector(env, policy, frames_per_batch=8, total_frames=-1)
+    collector = Collector(
+        env,
+        policy,
+        frames_per_batch=8,
+        total_frames=-1,
+        auto_register_policy_transforms=False,  # as the trainer: no recurrent state
+    )
     data = next(iter(collector))
     collector.shutdown()
     assert data["action"].shape == (8, 1)

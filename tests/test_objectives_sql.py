@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from conftest import mock_replay_batch, set_constant_critic
+from conftest import mock_replay_batch, set_constant_critic, with_target_updater
 from tensordict import TensorDict
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
@@ -47,7 +47,7 @@ def make_loss(
     )
     critic = QEnsemble(OBS_DIM, len(low), hidden_sizes=hidden)
     loss = SQLLoss(actor, critic, alpha_init=alpha, amortized_particles=5, loss_function="l2")
-    return loss.make_value_estimator(gamma=gamma)
+    return with_target_updater(loss.make_value_estimator(gamma=gamma))
 
 
 def test_soft_value_hand_computation() -> None:

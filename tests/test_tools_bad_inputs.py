@@ -6,7 +6,10 @@ allowed (``needles``, all required), no traceback, and no change to anything in 
 the pre-existing run folder is hashed before and after, and no new file or folder may appear
 (a failed start leaves no empty run folder). A few cases also run as real subprocesses.
 
-``pytest -s tests/test_tools_bad_inputs.py`` prints the catalogue as a markdown table.
+The catalogue, as a markdown table of commands and their messages, is written to
+``bad_inputs.md`` in pytest's base temporary folder (``pytest --basetemp=DIR
+tests/test_tools_bad_inputs.py`` writes ``DIR/bad_inputs.md``), not to the console, where its
+``error:`` lines would read as failures.
 """
 
 from __future__ import annotations
@@ -59,8 +62,13 @@ FIT = "--config conf/quickstart.yaml run_dir={runs}"
 
 CASES = [
     # fit.py: keys and types
-    case("fit", f"{FIT} collector.total_frame=600", "total_frame", "did you mean 'total_frames'"),
-    case("fit", f"{FIT} replay.batchsize=3", "batchsize", "did you mean 'batch_size'"),
+    case(
+        "fit",
+        f"{FIT} collector.total_frame=600",
+        "total_frame",
+        "did you mean 'collector.total_frames'",
+    ),
+    case("fit", f"{FIT} replay.batchsize=3", "batchsize", "did you mean 'replay.batch_size'"),
     case("fit", f"{FIT} colector.total_frames=5", "colector", "did you mean 'collector'"),
     case("fit", f"{FIT} seed=abc", "'seed'", "abc", "Integer"),
     case("fit", f"{FIT} critic.hidden_sizes=[a]", "critic.hidden_sizes", "Integer"),
@@ -423,7 +431,9 @@ def _suites(tmp: Path) -> dict[str, str]:
     return {name: str(tmp / f"{name}.yaml") for name in variants}
 
 
-def _run_in_process(tool: str, argv: list[str], capsys) -> tuple[int, str]:
+def _run_in_process(tool: str, argv: list[str], capsys, monkeypatch) -> tuple[int, str]:
+    # argparse names the program after sys.argv[0]: the tool's, not pytest's.
+    monkeypatch.setattr(sys, "argv", [f"{tool}.py"])
     try:
         code = entry_point(tool)(argv)
     except SystemExit as exit_:  # argparse reports its usage errors by exiting
@@ -440,9 +450,17 @@ def _check(code: int, err: str, needles: tuple[str, ...], argv: list[str]) -> No
         assert needle in error_lines[0], f"{needle!r} not in {error_lines[0]!r}"
 
 
+@pytest.fixture(scope="module")
+def catalogue(tmp_path_factory) -> Path:
+    """The markdown table of every case's command and message (see the module docstring)."""
+    path = tmp_path_factory.getbasetemp() / "bad_inputs.md"
+    path.write_text("| command | message |\n| --- | --- |\n")
+    return path
+
+
 @pytest.mark.parametrize("bad", CASES + ISSUE_30_CASES + BENCHMARK_CASES)
 def test_mistake_gets_one_line_and_exit_2(
-    bad: Case, workspace: dict[str, str], capsys, monkeypatch
+    bad: Case, workspace: dict[str, str], catalogue: Path, capsys, monkeypatch
 ) -> None:
     argv = [arg.format(**workspace) for arg in bad.argv]
     for name, value in bad.env:
@@ -452,15 +470,16 @@ def test_mistake_gets_one_line_and_exit_2(
     cwd = os.getcwd()
     os.chdir(ROOT)  # argv uses repository-relative presets, as the README does
     try:
-        code, err = _run_in_process(bad.tool, argv, capsys)
+        code, err = _run_in_process(bad.tool, argv, capsys, monkeypatch)
     finally:
         os.chdir(cwd)
     _check(code, err, bad.needles, argv)
     assert _tree_digest(root) == before, "a failed start changed or created files"
     message = next(line for line in err.splitlines() if "error:" in line)
+    assert not message.startswith("pytest"), message
     shown = " ".join(bad.argv).replace("{", "<").replace("}", ">")
-    with capsys.disabled():
-        print(f"\n| `{bad.tool} {shown}` | `{message}` |", end="")
+    with catalogue.open("a") as table:
+        table.write(f"| `{bad.tool} {shown}` | `{message}` |\n")
 
 
 def test_catalogue_is_large_enough() -> None:

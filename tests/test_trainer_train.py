@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import ROOT, expected_updates, run_fit, tiny
+from tensordict import TensorDict
 
 from s2ac_lit.algorithms import without_unread
-from s2ac_lit.config import load_config
+from s2ac_lit.config import ConfigError, load_config
 from s2ac_lit.trainer.checkpoints import find_checkpoint
 from s2ac_lit.trainer.train import main, train
 
@@ -57,8 +58,9 @@ def test_fit_writes_everything_and_counts_exactly(finished_run: Path) -> None:
     summary = json.loads((finished_run / "summary.json").read_text())
     assert summary["frames"] == 400
     assert summary["updates"] == expected_updates(400) == 70
-    # Every 200 frames (right after the first update that follows them), then the final policy.
-    assert [h["frames"] for h in summary["eval_history"]] == [200, 400, 400]
+    # Every 200 frames (right after the first update that follows them); in the last round,
+    # once, after its last update: the final policy (one evaluation per frame count).
+    assert [h["frames"] for h in summary["eval_history"]] == [200, 400]
     assert summary["eval_history"][-1]["updates"] == 70
     for name in ("config.yaml", "learning_curve.png", "checkpoints/last.ckpt"):
         assert (finished_run / name).is_file(), name
@@ -67,8 +69,18 @@ def test_fit_writes_everything_and_counts_exactly(finished_run: Path) -> None:
     assert list((finished_run / "logs" / "tensorboard").glob("events.*"))
     checkpoint = torch.load(finished_run / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["global_step"] == 70
-    assert (finished_run / "replay" / checkpoint["replay_dir"] / "rank-0").is_dir()
+    dump = finished_run / "replay" / checkpoint["replay_dir"] / "rank-0"
+    assert dump.is_dir()
     assert torch.get_num_threads() == 1
+    # The dump holds the 400 transitions collected, not replay.capacity=5000 rows.
+    storage = TensorDict.load_memmap(dump / "storage")
+    assert storage.shape == (400,)
+    files = sum(f.stat().st_size for f in dump.rglob("*") if f.is_file())
+    # The data and small metadata files; a whole-capacity dump would be 5000/400 = 12.5 times
+    # the data.
+    assert files < 2 * storage.bytes(), (files, storage.bytes())
+    assert summary["wall_time_s"] == sum(summary["attempt_wall_times_s"])
+    assert len(summary["attempt_wall_times_s"]) == 1
 
 
 def test_evaluate_tool_reports_a_return(finished_run: Path, capsys) -> None:
@@ -105,6 +117,28 @@ def test_missing_run_is_a_clear_error(tmp_path: Path, capsys) -> None:
     assert "neither a checkpoint file nor a run folder" in capsys.readouterr().err
     assert main(["--resume", "auto", f"run_dir={tmp_path}"]) == 2
     assert "no run with a checkpoint" in capsys.readouterr().err
+
+
+def test_prioritized_replay_without_the_extension_stops_before_a_run_folder(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """Where TorchRL's C++ extension does not load (simulated: it loads on some machines), the
+    command line and ``train`` refuse ``replay.prioritized=true`` before any folder exists,
+    and ``--print-config`` refuses it as a run would."""
+    import s2ac_lit.trainer.data as data
+
+    monkeypatch.setattr(data, "prioritized_replay_unavailable", lambda: "undefined symbol: x")
+    overrides = tiny(tmp_path, "replay.prioritized=true")
+    for argv in (overrides, [*overrides, "--print-config"]):
+        assert main(argv) == 2
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        (line,) = captured.err.splitlines()
+        assert line.startswith("error: replay.prioritized=true needs TorchRL's C++ extension")
+        assert "undefined symbol: x" in line and "replay.prioritized=false" in line
+    with pytest.raises(ConfigError, match=r"replay\.prioritized=true needs"):
+        train(load_config(overrides=overrides))
+    assert not (tmp_path / "runs").exists()
 
 
 def test_killed_run_resumes_without_losing_or_repeating_work(tmp_path: Path) -> None:

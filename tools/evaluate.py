@@ -1,7 +1,8 @@
 """Evaluate a checkpoint: ``python tools/evaluate.py RUN_DIR_OR_CKPT --episodes 10``.
 
 Prints the mean ± std return over N episodes with the chosen action selection (S2AC and SQL:
-``softmax``, ``max``, ``random`` or ``amortized``; without ``--selection``, the run's
+``softmax``, ``max``, ``random``, and ``amortized`` where the run trained an amortised sampler:
+SQL always, S2AC with ``actor.amortized=true``; without ``--selection``, the run's
 ``actor.eval_selection`` or the algorithm's own deterministic mode, the only one SAC has).
 ``--json`` prints one JSON object instead. A long evaluation prints its progress on stderr
 every :data:`PROGRESS_EVERY_S` seconds.
@@ -19,7 +20,7 @@ import torch
 from torchrl.envs.utils import ExplorationType
 
 from s2ac_lit.actor import SELECTIONS
-from s2ac_lit.algorithms import ALGORITHMS, policy_with_selection
+from s2ac_lit.algorithms import ALGORITHMS, Policy, policy_with_selection
 from s2ac_lit.envs import check_env_spaces, env_dims, make_env
 from s2ac_lit.errors import UsageError, cli, positive_int, seed_int
 from s2ac_lit.trainer.checkpoints import find_checkpoint
@@ -48,6 +49,29 @@ def evaluate_with_progress(env, policy, episodes: int, exploration: ExplorationT
             )
             last = time.monotonic()
     return EvalResult(np.asarray(returns), np.asarray(lengths))
+
+
+def selection_policy(module: RLModule, selection: str, path) -> Policy:
+    """The run's policy acting with ``selection``, or a :class:`UsageError` naming the
+    selections this run offers (``amortized`` needs a run that trained the amortised sampler)."""
+    offered = []
+    for name in ALGORITHMS[module.cfg.algo].selections:
+        try:
+            built = policy_with_selection(module.cfg.algo, module.loss_module, name)
+        except ValueError:  # the loss refuses what its actor was not built for
+            continue
+        if name == selection:
+            policy = built
+        offered.append(name)
+    if "random" not in offered:  # the stochastic policy itself (main samples it): every sampler
+        offered.append("random")
+    if selection not in offered:
+        why = " (an amortised sampler: actor.amortized=true)" if selection == "amortized" else ""
+        raise UsageError(
+            f"--selection {selection!r} needs what the run of {str(path)!r} "
+            f"({module.cfg.algo}) did not train{why}; this run offers {offered}"
+        )
+    return policy
 
 
 @cli
@@ -82,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.selection == "random":
         exploration = ExplorationType.RANDOM
     elif args.selection is not None:
-        policy = policy_with_selection(module.cfg.algo, module.loss_module, args.selection)
+        policy = selection_policy(module, args.selection, path)
     result = evaluate_with_progress(env, policy, args.episodes, exploration)
     report = {
         "checkpoint": str(path),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from s2ac_lit.trainer.train import main
+from s2ac_lit.trainer.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -28,19 +28,21 @@ def write_goal_map(
 ) -> str:
     """Draw sampled episodes of ``policy`` over the reward map; returns the line to print.
 
-    Writes ``goal_map.png`` (trajectories over the reward contours, goals, wall) and
-    ``goal_map.json`` (hit rate per goal) into ``run_folder``, from ``episodes`` episodes of
-    the stochastic (MaxEnt) policy.
+    Writes ``goal_map.png`` (trajectories over the reward contours, goals with their hit
+    rates, wall) and ``goal_map.json`` (hit rate per goal) into ``run_folder``, from
+    ``episodes`` episodes of the stochastic (MaxEnt) policy.
     """
     policy_fn = numpy_policy(policy, exploration=ExplorationType.RANDOM)
     torch.manual_seed(GOAL_MAP_SEED)
     metrics, rollout = evaluate_episodes(env_id, policy_fn, episodes, GOAL_MAP_SEED)
     rates = {int(k.split("/")[1]): v for k, v in metrics.items() if k.startswith("hit_rate/")}
-    env = gymnasium.make(env_id)
-    title = f"{env_id}: {episodes} sampled episodes"
-    path = plot_trajectories(env, rollout["positions"], run_folder / "goal_map.png", title)
-    env.close()
     hits = {f"G{g + 1}": rates[g] for g in sorted(rates)}
+    env = gymnasium.make(env_id)
+    title = f"{env_id}: {episodes} sampled episodes of the final policy\nrun {run_folder.name}"
+    path = plot_trajectories(
+        env, rollout["positions"], run_folder / "goal_map.png", title, list(hits.values())
+    )
+    env.close()
     (run_folder / GOAL_MAP_JSON).write_text(json.dumps({"episodes": episodes, **hits}))
     reached = [name for name, rate in hits.items() if rate > 0]
     shown = ", ".join(f"{name} {rate:.0%}" for name, rate in hits.items())

@@ -174,10 +174,14 @@ def plot_trajectories(
     trajectories: np.ndarray | Sequence[np.ndarray],
     path: str | Path,
     title: str | None = None,
+    hit_rates: Sequence[float] | None = None,
 ) -> Path:
-    """Draw the map (reward contours, goals, wall) and trajectories, and write a PNG.
+    """Draw the map (reward contours with a colour bar, goals, wall) and trajectories, and
+    write a PNG.
 
-    The contours show -min_g |s - g|², the distance part of the reward.
+    The contours show -min_g |s - g|², the distance part of the reward. With ``hit_rates``
+    each goal is labelled with its rate and the figure says how many goals the episodes
+    reached and how many reached none.
 
     Args:
         env_or_layout: a multigoal env (wrapped or not) or its :class:`Layout`.
@@ -185,21 +189,35 @@ def plot_trajectories(
             ``[T_i + 1, 2]`` arrays.
         path: PNG file to write; parent folders are created.
         title: figure title.
+        hit_rates: ``[G]`` fraction of the episodes that ended at each goal.
 
     Returns:
         The path written.
     """
     layout = _layout_of(env_or_layout)
-    fig = Figure(figsize=(5.0, 5.0))
+    fig = Figure(figsize=(6.4, 5.6), dpi=120)
     ax = fig.add_subplot()
     grid = np.linspace(-STATE_BOUND, STATE_BOUND, 141)
     xx, yy = np.meshgrid(grid, grid)
     cost = goal_sq_distances(np.stack([xx, yy], axis=-1), layout.goals).min(-1)
     contours = ax.contour(xx, yy, -cost, levels=15, cmap="viridis", linewidths=0.8)
-    ax.clabel(contours, fontsize=6, fmt="%.0f")
+    ax.clabel(contours, contours.levels[::2], fontsize=8, fmt="%.0f")
+    fig.colorbar(
+        contours, ax=ax, shrink=0.8, label="−min$_g$ |s − g|²  (distance part of the reward)"
+    )
     for index, goal in enumerate(layout.goals):
         ax.add_patch(Circle(tuple(goal), GOAL_RADIUS, color="tab:red", alpha=0.6))
-        ax.annotate(f"G{index + 1}", tuple(goal), xytext=(0, 9), textcoords="offset points")
+        label = f"G{index + 1}"
+        if hit_rates is not None:
+            label += f" {hit_rates[index]:.0%}"
+        ax.annotate(
+            label,
+            tuple(goal),
+            xytext=(0, 9),
+            textcoords="offset points",
+            fontsize=9,
+            fontweight="bold",
+        )
     if layout.wall is not None:
         ax.plot(layout.wall[:, 0], layout.wall[:, 1], color="black", linewidth=4.0)
     for traj in trajectories:
@@ -207,8 +225,20 @@ def plot_trajectories(
         ax.plot(traj[:, 0], traj[:, 1], color="tab:blue", alpha=0.5, linewidth=1.0)
         ax.plot(traj[0, 0], traj[0, 1], "k.", markersize=4)
     ax.set(xlim=(-STATE_BOUND, STATE_BOUND), ylim=(-STATE_BOUND, STATE_BOUND), aspect="equal")
+    ax.set_xlabel("position x")
+    ax.set_ylabel("position y")
+    if hit_rates is not None:
+        reached = sum(rate > 0 for rate in hit_rates)
+        ax.text(
+            0.02,
+            0.02,
+            f"goals reached: {reached} of {len(hit_rates)}; none: {1 - sum(hit_rates):.0%}",
+            transform=ax.transAxes,
+            fontsize=9,
+            bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "0.7"},
+        )
     if title:
-        ax.set_title(title)
+        ax.set_title(title, fontsize=10)
     return _save(fig, path)
 
 

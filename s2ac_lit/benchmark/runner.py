@@ -47,7 +47,7 @@ ATTEMPTS_FILE = "attempts.jsonl"
 LOG_TAIL_LINES = 20
 POLL_S = 0.2  # how soon a KeyboardInterrupt reaches the wait for the fit process
 # The child runs exactly what tools/fit.py runs.
-FIT = "import sys; from s2ac_lit.trainer.train import main; sys.exit(main(sys.argv[1:]))"
+FIT = "import sys; from s2ac_lit.trainer.cli import main; sys.exit(main(sys.argv[1:]))"
 
 Status = Literal["finished", "skipped", "failed", "stopped"]
 

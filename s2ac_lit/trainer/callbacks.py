@@ -7,23 +7,30 @@ import io
 import json
 import os
 import shutil
-import signal
+import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
 from lightning.fabric.utilities.apply_func import convert_tensors_to_scalars
 from lightning.pytorch.callbacks import ModelCheckpoint
+from tensordict import TensorDict
+from torchrl.data.replay_buffers.checkpointers import TensorStorageCheckpointer
+from tqdm import tqdm
 
+from s2ac_lit.algorithms import ALGORITHMS
 from s2ac_lit.config import Config
 from s2ac_lit.envs import make_env
 from s2ac_lit.trainer.checkpoints import CheckpointError
 from s2ac_lit.trainer.csvlog import ContinuingCSVLogger
+from s2ac_lit.trainer.data import planned_updates
 from s2ac_lit.trainer.evaluation import evaluate_policy
+from s2ac_lit.trainer.interrupts import RunInterrupted, StopNow, StopSignals, resume_command
 from s2ac_lit.trainer.layout import REPLAY_DIR, SUMMARY_FILE
+from s2ac_lit.trainer.module import compiles
 from s2ac_lit.trainer.runfolder import (
     atomic_write_bytes,
     atomic_write_text,
@@ -36,6 +43,10 @@ from s2ac_lit.trainer.runfolder import (
 EVAL_SEED_OFFSET = 10_000  # evaluation episodes never share seeds with training
 
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure  # imported when a curve is drawn
+
+
 def _feeder(trainer: L.Trainer):
     return trainer.datamodule.feeder
 
@@ -43,12 +54,24 @@ def _feeder(trainer: L.Trainer):
 class TrainingProgress(L.Callback):
     """Logs the data side's progress at the log interval: ``train/frames``, ``time/ups``
     (updates per second since the previous log) and ``train/ep_return`` (mean of the last 20
-    training episodes), also on the progress bar. Listed before the checkpoint callback, so
-    that a checkpoint's log row includes them (:class:`LogCheckpoint`)."""
+    training episodes); the last two also for the progress bar
+    (:class:`s2ac_lit.trainer.progress.RunProgressBar`, which counts the frames itself). Listed
+    before the checkpoint callback, so that a checkpoint's log row includes them
+    (:class:`LogCheckpoint`). A run that compiles its update says so as the compilation starts
+    (the first update of each attempt): minutes on a CPU, without a bar moving."""
 
     def __init__(self, log_every_updates: int) -> None:
         self.every = log_every_updates
         self._last = (time.perf_counter(), 0)
+        self._first = True
+
+    def on_train_batch_start(self, trainer, pl_module, *args) -> None:
+        if self._first and trainer.is_global_zero and compiles(pl_module.cfg):
+            tqdm.write(
+                "compiling the update (minutes on a CPU; Ctrl-C stops the run at once)",
+                file=sys.stdout,
+            )
+        self._first = False
 
     def on_train_batch_end(self, trainer, pl_module, *args) -> None:
         updates = trainer.global_step
@@ -65,7 +88,9 @@ class TrainingProgress(L.Callback):
             progress["ep_return"] = recent
         logged = {f"time/{k}" if k == "ups" else f"train/{k}": v for k, v in progress.items()}
         pl_module.log_dict(logged, on_step=True, on_epoch=False, batch_size=1)
-        pl_module.log_dict(progress, prog_bar=True, logger=False, on_step=True, batch_size=1)
+        del progress["frames"]
+        if progress:
+            pl_module.log_dict(progress, prog_bar=True, logger=False, on_step=True, batch_size=1)
 
 
 class RunCheckpoint(ModelCheckpoint):
@@ -123,82 +148,93 @@ class LogCheckpoint(L.Callback):
         checkpoint["csv_rows"] = logger.experiment.rows
 
 
-class RunInterrupted(Exception):
-    """Training stopped on a signal after checkpointing; ``exit_code`` is 128 + signal."""
-
-    def __init__(self, signum: int, run_folder: Path, step: int) -> None:
-        name = signal.Signals(signum).name
-        super().__init__(
-            f"{name}: stopped after update {step} with a checkpoint; resume with: "
-            f"python tools/fit.py --resume {run_folder}"
-        )
-        self.exit_code = 128 + signum
-
-
 class GracefulStop(L.Callback):
-    """On SIGINT or SIGTERM, finish the current update, checkpoint it, raise RunInterrupted.
+    """A stop signal while training: finish the update, checkpoint it, raise RunInterrupted.
 
-    The signal handlers only note the signal (a write in progress is never cut); the update
-    under way completes, then :meth:`on_train_batch_end` writes the checkpoint and the replay
-    dump. Every DDP rank installs them, and the ranks agree at each update's end (one
-    all-reduce), so that a signal to any of them stops all at the same update, each writing
-    its part of the checkpoint. A second SIGINT interrupts at once (Python's default
-    KeyboardInterrupt).
+    The process's :class:`~s2ac_lit.trainer.interrupts.StopSignals` cut at once until the
+    first update of this process has ended (nothing to save before: the module docstring of
+    :mod:`s2ac_lit.trainer.interrupts`); from then on a signal is only noted, the update under
+    way completes, and :meth:`on_train_batch_end` writes the checkpoint and the replay dump.
+    Every DDP rank takes the signals, and the ranks agree at each update's end (one all-reduce),
+    so that a signal to any of them stops all at the same update, each writing its part of the
+    checkpoint; with several ranks signals are noted from the start, since one rank cut alone
+    would leave the others waiting in a collective.
     """
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self, run_folder: Path, checkpoint: RunCheckpoint) -> None:
+    def __init__(self, run_folder: Path, checkpoint: RunCheckpoint, signals: StopSignals) -> None:
         self.run_folder = run_folder
         self.checkpoint = checkpoint
-        self.signum: int | None = None
-        self._previous: dict[int, Any] = {}
+        self.signals = signals
         self._trainer: L.Trainer | None = None
 
-    def _note(self, signum: int, frame) -> None:
-        if self.signum == signal.SIGINT and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signum = signum
+    def _forget_lightning_sigterm(self) -> None:
         if self._trainer is not None:
-            # Lightning's own SIGTERM handler runs just before this one and makes the loop
-            # exit with status 0 (SIGTERMException, without this checkpoint or a summary) when
-            # the signal lands after on_train_batch_end below, e.g. during the periodic
-            # checkpoint, which Lightning runs after the other callbacks: the stop is ours.
+            # Lightning's own SIGTERM handler runs just before ours and makes the loop exit
+            # with status 0 (SIGTERMException, without this checkpoint or a summary) when the
+            # signal lands after on_train_batch_end below, e.g. during the periodic checkpoint,
+            # which Lightning runs after the other callbacks: the stop is ours.
             self._trainer._signal_connector.received_sigterm = False
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         self._trainer = trainer
+        self.signals.after_signal = self._forget_lightning_sigterm
+        if trainer.world_size > 1:
+            self.signals.cut = False
 
     def teardown(self, trainer, pl_module, stage: str) -> None:
         self._trainer = None
-
-    def install(self) -> None:
-        for signum in self.SIGNALS:
-            self._previous[signum] = signal.signal(signum, self._note)
+        self.signals.after_signal = None
 
     def on_train_start(self, trainer, pl_module) -> None:
         # Lightning registered its own SIGTERM handler as the fit started (before this hook),
         # ahead of ours: under DDP it forwards the signal to the ranks it started and runs a
         # collective inside the handler, which desynchronises the ranks' collectives. Only
         # ours runs from here on (Lightning restores the one it found, ours, at its teardown).
-        if self._previous:
-            for signum in self.SIGNALS:
-                signal.signal(signum, self._note)
-
-    def restore(self) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        self._previous = {}
+        self.signals.install()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        signum = self.signum or 0
+        self.signals.cut = False  # an update is done: from here on a signal checkpoints
+        signum = self.signals.signum or 0
         if trainer.world_size > 1:  # every rank stops at this update if any got a signal
             noted = torch.tensor([signum], device=pl_module.device)
             torch.distributed.all_reduce(noted, op=torch.distributed.ReduceOp.MAX)
             signum = int(noted.item())
         if signum:
             self.checkpoint.save_now(trainer)
-            raise RunInterrupted(signum, self.run_folder, trainer.global_step)
+            raise RunInterrupted(
+                signum,
+                f"stopped after update {trainer.global_step} with a checkpoint; resume with: "
+                f"{resume_command(self.run_folder)}",
+            )
+
+
+class FilledStorageCheckpointer(TensorStorageCheckpointer):
+    """Writes only the filled part of a TensorDict storage, and reads it back into the front.
+
+    TorchRL's own checkpointer writes the whole preallocated storage: a 1,500-frame Walker run
+    with ``replay.capacity=1e6`` dumped 193 MB per checkpoint. A buffer that has not wrapped
+    holds its transitions at indices ``[0, len)`` (the round-robin writer's cursor, saved by
+    the writer, says where the next one goes); a full one is written whole. Dumps of TorchRL's
+    checkpointer (the whole capacity) load too.
+    """
+
+    def dumps(self, storage, path) -> None:
+        if not storage.initialized:
+            raise RuntimeError("Cannot save a non-initialized storage.")
+        path = Path(path)
+        path.mkdir(exist_ok=True)
+        storage._storage[: len(storage)].memmap(path, copy_existing=True)
+        metadata = {"metadata": {}, "is_pytree": False, "len": storage._len}
+        (path / "storage_metadata.json").write_text(json.dumps(metadata))
+
+    def loads(self, storage, path) -> None:
+        path = Path(path)
+        metadata = json.loads((path / "storage_metadata.json").read_text())
+        saved = TensorDict.load_memmap(path)  # mapped: read as it is copied
+        if not storage.initialized:
+            storage._init(saved[0])
+        storage._storage[: saved.shape[0]].update_(saved)
+        storage._len = metadata["len"]
 
 
 class ReplayCheckpoint(L.Callback):
@@ -225,7 +261,9 @@ class ReplayCheckpoint(L.Callback):
             require_run_folder(self.root.parent)
             step_dir.mkdir(parents=True, exist_ok=True)  # replay/ is inside the live folder
             shutil.rmtree(tmp, ignore_errors=True)
-            _feeder(trainer).buffer.dumps(tmp)
+            buffer = _feeder(trainer).buffer
+            buffer.storage.checkpointer = FilledStorageCheckpointer()
+            buffer.dumps(tmp)
             write_manifest(tmp)
             fsync_tree(tmp)
             shutil.rmtree(target, ignore_errors=True)
@@ -245,7 +283,9 @@ class ReplayCheckpoint(L.Callback):
             )
             return
         check_replay_dump(path)
-        _feeder(trainer).buffer.loads(path)
+        buffer = _feeder(trainer).buffer
+        buffer.storage.checkpointer = FilledStorageCheckpointer()
+        buffer.loads(path)
         self._dumped = checkpoint["global_step"]  # a save at this step keeps this dump
 
 
@@ -260,14 +300,19 @@ def check_replay_dump(path: Path) -> None:
 
 
 class PeriodicEvaluation(L.Callback):
-    """Deterministic evaluation episodes every ``every_frames`` frames and at the end.
+    """Deterministic evaluation episodes every ``every_frames`` frames and after the last update.
 
-    Runs on global rank 0 only. Its history (frames, updates, mean, std) is part of the
-    checkpoint, so a resumed run keeps its learning curve.
+    Runs on global rank 0 only; each evaluation prints one line (above the progress bar). One
+    evaluation per frame count: the periodic one due in the run's last round of updates (whose
+    frames are the run's total) waits for the round's last update, the final evaluation. Its
+    history (frames, updates, mean, std) is part of the checkpoint, so a resumed run keeps its
+    learning curve. A stop signal cuts an evaluation short (``signals``); the update is then
+    checkpointed without it, and the resumed run evaluates before its first update.
     """
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, signals: StopSignals | None = None) -> None:
         self.cfg = cfg
+        self.signals = signals or StopSignals()  # not installed: never cut
         self.history: list[dict[str, float]] = []
         self._env = None
 
@@ -277,14 +322,26 @@ class PeriodicEvaluation(L.Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = list(state_dict["history"])
 
-    def _due(self, frames: int) -> bool:
-        every = self.cfg.eval.every_frames
+    def _due(self, trainer: L.Trainer) -> bool:
+        frames = _feeder(trainer).frames
         last = self.history[-1]["frames"] if self.history else 0
+        if frames >= self.cfg.collector.total_frames:  # the last round: once, at its end
+            return last < frames and trainer.global_step >= planned_updates(self.cfg.collector)
+        every = self.cfg.eval.every_frames
         return every > 0 and frames // every > last // every
 
-    def _evaluate(self, trainer: L.Trainer, pl_module) -> dict[str, float] | None:
+    def latest_return(self) -> float | None:
+        """The latest evaluation's mean return, None before the first."""
+        return self.history[-1]["return_mean"] if self.history else None
+
+    def describe(self) -> str:
+        """``10 episodes, selection softmax``: what each evaluation runs."""
+        selection = ALGORITHMS[self.cfg.algo].default_selection(self.cfg) or "the mean action"
+        return f"{self.cfg.eval.episodes} episodes, selection {selection}"
+
+    def _evaluate(self, trainer: L.Trainer, pl_module) -> None:
         if not trainer.is_global_zero:
-            return None
+            return
         if self._env is None:
             self._env = make_env(
                 self.cfg.env.id,
@@ -292,7 +349,13 @@ class PeriodicEvaluation(L.Callback):
                 device=pl_module.device,
                 max_episode_steps=self.cfg.env.max_episode_steps,
             )
-        result = evaluate_policy(self._env, pl_module.policy(), self.cfg.eval.episodes)
+        try:
+            with self.signals.cutting():
+                result = evaluate_policy(self._env, pl_module.policy(), self.cfg.eval.episodes)
+        except StopNow as stop:
+            if stop.repeated:
+                raise
+            return  # the signal stays noted: GracefulStop checkpoints this update
         feeder = _feeder(trainer)
         record = {
             "frames": feeder.frames,
@@ -304,15 +367,23 @@ class PeriodicEvaluation(L.Callback):
         metrics = {"eval/return_mean": result.mean, "eval/return_std": result.std}
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
-        return record
+        tqdm.write(
+            f"evaluation at {feeder.frames} frames (update {trainer.global_step}): return "
+            f"{result.mean:.2f} ± {result.std:.2f} over {self.cfg.eval.episodes} episodes",
+            file=sys.stdout,
+        )
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if self._due(trainer):  # a resumed run whose last evaluation a signal cut short
+            self._evaluate(trainer, pl_module)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self._due(_feeder(trainer).frames):
+        if self._due(trainer):
             self._evaluate(trainer, pl_module)
 
     def on_train_end(self, trainer, pl_module) -> None:
-        last = self.history[-1]["updates"] if self.history else -1
-        if last != trainer.global_step:
+        # A run that made no update in its last round (updates_per_batch=0) ends here.
+        if not self.history or self.history[-1]["frames"] < _feeder(trainer).frames:
             self._evaluate(trainer, pl_module)
         if self._env is not None:
             self._env.close()
@@ -344,14 +415,29 @@ class RunSummary(L.Callback):
     resumed (``tools/benchmark.py --at-frames``); the finished run overwrites it. With several
     DDP ranks each writes its own counters (every rank collects its own frames), after checking
     that all ranks hold the same weights (:func:`check_ranks_agree`).
+
+    ``wall_time_s`` is the run's training time over all its attempts (a resumed run's included),
+    ``attempt_wall_times_s`` each attempt's, from its trainer's start to its last checkpoint
+    (the attempt under way: to now); the checkpoint keeps the earlier attempts'.
     """
 
     def __init__(self, run_folder: Path, evaluation: PeriodicEvaluation) -> None:
         self.run_folder = run_folder
         self.evaluation = evaluation
         self._start = time.perf_counter()
+        self._earlier_attempts: list[float] = []
         self.summary: dict[str, Any] = {}
         self._evaluations_written = 0
+
+    def attempt_times(self) -> list[float]:
+        """Wall seconds of every attempt of the run, this one (so far) last."""
+        return [*self._earlier_attempts, round(time.perf_counter() - self._start, 1)]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"attempt_wall_times_s": self.attempt_times()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._earlier_attempts = list(state_dict["attempt_wall_times_s"])
 
     def on_train_batch_end(self, trainer, pl_module, *args) -> None:
         if len(self.evaluation.history) != self._evaluations_written:
@@ -381,50 +467,90 @@ class RunSummary(L.Callback):
         if not trainer.is_global_zero:
             return
         feeder = _feeder(trainer)
+        cfg = pl_module.cfg
         history = self.evaluation.history
         final = history[-1] if history else {}
+        attempts = self.attempt_times()
         self.summary = {
-            "algo": pl_module.cfg.algo,
-            "env": pl_module.cfg.env.id,
+            "algo": cfg.algo,
+            "env": cfg.env.id,
             "finished": finished,
             "frames": feeder.frames,
             "updates": trainer.global_step,
             "episodes": feeder.episodes,
-            "wall_time_s": round(time.perf_counter() - self._start, 1),
+            "wall_time_s": round(sum(attempts), 1),
+            "attempt_wall_times_s": attempts,
             "final_eval_return_mean": final.get("return_mean"),
             "final_eval_return_std": final.get("return_std"),
             "eval_history": history,
         }
         atomic_write_text(self.run_folder / SUMMARY_FILE, json.dumps(self.summary, indent=2))
         self._evaluations_written = len(history)
-        plot_learning_curve(history, feeder.return_history, self.run_folder / "learning_curve.png")
+        plot_learning_curve(
+            history,
+            feeder.return_history,
+            self.run_folder / "learning_curve.png",
+            title=f"{cfg.algo.upper()} on {cfg.env.id}\nrun {self.run_folder.name}",
+            evaluation=self.evaluation.describe(),
+            random_frames=min(cfg.collector.init_random_frames, cfg.collector.total_frames),
+        )
 
 
 def plot_learning_curve(
     eval_history: list[dict[str, float]],
     train_returns: list[tuple[int, float]],
     path: Path,
+    **labels: Any,
 ) -> None:
-    """Evaluation return (mean ± std) and training episode returns against frames."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6, 4))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    if train_returns:
-        frames, returns = zip(*train_returns, strict=True)
-        ax.plot(frames, returns, ".", alpha=0.3, markersize=3, label="training episodes")
-    if eval_history:
-        frames = [h["frames"] for h in eval_history]
-        mean = [h["return_mean"] for h in eval_history]
-        std = [h["return_std"] for h in eval_history]
-        ax.errorbar(frames, mean, yerr=std, marker="o", capsize=3, label="evaluation")
-    ax.set_xlabel("environment frames")
-    ax.set_ylabel("episode return")
-    ax.legend(loc="best")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
+    """Write :func:`learning_curve_figure` (``labels``: its keywords) to the PNG ``path``."""
+    fig = learning_curve_figure(eval_history, train_returns, **labels)
     image = io.BytesIO()
     fig.savefig(image, dpi=120, format="png")
     atomic_write_bytes(path, image.getvalue())
+
+
+def learning_curve_figure(
+    eval_history: list[dict[str, float]],
+    train_returns: list[tuple[int, float]],
+    *,
+    title: str = "",
+    evaluation: str = "",
+    random_frames: int = 0,
+) -> Figure:
+    """Evaluation return (mean ± std) and training episode returns against frames.
+
+    ``title``: what ran (algorithm, env, run); ``evaluation``: what an evaluation is (episodes,
+    action selection), in its legend entry; ``random_frames``: the first frames, acted at
+    random, shaded. One evaluation point per frame count (the latest, should a history hold
+    two).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    if random_frames > 0:
+        ax.axvspan(0, random_frames, color="0.85", zorder=0, label="random actions")
+    if train_returns:
+        frames, returns = zip(*train_returns, strict=True)
+        ax.plot(frames, returns, ".", alpha=0.3, markersize=3, label="training episodes")
+    latest = {h["frames"]: h for h in eval_history}  # one point per frame count
+    if latest:
+        points = [latest[f] for f in sorted(latest)]
+        ax.errorbar(
+            [h["frames"] for h in points],
+            [h["return_mean"] for h in points],
+            yerr=[h["return_std"] for h in points],
+            marker="o",
+            capsize=3,
+            label=f"evaluation ({evaluation}), mean ± std" if evaluation else "evaluation",
+        )
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.set_xlabel("environment frames")
+    ax.set_ylabel("episode return")
+    ax.legend(loc="best", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -9,15 +9,23 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import warnings
 
-# Lightning's info lines that are advertisements or false for our loop (the epoch is ours).
+# Lightning's info lines that are advertisements, false for our loop (the epoch is ours), or
+# said in our own words by the run's start line (s2ac_lit.trainer.train.start_line).
 _LIGHTNING_INFO_DROPPED = (
     # Advertises a cloud logger; the run already logs to TensorBoard and CSV in its folder.
     "💡 Tip:",
-    # We never use TPUs or HPUs; the GPU line ("GPU available: ..., used: ...") stays.
+    # "GPU available: True (cuda), used: True": the start line names the device the run uses.
+    "GPU available",
+    # We never use TPUs or HPUs.
     "TPU available",
     "HPU available",
+    # "Restoring states from the checkpoint path at ..." and "Restored all states from the
+    # checkpoint at ...": the start line says which run resumes from which update.
+    "Restoring states from the checkpoint",
+    "Restored all states from the checkpoint",
     # The single epoch ends when collector.total_frames are collected; "max_epochs=1 reached"
     # misleads (our own final line states frames and updates).
     "`Trainer.fit` stopped: `max_epochs=1` reached",
@@ -42,11 +50,10 @@ _WARNINGS_IGNORED: tuple[tuple[str, type[Warning], str], ...] = (
         "raised inside Lightning's own pytree helper with this torch; nothing in our code",
     ),
     (
-        "last_cursor is None. The replay buffer may not be saved properly",
-        UserWarning,
-        "a resumed run's buffer has no write cursor until its next write; the cursor only sets "
-        "the shift of save hooks, which our buffers have none of (the resume tests compare the "
-        "resumed run's data and metrics with an uninterrupted run)",
+        r"torch._dynamo.config.inline_inbuilt_nn_modules is deprecated",
+        FutureWarning,
+        "tensordict reads this torch flag while torch.compile traces the update "
+        "(trainer.compile); the flag does nothing in this torch, and nothing of ours sets it",
     ),
     (
         r"Checkpoint directory .* exists and is not empty",
@@ -61,21 +68,38 @@ _WARNINGS_IGNORED: tuple[tuple[str, type[Warning], str], ...] = (
 )
 
 
+_RANK_PREFIX = re.compile(r"^\[rank: \d+\] ")
+
+
 class _DropMessages(logging.Filter):
     def __init__(self, prefixes: tuple[str, ...]) -> None:
         super().__init__()
         self.prefixes = prefixes
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.getMessage()).startswith(self.prefixes)
+        # Lightning marks some messages with the rank: "[rank: 0] Received SIGTERM: 15".
+        message = _RANK_PREFIX.sub("", str(record.getMessage()), count=1)
+        return not message.startswith(self.prefixes)
 
 
 _LIGHTNING_FILTER = _DropMessages(_LIGHTNING_INFO_DROPPED)
+
+# TorchRL marks its loss calls with profiler ranges (torch.autograd.profiler.record_function);
+# torch.compile (trainer.compile) leaves them out of the compiled update and says so once per
+# function. The ranges only label profiles; the update is the same.
+_DYNAMO_PROFILER_LOGGER = "torch._dynamo.variables.ctx_manager"
+_DYNAMO_FILTER = _DropMessages(("Profiler record function",))
 
 # Ray announces that a local instance it starts has token authentication on, which is its secure
 # default and needs nothing from the user; the opposite warning (authentication disabled) stays.
 _RAY_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
 _RAY_FILTER = _DropMessages(("Token authentication is enabled",))
+
+# "[rank: 0] Received SIGTERM: 15": Lightning's own SIGTERM handler, active from the fit's start
+# until the trainer's callbacks put ours back (s2ac_lit.trainer.callbacks.GracefulStop), says
+# so; the run's own line says how the signal ended the run.
+_LIGHTNING_SIGNAL_LOGGER = "lightning.pytorch.trainer.connectors.signal_connector"
+_LIGHTNING_SIGNAL_FILTER = _DropMessages(("Received SIGTERM",))
 
 
 def quiet_third_party() -> None:
@@ -87,9 +111,14 @@ def quiet_third_party() -> None:
         log = logging.getLogger(name)
         if _LIGHTNING_FILTER not in log.filters:
             log.addFilter(_LIGHTNING_FILTER)
-    ray_log = logging.getLogger(_RAY_AUTH_LOGGER)
-    if _RAY_FILTER not in ray_log.filters:
-        ray_log.addFilter(_RAY_FILTER)
+    for name, dropped in (
+        (_RAY_AUTH_LOGGER, _RAY_FILTER),
+        (_DYNAMO_PROFILER_LOGGER, _DYNAMO_FILTER),
+        (_LIGHTNING_SIGNAL_LOGGER, _LIGHTNING_SIGNAL_FILTER),
+    ):
+        log = logging.getLogger(name)
+        if dropped not in log.filters:
+            log.addFilter(dropped)
     # TorchRL logs INFO lines (worker start, closing envs) with ANSI colour codes, which end up
     # raw in redirected log files; keep its warnings and errors. RL_LOGGING_LEVEL, TorchRL's own
     # switch, still wins when the user sets it.

@@ -285,6 +285,19 @@ def prioritized_replay_unavailable() -> str | None:
     return None
 
 
+def check_replay(cfg: ReplayConfig) -> None:
+    """Raise a :class:`ConfigError` for a replay buffer this machine cannot build
+    (``replay.prioritized=true`` without TorchRL's C++ extension); a run checks it before its
+    folder exists."""
+    reason = prioritized_replay_unavailable() if cfg.prioritized else None
+    if reason is not None:
+        raise ConfigError(
+            "replay.prioritized=true needs TorchRL's C++ extension (torchrl._torchrl, its "
+            f"segment trees), which does not load here ({reason}); install torch and torchrl "
+            "builds made for each other, or set replay.prioritized=false"
+        )
+
+
 def make_replay_buffer(cfg: ReplayConfig, device: torch.device | str = "cpu") -> ReplayBuffer:
     """A TensorDict replay buffer whose storage lives on ``device``: uniform, or prioritised.
 
@@ -294,13 +307,7 @@ def make_replay_buffer(cfg: ReplayConfig, device: torch.device | str = "cpu") ->
     storage = LazyTensorStorage(cfg.capacity, device=device)
     if not cfg.prioritized:
         return ReplayBuffer(storage=storage, batch_size=cfg.batch_size)
-    reason = prioritized_replay_unavailable()
-    if reason is not None:
-        raise ConfigError(
-            "replay.prioritized=true needs TorchRL's C++ extension (torchrl._torchrl, its "
-            f"segment trees), which does not load here ({reason}); install torch and torchrl "
-            "builds made for each other, or set replay.prioritized=false"
-        )
+    check_replay(cfg)
     return TensorDictPrioritizedReplayBuffer(
         alpha=cfg.alpha, beta=cfg.beta, eps=cfg.eps, storage=storage, batch_size=cfg.batch_size
     )

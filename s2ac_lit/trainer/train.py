@@ -1,7 +1,8 @@
-"""Entry point: ``python tools/fit.py --config conf/walker.yaml [key=value ...]``.
+"""Training: ``python tools/fit.py --config conf/walker.yaml [key=value ...]``.
 
-``main(argv)`` parses the command line; ``train(cfg)`` builds the run folder, the module, the
-data module, the callbacks and the Lightning ``Trainer``, fits, and returns the run summary.
+The command line is parsed in :mod:`s2ac_lit.trainer.cli` (before torch is imported), which
+calls :func:`run`; ``train(cfg)`` builds the run folder, the module, the data module, the
+callbacks and the Lightning ``Trainer``, fits, and returns the run summary.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import difflib
 import hashlib
 import logging
 import os
-import sys
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,6 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.profilers import AdvancedProfiler, Profiler, SimpleProfiler
 from lightning.pytorch.strategies import StrategyRegistry
 from lightning_utilities.core.rank_zero import rank_zero_only as utils_rank_zero_only
@@ -36,7 +36,7 @@ from s2ac_lit.config import (
     to_yaml,
 )
 from s2ac_lit.envs import EnvError, check_env_spaces, env_dims, make_env, run_output
-from s2ac_lit.errors import cli, report
+from s2ac_lit.errors import report
 from s2ac_lit.trainer.allocator import keep_freed_host_memory
 from s2ac_lit.trainer.callbacks import (
     GracefulStop,
@@ -44,7 +44,6 @@ from s2ac_lit.trainer.callbacks import (
     PeriodicEvaluation,
     ReplayCheckpoint,
     RunCheckpoint,
-    RunInterrupted,
     RunSummary,
     TrainingProgress,
     check_replay_dump,
@@ -58,9 +57,17 @@ from s2ac_lit.trainer.checkpoints import (
     read_checkpoint,
     run_folder_of,
 )
+from s2ac_lit.trainer.cli import main  # noqa: F401  (its earlier home: runner, scripts)
 from s2ac_lit.trainer.console import quiet_third_party
 from s2ac_lit.trainer.csvlog import ContinuingCSVLogger
-from s2ac_lit.trainer.data import ReplayDataModule
+from s2ac_lit.trainer.data import ReplayDataModule, check_replay, planned_updates
+from s2ac_lit.trainer.interrupts import (
+    RunInterrupted,
+    StopNow,
+    StopSignals,
+    display_path,
+    resume_command,
+)
 from s2ac_lit.trainer.layout import (
     CHECKPOINTS_DIR,
     CONFIG_FILE,
@@ -71,6 +78,7 @@ from s2ac_lit.trainer.layout import (
 )
 from s2ac_lit.trainer.memory import check_memory
 from s2ac_lit.trainer.module import RLModule
+from s2ac_lit.trainer.progress import RunProgressBar
 from s2ac_lit.trainer.runfolder import (
     AtomicCheckpointIO,
     RunLock,
@@ -156,10 +164,16 @@ def global_rank(t: TrainerConfig) -> int:
 
 
 def build_trainer(
-    cfg: Config, run_folder: Path, evaluation: PeriodicEvaluation, *, csv_rows: int = 0
+    cfg: Config,
+    run_folder: Path,
+    evaluation: PeriodicEvaluation,
+    signals: StopSignals,
+    *,
+    csv_rows: int = 0,
 ) -> L.Trainer:
-    """The Lightning Trainer with checkpoints, replay dumps, evaluation, loggers and a graceful
-    stop on SIGINT/SIGTERM. ``csv_rows``: rows of an existing ``metrics.csv`` to continue."""
+    """The Lightning Trainer with checkpoints, replay dumps, evaluation, loggers, the progress
+    bar and a graceful stop on SIGINT/SIGTERM (``signals``, installed). ``csv_rows``: rows of
+    an existing ``metrics.csv`` to continue."""
     t = cfg.trainer
     checkpoint = RunCheckpoint(
         dirpath=run_folder / "checkpoints",
@@ -177,9 +191,12 @@ def build_trainer(
     if cfg.replay.checkpoint:
         callbacks.append(ReplayCheckpoint(run_folder))
     if t.progress_bar:
-        callbacks.append(TQDMProgressBar(refresh_rate=max(1, t.log_every_updates)))
+        bar = RunProgressBar(
+            cfg.collector.total_frames, t.log_every_updates, evaluation.latest_return
+        )
+        callbacks.append(bar)
     # Last: evaluation due at this update is logged before an interruption's checkpoint.
-    callbacks.append(GracefulStop(run_folder, checkpoint))
+    callbacks.append(GracefulStop(run_folder, checkpoint, signals))
     loggers = [
         RunTensorBoardLogger(run_folder),
         ContinuingCSVLogger(run_folder, name="logs", version="csv", keep_rows=csv_rows),
@@ -229,17 +246,35 @@ def cpu_threads(trainer: TrainerConfig) -> int:
     return max(1, len(os.sched_getaffinity(0)) // max(local, 1))
 
 
-def train(cfg: Config, *, resume_from: Path | None = None) -> dict[str, Any]:
+def train(
+    cfg: Config, *, resume_from: Path | None = None, signals: StopSignals | None = None
+) -> dict[str, Any]:
     """Fit ``cfg`` (or continue the run of checkpoint ``resume_from``); returns the summary.
 
     Global rank 0 (:func:`global_rank`) owns the run folder: it creates it (fresh runs) with
     ``config.yaml``, locks it while training (:class:`s2ac_lit.trainer.runfolder.RunLock`) and
     writes the summary. The other ranks of a DDP run train in the folder of
     :data:`RUN_FOLDER_ENV`, which rank 0 sets for the ranks Lightning starts on its node and the
-    user sets, the same, on every other node. Raises :class:`RunInterrupted` after
-    checkpointing when SIGINT or SIGTERM arrives (at any rank: all stop at the same update).
+    user sets, the same, on every other node.
+
+    Raises :class:`RunInterrupted` when SIGINT or SIGTERM stops the run: after checkpointing
+    while it trains (at any rank: all stop at the same update), and at once before the first
+    update, when a new run's folder is removed (:mod:`s2ac_lit.trainer.interrupts`).
+    ``signals``: the process's handlers, installed (by the command line); without them, this
+    call installs its own for its duration.
     """
+    if signals is not None:
+        return _train_as_rank(cfg, resume_from, signals)
+    signals = StopSignals().install()
+    try:
+        return _train_as_rank(cfg, resume_from, signals)
+    finally:
+        signals.restore()
+
+
+def _train_as_rank(cfg: Config, resume_from: Path | None, signals: StopSignals) -> dict[str, Any]:
     check_config(cfg)  # before a run folder exists
+    check_replay(cfg.replay)
     torch.set_num_threads(cpu_threads(cfg.trainer))
     if cfg.trainer.keep_freed_memory:
         keep_freed_host_memory()
@@ -259,18 +294,73 @@ def train(cfg: Config, *, resume_from: Path | None = None) -> dict[str, Any]:
                 f"{cfg.trainer.num_nodes} nodes: set {RUN_FOLDER_ENV} to the run folder, the "
                 "same folder (on a shared file system) on every node"
             )
-        return _train(cfg, Path(shared), resume_from)
+        try:
+            return _train(cfg, Path(shared), resume_from, signals)
+        except StopNow as stop:  # rank 0 tidies the folder and says how to go on
+            raise RunInterrupted(stop.signum, f"rank {rank} stopped at once") from None
     fresh = resume_from is None
-    run_folder = new_run_folder(cfg) if fresh else run_folder_of(resume_from)
-    with RunLock(run_folder):  # before config.yaml: a second rank 0 must not overwrite it
+    run_folder = None if fresh else run_folder_of(resume_from)
+    # What a requested folder held before this run: a stop before the first checkpoint
+    # removes only what the run added (the benchmark harness keeps its own files there).
+    held = set(os.listdir(requested)) if fresh and requested and requested.is_dir() else None
+    try:
         if fresh:
-            atomic_write_text(run_folder / CONFIG_FILE, to_yaml(cfg))
-        else:
-            remove_leftovers(run_folder)  # temporary files of a killed run
-        return _train(cfg, run_folder, resume_from)
+            run_folder = new_run_folder(cfg)
+        # Before config.yaml: a second rank 0 must not overwrite it.
+        with RunLock(run_folder):
+            if fresh:
+                atomic_write_text(run_folder / CONFIG_FILE, to_yaml(cfg))
+            else:
+                remove_leftovers(run_folder)  # temporary files of a killed run
+            try:
+                return _train(cfg, run_folder, resume_from, signals)
+            except StopNow as stop:
+                raise stopped_at_once(stop.signum, run_folder, fresh, held) from None
+            except RunInterrupted:
+                raise
+            except Exception:
+                if signals.signum is None:
+                    raise
+                # A failure that follows a signal is the signal's: the terminal's SIGINT also
+                # kills the compiler's child processes, and their compile error may come first.
+                raise stopped_at_once(signals.signum, run_folder, fresh, held) from None
+    except StopNow as stop:  # while the folder is created and locked
+        if run_folder is None or not run_folder.exists():
+            raise
+        raise stopped_at_once(stop.signum, run_folder, fresh, held) from None
 
 
-def _train(cfg: Config, run_folder: Path, resume_from: Path | None) -> dict[str, Any]:
+def stopped_at_once(
+    signum: int, run_folder: Path, fresh: bool, held: set[str] | None
+) -> RunInterrupted:
+    """The one line of a run that a signal cut at once, after tidying its folder: a new run
+    without a checkpoint leaves nothing (only what it added, in a folder that existed before:
+    ``held``); a run with a checkpoint resumes from it (temporary files of a cut write go)."""
+    if any((run_folder / CHECKPOINTS_DIR).glob("*.ckpt")):
+        remove_leftovers(run_folder)
+        return RunInterrupted(
+            signum,
+            "stopped at once; the run goes on from its newest checkpoint with: "
+            + resume_command(run_folder),
+        )
+    if not fresh:
+        return RunInterrupted(
+            signum, f"stopped at once; {display_path(run_folder)} has no checkpoint"
+        )
+    if held is None:
+        shutil.rmtree(run_folder, ignore_errors=True)
+        done = f"removed the run folder {display_path(run_folder)}"
+    else:
+        for name in set(os.listdir(run_folder)) - held:
+            path = run_folder / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+        done = f"removed what the run wrote in {display_path(run_folder)}"
+    return RunInterrupted(signum, f"stopped before the run's first checkpoint; {done}")
+
+
+def _train(
+    cfg: Config, run_folder: Path, resume_from: Path | None, signals: StopSignals
+) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=False, verbose=False)
     probe = make_env(cfg.env.id, max_episode_steps=cfg.env.max_episode_steps)
     dims = env_dims(probe)
@@ -279,6 +369,7 @@ def _train(cfg: Config, run_folder: Path, resume_from: Path | None) -> dict[str,
         cfg, dims.observation_dim, dims.action_low.tolist(), dims.action_high.tolist()
     )
     csv_rows = 0
+    resumed_at = None
     if resume_from is not None:
         checkpoint = read_checkpoint(resume_from)
         check_compatible(checkpoint, module, resume_from)
@@ -291,13 +382,14 @@ def _train(cfg: Config, run_folder: Path, resume_from: Path | None) -> dict[str,
                 f"collector.total_frames={2 * frames}"
             )
         csv_rows = checkpoint.get("csv_rows", 0)
+        resumed_at = checkpoint["global_step"]
 
-    evaluation = PeriodicEvaluation(cfg)
-    trainer = build_trainer(cfg, run_folder, evaluation, csv_rows=csv_rows)
+    evaluation = PeriodicEvaluation(cfg, signals)
+    trainer = build_trainer(cfg, run_folder, evaluation, signals, csv_rows=csv_rows)
+    if trainer.is_global_zero:
+        print(start_line(cfg, run_folder, trainer, resumed_at), flush=True)
     inherited = os.environ.get(RUN_FOLDER_ENV)
     os.environ[RUN_FOLDER_ENV] = str(run_folder)  # for the ranks Lightning starts
-    stop = next(c for c in trainer.callbacks if isinstance(c, GracefulStop))
-    stop.install()  # on every rank: a terminal's Ctrl-C reaches them all
     try:
         trainer.fit(module, datamodule=ReplayDataModule(cfg), ckpt_path=resume_from)
     except Exception:
@@ -306,7 +398,7 @@ def _train(cfg: Config, run_folder: Path, resume_from: Path | None) -> dict[str,
         require_run_folder(run_folder)
         raise
     finally:
-        stop.restore()
+        signals.cut = True  # the run is saved: what follows (its outputs) may stop at once
         if inherited is None:
             os.environ.pop(RUN_FOLDER_ENV, None)
         else:
@@ -315,26 +407,22 @@ def _train(cfg: Config, run_folder: Path, resume_from: Path | None) -> dict[str,
     return {"run_folder": str(run_folder), **summary}
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="fit.py",
-        description="Train S2AC (or SAC, SQL) with Lightning. "
-        "Example: python tools/fit.py --config conf/walker.yaml seed=1 trainer.devices=2",
+def start_line(cfg: Config, run_folder: Path, trainer: L.Trainer, resumed_at: int | None) -> str:
+    """What the run is about to do, in one line: the run folder (resumed from which update),
+    the algorithm, env and budget, and the devices."""
+    what = f"run {display_path(run_folder)}"
+    if resumed_at is not None:
+        what = f"resuming {display_path(run_folder)} from update {resumed_at}"
+    device = trainer.strategy.root_device.type
+    processes = trainer.world_size
+    where = f"{processes} × {device}" if processes > 1 else device
+    if device == "cpu":
+        threads = torch.get_num_threads()
+        where += f", {threads} thread{'s' if threads > 1 else ''} per process"
+    return (
+        f"{what}: {cfg.algo} on {cfg.env.id}, {cfg.collector.total_frames} frames, "
+        f"{planned_updates(cfg.collector)} updates, on {where}"
     )
-    parser.add_argument(
-        "--config",
-        action="append",
-        help="YAML preset from conf/ (partial override of the defaults); repeat it to merge "
-        "several in order, e.g. a task's then an algorithm's (conf/algo/)",
-    )
-    parser.add_argument(
-        "--resume",
-        metavar="RUN_OR_CKPT",
-        help="continue a run: a run folder, a .ckpt file, or 'auto' (latest run in run_dir)",
-    )
-    parser.add_argument("--print-config", action="store_true", help="print the merged config")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. seed=3")
-    return parser.parse_args(argv)
 
 
 def resolve(args: argparse.Namespace) -> tuple[Config, Path | None]:
@@ -352,6 +440,7 @@ def resolve(args: argparse.Namespace) -> tuple[Config, Path | None]:
     check_machine(cfg.trainer)
     check_memory(cfg)
     check_run_dir(Path(cfg.run_dir))
+    check_replay(cfg.replay)
     return cfg, checkpoint
 
 
@@ -445,32 +534,48 @@ def check_resumable(cfg: Config, path: Path) -> None:
             check_replay_dump(rank_dump)
 
 
-@cli
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point; returns the process exit code (2: a usage error)."""
-    args = parse_args(argv)
+def run(args: argparse.Namespace, signals: StopSignals) -> int:
+    """What ``tools/fit.py`` does once its command line is parsed (:mod:`s2ac_lit.trainer.cli`):
+    check everything, then print the config or train; returns the exit code. The final lines
+    name the run folder as every message of the run does (:func:`display_path`)."""
     cfg, checkpoint = resolve(args)
     if args.print_config:
         print(to_yaml(cfg), end="")
         return 0
     try:
-        summary = train(cfg, resume_from=checkpoint)
+        summary = train(cfg, resume_from=checkpoint, signals=signals)
     except NonFiniteError as error:
         report(error)
         return NON_FINITE_EXIT
-    except RunInterrupted as stop:
-        print(stop, file=sys.stderr)
-        return stop.exit_code
-    if summary.get("frames") is not None:
-        print(
-            f"run {summary['run_folder']}: {summary['frames']} frames, {summary['updates']} "
-            f"updates, {summary['episodes']} episodes in {summary['wall_time_s']} s; final "
-            f"evaluation return {summary['final_eval_return_mean']:.2f} "
-            f"± {summary['final_eval_return_std']:.2f}"
-        )
-        output = run_output(cfg.env.id)
-        if output is not None:
-            run_folder = Path(summary["run_folder"])
+    if summary.get("frames") is None:
+        return 0
+    run_folder = Path(summary["run_folder"])
+    print(summary_line(summary))
+    output = run_output(cfg.env.id)
+    if output is not None:
+        try:
             module = RLModule.load(find_checkpoint(run_folder / CHECKPOINTS_DIR / LAST_CHECKPOINT))
-            print(output(run_folder, cfg.env.id, module.eval().policy()))
+            shown = Path(display_path(run_folder))  # the output names it as the lines above
+            print(output(shown, cfg.env.id, module.eval().policy()))
+        except StopNow as stop:
+            raise RunInterrupted(
+                stop.signum,
+                f"stopped while drawing the run's outputs; the run itself is finished and "
+                f"saved in {display_path(run_folder)}",
+            ) from None
     return 0
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    """``run runs/<run>: F frames, U updates, E episodes in T s (...); final evaluation ...``,
+    the time over all attempts of the run, with each attempt's beside it after a resume."""
+    attempts = summary["attempt_wall_times_s"]
+    time_taken = f"{summary['wall_time_s']} s"
+    if len(attempts) > 1:
+        time_taken += f" ({len(attempts)} attempts: {' + '.join(f'{a} s' for a in attempts)})"
+    return (
+        f"run {display_path(summary['run_folder'])}: {summary['frames']} frames, "
+        f"{summary['updates']} updates, {summary['episodes']} episodes in {time_taken}; final "
+        f"evaluation return {summary['final_eval_return_mean']:.2f} "
+        f"± {summary['final_eval_return_std']:.2f}"
+    )
