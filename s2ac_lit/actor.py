@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from s2ac_lit.networks import Activation, ResettableModule, mlp
-from s2ac_lit.svgd import SVGDOptions, svgd_direction_at, svgd_run
+from s2ac_lit.svgd import SVGDOptions, finite_difference_step, svgd_direction_at, svgd_run
 
 Critic = Callable[[Tensor, Tensor], Tensor]
 """Maps observation ``[..., O]`` and action ``[..., A]`` to Q-values ``[K, ...]``."""
@@ -61,9 +61,11 @@ REMOVED_BOUNDS = {
 }
 """Former ``bound`` values and why they went (docs/algorithm.md §Actor)."""
 
-DEFAULT_SVGD = SVGDOptions(max_step_norm=0.5)
+DEFAULT_SVGD = SVGDOptions(max_step_norm=0.5, self_term="hutchinson")
 """The actor's sampler: the authors' settings with the step-size cap (docs/algorithm.md
-§Stability); the trainer's ``svgd`` defaults are the same."""
+§Stability) and the entropy estimate's self term, estimated with one Hutchinson probe per step
+(at M = 10, L = 3 the closed form without it misses most of the entropy change the steps make:
+docs/algorithm.md §Measurements); the trainer's ``svgd`` defaults are the same."""
 
 
 class PolicySample(NamedTuple):
@@ -232,7 +234,9 @@ class QEnergy:
     critic call evaluates every critic on every particle. ``score_fn`` gives ∇ᵤf: in closed
     form when the critic has ``value_and_action_grad`` (:class:`~s2ac_lit.networks.QEnsemble`),
     so the sampler needs no autograd for it; otherwise by autograd (e.g. TorchRL Q-value
-    modules).
+    modules). ``score_hvp_fn`` gives ∇ᵤf with the Hessian-vector product of the self term's
+    Hutchinson probe (:meth:`score_and_hvp`) for the closed-form critics, None otherwise
+    (then the sampler takes the product by autograd).
     """
 
     def __init__(
@@ -248,6 +252,7 @@ class QEnergy:
         self.temperature = temperature
         has_grad = hasattr(critic, "value_and_action_grad")
         self.score_fn = self.score if has_grad else self.autograd_score
+        self.score_hvp_fn = self.score_and_hvp if has_grad else None
 
     def __call__(self, u: Tensor) -> Tensor:
         f = self.critic(self.observation, self.actor.energy_input(u)).amin(0) / self.temperature
@@ -273,7 +278,31 @@ class QEnergy:
         """∇ᵤf: ∇ₐQ of the minimal critic over T, times da/du = scale·(1 - tanh²u) when the
         critic is evaluated at the action."""
         q, grad = self.critic.value_and_action_grad(self.observation, self.actor.energy_input(u))
-        index = q.argmin(0, keepdim=True).unsqueeze(-1).expand(1, *grad.shape[1:])
+        return self._score(u, grad, q.argmin(0, keepdim=True))
+
+    def score_and_hvp(self, u: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """∇ᵤf(u) and ∇²ᵤf(u)·v, the latter by a forward difference of the closed-form score
+        (:func:`~s2ac_lit.svgd.finite_difference_hvp`'s step), both points in one critic
+        call, with the minimal critic chosen at u for both: min_k Q_k has a kink where two
+        critics cross, and a difference across it would be a spike of size |∇Q₁ - ∇Q₂|/h
+        instead of either critic's curvature.
+
+        Shapes:
+            u, v: ``[..., M, A]`` → ``[..., M, A]`` twice.
+        """
+        h = finite_difference_step(u)
+        points = torch.stack([u, u + h * v])
+        q, grad = self.critic.value_and_action_grad(
+            self.observation, self.actor.energy_input(points)
+        )
+        index = q[:, :1].argmin(0, keepdim=True).expand(1, *q.shape[1:])
+        score = self._score(points, grad, index)
+        return score[0], (score[1] - score[0]) / h
+
+    def _score(self, u: Tensor, grad: Tensor, index: Tensor) -> Tensor:
+        """∇ᵤf from every critic's ∇ₐQ ``[K, ..., M, A]`` and the critic to take per particle
+        ``[1, ..., M]``."""
+        index = index.unsqueeze(-1).expand(1, *grad.shape[1:])
         score = grad.gather(0, index).squeeze(0) / self.temperature
         if self.actor.energy_at == "action" or self.actor.squash_correction:
             tanh_u = torch.tanh(u)
@@ -473,7 +502,8 @@ class SVGDActor(ResettableModule):
         With ``differentiable=True`` the graph runs through u⁰ and every SVGD step (second
         order through ∇ᵤQ), for the actor loss; otherwise the outputs are detached and only
         first-order gradients w.r.t. the particles are taken. ``diagnostics=True`` also
-        returns :func:`sampler_diagnostics`.
+        returns :func:`sampler_diagnostics`. ``generator`` draws u⁰, then the self term's
+        Hutchinson probes.
 
         Shapes:
             observation ``[..., O]`` → :class:`PolicySample` with M particles per state.
@@ -486,9 +516,11 @@ class SVGDActor(ResettableModule):
             log_q0,
             self.svgd,
             score_fn=energy.score_fn,
+            score_hvp_fn=energy.score_hvp_fn,
             differentiable=differentiable,
             box=box if self.bound == "all" else None,
             diagnostics=diagnostics,
+            generator=generator,
         )
         u = run.particles
         log_prob = self.log_prob(u, run.log_q)

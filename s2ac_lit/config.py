@@ -498,10 +498,10 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(
             f"trainer.compile={cfg.trainer.compile!r} is not allowed; allowed: true, false, 'auto'"
         )
-    if cfg.trainer.compile is True and cfg.svgd.self_term != "none":
+    if cfg.trainer.compile is True and cfg.svgd.self_term == "exact":
         raise ConfigError(
-            "trainer.compile=true needs svgd.self_term='none' (the self term differentiates "
-            "twice through the critic, which compiled kernels do not support)"
+            "trainer.compile=true needs svgd.self_term='none' or 'hutchinson' (the exact self "
+            "term differentiates twice through the critic, which compiled kernels do not support)"
         )
     if cfg.algo == "s2ac" and cfg.actor.eval_selection == "amortized" and not cfg.actor.amortized:
         raise ConfigError("actor.eval_selection='amortized' needs actor.amortized=true")

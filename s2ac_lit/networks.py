@@ -252,20 +252,6 @@ class QEnsemble(ResettableModule):
         self.num_critics = num_critics
         self.observation_dim = observation_dim
         self.action_dim = action_dim
-        self._mlp = ensemble_mlp
-        self._mlp_value_and_grad = ensemble_mlp_value_and_input_grad
-
-    def compile_kernels(self, **compile_kwargs) -> QEnsemble:
-        """``torch.compile`` the two ensemble functions (fuses the elementwise work).
-
-        Not for the validation paths that need a double backward through the critic
-        (``self_term`` or the exact log-det): AOTAutograd does not support it.
-        """
-        self._mlp = torch.compile(ensemble_mlp, **compile_kwargs)
-        self._mlp_value_and_grad = torch.compile(
-            ensemble_mlp_value_and_input_grad, **compile_kwargs
-        )
-        return self
 
     def _inputs(self, observation: Tensor, action: Tensor) -> tuple[Tensor, torch.Size]:
         if observation.shape[-1] != self.observation_dim or action.shape[-1] != self.action_dim:
@@ -283,7 +269,7 @@ class QEnsemble(ResettableModule):
 
     def forward(self, observation: Tensor, action: Tensor) -> Tensor:
         x, batch = self._inputs(observation, action)
-        q = self._mlp(x, *self._parameters_lists(), self.activation)
+        q = ensemble_mlp(x, *self._parameters_lists(), self.activation)
         return q.reshape(self.num_critics, *batch)
 
     def value_and_action_grad(self, observation: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
@@ -293,7 +279,7 @@ class QEnsemble(ResettableModule):
             observation ``[..., O]``, action ``[..., A]`` → ``[K, ...]`` and ``[K, ..., A]``.
         """
         x, batch = self._inputs(observation, action)
-        q, grad = self._mlp_value_and_grad(
+        q, grad = ensemble_mlp_value_and_input_grad(
             x, *self._parameters_lists(), self.activation, self.observation_dim
         )
         k = self.num_critics

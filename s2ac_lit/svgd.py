@@ -37,6 +37,8 @@ from s2ac_lit.kernels import BANDWIDTH_RULES, BandwidthRule, pairwise_sq_dists, 
 LogProb = Callable[[Tensor], Tensor]
 ScoreFn = Callable[[Tensor], Tensor]
 """∇f: maps particles ``[..., M, D]`` to ``[..., M, D]``."""
+ScoreHvpFn = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
+"""(x, v) ↦ (∇f(x), ∇²f(x)v), both ``[..., M, D]``: what Hutchinson's probe needs."""
 Box = tuple[Tensor | float, Tensor | float]
 """``(low, high)``, tensors or floats broadcastable to the particles."""
 EntropyNorm = Literal["m", "m-1"]
@@ -67,12 +69,15 @@ class SVGDOptions:
             ``"m-1"`` (authors' code).
         self_term: add the j = i term ε·Δf(x_i)/M that the closed form leaves out:
             ``"none"`` (the paper), ``"exact"`` (D extra backward passes) or ``"hutchinson"``
-            (one Rademacher probe per step, drawn from the run's ``generator``).
+            (one Rademacher probe per step, drawn from the run's ``generator``; its
+            Hessian-vector product comes from ``svgd_run``'s ``score_hvp_fn`` when given,
+            otherwise from autograd). When on, the term's ‖∇²f(x_i)‖/M also enters the
+            invertibility bound and hence the step cap.
         max_step_norm: if set, each group's step size is shrunk (per step, detached) so that
-            the invertibility bound ε‖∂φ/∂x‖ stays at or below this value; the closed-form
-            log-density is only valid for an invertible step map (docs/algorithm.md
-            §Stability). None keeps ε fixed (the paper and the authors' sampler); the S2AC
-            actor and the trainer default to 0.5.
+            the invertibility bound ε‖∂φ/∂x‖ (with the self term when it is on) stays at or
+            below this value; the closed-form log-density is only valid for an invertible step
+            map (docs/algorithm.md §Stability). None keeps ε fixed (the paper and the authors'
+            sampler); the S2AC actor and the trainer default to 0.5.
 
     Raises:
         ValueError: a value out of range or not among the allowed choices, named as
@@ -115,9 +120,10 @@ class SVGDResult(NamedTuple):
         particles: ``[..., M, D]`` particles after the last step.
         log_q: ``[..., M]`` log-density of each final particle.
         sigma2: ``[..., L]`` kernel variance used at each step.
-        step_norm_bound: ``[..., L]`` upper bound on max_i ε‖∂φ(x_i)/∂x_i‖₂ without the self
-            (Hessian) term, or None unless ``diagnostics=True``. Below 1 the step map of each
-            particle is invertible, which the change of variables needs.
+        step_norm_bound: ``[..., L]`` upper bound on max_i ε‖∂φ(x_i)/∂x_i‖₂, or None unless
+            ``diagnostics=True``. Below 1 the step map of each particle is invertible, which
+            the change of variables needs. The self (Hessian) term enters only when
+            ``self_term`` is on: exactly (``exact``) or as Hutchinson's estimate.
     """
 
     particles: Tensor
@@ -167,6 +173,46 @@ def stein_trace(
     return -(drift + spread) / (n * s2)
 
 
+class _Derivatives(NamedTuple):
+    """∇f at the particles and, with a self term, Δf and a norm of ∇²f for the bound."""
+
+    score: Tensor
+    laplacian: Tensor | None
+    hessian_norm: Tensor | None
+
+
+def finite_difference_step(x: Tensor) -> Tensor:
+    """Forward-difference step per particle, h = √(machine ε)·max(1, |x_i|_∞): it balances
+    the difference's O(h) truncation against its O(ε_mach/h) rounding.
+
+    Shapes:
+        x: ``[..., D]`` → ``[..., 1]``.
+    """
+    eps = torch.finfo(x.dtype).eps ** 0.5
+    return eps * x.detach().abs().amax(-1, keepdim=True).clamp_min(1.0)
+
+
+def finite_difference_hvp(score_fn: ScoreFn, x: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    """∇f(x) and ∇²f(x)v ≈ (∇f(x + hv) - ∇f(x))/h, from one call of ``score_fn`` on the two
+    points stacked (h: :func:`finite_difference_step`).
+
+    A :data:`ScoreHvpFn` for a smooth f, at twice the cost of the score alone. No
+    second-order autograd runs, so it also works through compiled kernels, which cannot
+    differentiate twice; gradients through it are first order in ``score_fn``. A forward
+    difference rather than a central one: one point fewer, and its smaller step crosses
+    fewer kinks of an ELU network's second derivative (on a trained Hopper critic, float32:
+    median error 0.1 % of |Δf|, against rare spikes of the central difference). Not for an
+    f with kinks in its gradient (a minimum over critics): a difference across one is a
+    spike, see :meth:`s2ac_lit.actor.QEnergy.score_and_hvp`.
+
+    Shapes:
+        x, v: ``[..., M, D]`` → ``[..., M, D]`` twice.
+    """
+    h = finite_difference_step(x)
+    score = score_fn(torch.stack([x, x + h * v]))
+    return score[0], (score[1] - score[0]) / h
+
+
 def _score_and_laplacian(
     log_prob: LogProb,
     x: Tensor,
@@ -175,14 +221,29 @@ def _score_and_laplacian(
     self_term: SelfTerm,
     generator: torch.Generator | None,
     score_fn: ScoreFn | None = None,
-) -> tuple[Tensor, Tensor | None]:
+    score_hvp_fn: ScoreHvpFn | None = None,
+) -> _Derivatives:
     """∇f(x) and, if asked, Δf(x) (exact, D backward passes, or Hutchinson's estimate).
 
     ∇f comes from ``score_fn`` when given (no autograd at all unless ``create_graph`` or a
-    Laplacian needs it), otherwise from autograd through ``log_prob``.
+    Laplacian needs it), otherwise from autograd through ``log_prob``. Hutchinson's probe
+    vᵀ∇²f v takes ∇f and ∇²f v from ``score_hvp_fn`` when given (e.g. a forward difference of
+    an explicit score: no second-order autograd, so compiled kernels work), otherwise from
+    autograd's Hessian-vector product. The Hessian norm (detached, ``[..., M]``) is the
+    Frobenius norm ‖∇²f‖_F ≥ ‖∇²f‖₂: exact, or Hutchinson's ‖∇²f v‖ (E‖Hv‖² = ‖H‖²_F).
     """
-    needs_hessian = self_term != "none"
-    if score_fn is not None and not needs_hessian:
+    if self_term == "hutchinson" and score_hvp_fn is not None:
+        v = _rademacher(x, generator)
+        with nullcontext() if create_graph else torch.no_grad():
+            score, hv = score_hvp_fn(x, v)
+            if score.shape != x.shape or hv.shape != x.shape:
+                raise RuntimeError(
+                    f"score_hvp_fn must map particles {tuple(x.shape)} to two tensors of that "
+                    f"shape, got {tuple(score.shape)} and {tuple(hv.shape)}"
+                )
+            laplacian = (hv * v).sum(-1)
+        return _Derivatives(score, laplacian, hv.detach().norm(dim=-1))
+    if score_fn is not None and self_term == "none":
         with nullcontext() if create_graph else torch.no_grad():
             score = score_fn(x)
         if score.shape != x.shape:
@@ -190,7 +251,9 @@ def _score_and_laplacian(
                 f"score_fn must map particles {tuple(x.shape)} to the same shape, "
                 f"got {tuple(score.shape)}"
             )
-        return score, None
+        return _Derivatives(score, None, None)
+    needs_hessian = self_term != "none"
+    hessian_norm = None
     with torch.enable_grad():
         xg = x if x.requires_grad else x.detach().requires_grad_(True)
         if score_fn is not None:
@@ -203,29 +266,43 @@ def _score_and_laplacian(
                     f"got {tuple(log_p.shape)}"
                 )
             if not log_p.requires_grad:  # a flat target: no driving force, only repulsion
-                flat_laplacian = x.new_zeros(x.shape[:-1]) if needs_hessian else None
-                return torch.zeros_like(x), flat_laplacian
+                flat = x.new_zeros(x.shape[:-1]) if needs_hessian else None
+                return _Derivatives(torch.zeros_like(x), flat, flat)
             (score,) = torch.autograd.grad(
                 log_p.sum(), xg, create_graph=create_graph or needs_hessian, materialize_grads=True
             )
         laplacian = None
         if self_term == "exact":
-            laplacian = sum(
+            # Each backward pass gives one row of every particle's Hessian (f is per particle).
+            rows = [
                 torch.autograd.grad(
-                    score[..., k].sum(), xg, create_graph=create_graph, retain_graph=True
-                )[0][..., k]
+                    score[..., k].sum(),
+                    xg,
+                    create_graph=create_graph,
+                    retain_graph=True,
+                    materialize_grads=True,
+                )[0]
                 for k in range(x.shape[-1])
-            )
+            ]
+            laplacian = sum(row[..., k] for k, row in enumerate(rows))
+            hessian_norm = torch.stack([row.detach() for row in rows], -2).flatten(-2).norm(dim=-1)
         elif self_term == "hutchinson":
-            # Rademacher probes: E[vᵀ H v] = Tr H with the smallest variance among ±1 probes.
-            v = torch.randint(0, 2, x.shape, generator=generator, device=x.device)
-            v = v.to(x.dtype).mul_(2).sub_(1)
-            (hv,) = torch.autograd.grad((score * v).sum(), xg, create_graph=create_graph)
+            v = _rademacher(x, generator)
+            (hv,) = torch.autograd.grad(
+                (score * v).sum(), xg, create_graph=create_graph, materialize_grads=True
+            )
             laplacian = (hv * v).sum(-1)
+            hessian_norm = hv.detach().norm(dim=-1)
     if not create_graph:
         score = score.detach()
         laplacian = None if laplacian is None else laplacian.detach()
-    return score, laplacian
+    return _Derivatives(score, laplacian, hessian_norm)
+
+
+def _rademacher(x: Tensor, generator: torch.Generator | None) -> Tensor:
+    """±1 probes: E[vᵀHv] = Tr H with the smallest variance among probes of that kind."""
+    v = torch.randint(0, 2, x.shape, generator=generator, device=x.device)
+    return v.to(x.dtype).mul_(2).sub_(1)
 
 
 def exact_step_log_det(log_prob: LogProb, x: Tensor, sigma2: Tensor, step_size: float) -> Tensor:
@@ -266,12 +343,19 @@ def exact_step_log_det(log_prob: LogProb, x: Tensor, sigma2: Tensor, step_size: 
 
 
 def _step_norm_bound(
-    score: Tensor, kernel: Tensor, sq_dists: Tensor, sigma2: Tensor, step_size: float
+    score: Tensor,
+    kernel: Tensor,
+    sq_dists: Tensor,
+    sigma2: Tensor,
+    step_size: float,
+    hessian_norm: Tensor | None = None,
 ) -> Tensor:
-    """Triangle-inequality bound on max_i ε‖∂φ(x_i)/∂x_i‖₂ (j ≠ i terms).
+    """Triangle-inequality bound on max_i ε‖∂φ(x_i)/∂x_i‖₂.
 
     Each j ≠ i term of ∂φ_i/∂x_i is (k_ij/(Mσ²))[-∇f(x_j)(x_i-x_j)ᵀ + I - (x_i-x_j)(x_i-x_j)ᵀ/σ²];
-    the first has norm ‖∇f(x_j)‖·|x_i-x_j|, the second max(1, |1 - |x_i-x_j|²/σ²|).
+    the first has norm ‖∇f(x_j)‖·|x_i-x_j|, the second max(1, |1 - |x_i-x_j|²/σ²|). The j = i
+    term is ∇²f(x_i)/M; ``hessian_norm`` (``[..., M]``, an upper bound of ‖∇²f(x_i)‖₂ or an
+    estimate of one) adds it, None leaves it out.
     """
     m = kernel.shape[-1]
     s2 = sigma2[..., None, None]
@@ -280,6 +364,8 @@ def _step_norm_bound(
         (1.0 - sq_dists / s2).abs(), min=1.0
     )
     bound = (kernel * (1.0 - eye) * per_pair).sum(-1) / (m * s2.squeeze(-1))
+    if hessian_norm is not None:
+        bound = bound + hessian_norm / m
     return step_size * bound.amax(-1)
 
 
@@ -326,6 +412,7 @@ def svgd_run(
     logdet: LogDetMode = "closed_form",
     generator: torch.Generator | None = None,
     score_fn: ScoreFn | None = None,
+    score_hvp_fn: ScoreHvpFn | None = None,
     diagnostics: bool = False,
 ) -> SVGDResult:
     """Move particles with L SVGD steps towards exp(log_prob) and track their log-densities.
@@ -352,6 +439,10 @@ def svgd_run(
         score_fn: ∇f, if known in closed form (e.g. an MLP's explicit input gradient). Then
             no autograd runs for the score, which is much cheaper when not differentiating.
             It must agree with ``log_prob``, which the exact log-det mode still uses.
+        score_hvp_fn: (x, v) ↦ (∇f(x), ∇²f(x)v) for Hutchinson's probe (``self_term=
+            "hutchinson"``; other settings ignore it), e.g. :func:`finite_difference_hvp`
+            of an explicit score: then the probe needs no second-order autograd, which
+            compiled kernels cannot do. Without it the probe is autograd's.
         diagnostics: also return the invertibility bound at the configured ε, per step.
 
     Returns:
@@ -367,13 +458,14 @@ def svgd_run(
     graph = nullcontext() if differentiable else torch.no_grad()
     sigma2s, norm_bounds = [], []
     for _ in range(options.steps):
-        score, laplacian = _score_and_laplacian(
+        score, laplacian, hessian_norm = _score_and_laplacian(
             log_prob,
             x,
             create_graph=differentiable,
             self_term=options.self_term,
             generator=generator,
             score_fn=score_fn,
+            score_hvp_fn=score_hvp_fn,
         )
         with graph:
             sq_dists = pairwise_sq_dists(x)
@@ -385,7 +477,12 @@ def svgd_run(
             if diagnostics or max_step_norm is not None:
                 with torch.no_grad():
                     norm_bound = _step_norm_bound(
-                        score.detach(), kernel.detach(), sq_dists.detach(), sigma2, step_size
+                        score.detach(),
+                        kernel.detach(),
+                        sq_dists.detach(),
+                        sigma2,
+                        step_size,
+                        hessian_norm,
                     )
                 norm_bounds.append(norm_bound)
                 if max_step_norm is not None:
@@ -435,9 +532,9 @@ def svgd_direction_at(
         x: ``[..., M, D]`` → ``[..., M, D]``.
     """
     x = x.detach()
-    score, _ = _score_and_laplacian(
+    score = _score_and_laplacian(
         log_prob, x, create_graph=False, self_term="none", generator=None, score_fn=score_fn
-    )
+    ).score
     sq_dists = pairwise_sq_dists(x)
     sigma2 = kernels.bandwidth(
         sq_dists, options.bandwidth, include_diagonal=options.include_diagonal
@@ -450,7 +547,8 @@ def svgd_sample(
 ) -> tuple[Tensor, Tensor]:
     """Particles after L SVGD steps and their log-densities: :func:`svgd_run` without extras.
 
-    Keyword arguments (``differentiable``, ``box``, ``logdet``, ``generator``, ``score_fn``)
+    Keyword arguments (``differentiable``, ``box``, ``logdet``, ``generator``, ``score_fn``,
+    ``score_hvp_fn``)
     are those of :func:`svgd_run`.
 
     Returns:

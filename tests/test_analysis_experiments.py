@@ -15,9 +15,9 @@ from torchrl.envs.utils import ExplorationType
 from torchrl.modules import ProbabilisticActor, TanhNormal
 
 from s2ac_lit.algorithms import ALGORITHMS
-from s2ac_lit.analysis.entropy.knn import knn_entropy
 from s2ac_lit.analysis.experiments import aggregate_over_seeds, evaluate_episodes, numpy_policy
 from s2ac_lit.analysis.goal_metrics import PROBE_STATES
+from s2ac_lit.knn import knn_entropy
 from s2ac_lit.objectives import S2ACLoss, SQLLoss, make_sac_loss
 from s2ac_lit.objectives.s2ac import s2ac_entropy
 from s2ac_lit.objectives.sac import sac_entropy

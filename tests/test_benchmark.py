@@ -228,7 +228,8 @@ def test_report_at_frames_reads_unfinished_runs_up_to_that_budget(tmp_path: Path
 def test_every_suite_plans_valid_runs(path: Path) -> None:
     suite = load_suite(path)
     specs = plan(suite, algos=list(suite.algos), seeds=1)  # validates every run's config
-    assert len(specs) == len(suite.algos) * len(suite.tasks)
+    cells = sum(len(a.tasks) if a.tasks else len(suite.tasks) for a in suite.algos.values())
+    assert len(specs) == cells
     assert suite.baseline in suite.algos
     for task in suite.tasks.values():
         assert task.random_score < task.reference_score
@@ -253,11 +254,29 @@ def test_seeds_are_a_count_or_a_list_that_adds_seeds() -> None:
             _seeds(bad)
 
 
+def test_an_algorithm_runs_only_its_tasks_with_its_seeds(tmp_path: Path) -> None:
+    """``algos.X.tasks``: X is planned on those tasks only; the others run everywhere."""
+    from omegaconf import OmegaConf
+
+    data = OmegaConf.load(ROOT / "conf" / "suites" / "cpu_mujoco.yaml")
+    data.algos["sac"].tasks = ["hopper"]
+    data.algos["sac"].seeds = 2
+    path = tmp_path / "suite.yaml"
+    OmegaConf.save(data, path)
+    specs = plan(load_suite(path), algos=["s2ac", "sac"])
+    assert sorted(s.key for s in specs if s.algo == "sac") == [
+        "hopper/sac/seed-0",
+        "hopper/sac/seed-1",
+    ]
+    assert {s.task for s in specs if s.algo == "s2ac"} == {"hopper", "inverted_double_pendulum"}
+
+
 # ---------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize(
     ("edit", "extra", "message"),
     [
         ({"taskz": {}}, [], "bad suite key 'taskz'"),
+        ({"algos": {"sac": {"tasks": ["hoper"]}}}, [], "algos.sac.tasks=['hoper'] must name"),
         ({"tasks": {"multigoal": {"preset": "conf/nope.yaml"}}}, [], "preset 'conf/nope.yaml'"),
         ({}, ["--algos", "s2ac,sacc"], "unknown algorithm 'sacc' (did you mean 'sac'?)"),
         ({}, ["--tasks", "multigoals"], "unknown task 'multigoals' (did you mean 'multigoal'?)"),

@@ -20,7 +20,9 @@ def loaded_after(statement: str) -> set[str]:
     return set(json.loads(out.stdout.splitlines()[-1]))
 
 
-@pytest.mark.parametrize("module", ["s2ac_lit", "s2ac_lit.kernels", "s2ac_lit.svgd"])
+@pytest.mark.parametrize(
+    "module", ["s2ac_lit", "s2ac_lit.kernels", "s2ac_lit.svgd", "s2ac_lit.knn"]
+)
 def test_the_maths_loads_torch_only(module: str) -> None:
     loaded = loaded_after(f"import {module}")
     assert not loaded & set(HEAVY), loaded & set(HEAVY)

@@ -146,10 +146,18 @@ CASES = [
     case("entropy_eval", "--out {tmp}/ee --custom nomodule:ring", "nomodule", "cannot be loaded"),
     case("entropy_eval", "--out {tmp}/ee --custom ring", "'ring'", "MODULE:ATTR"),
     case("entropy_eval", "--out {tmp}/ee --sweep bandwith", "'bandwith'", "choose from"),
+    case("entropy_eval", "--out {tmp}/ee --checkpoint {tmp}/corrupt.ckpt", "--replay", "one dump"),
+    case(
+        "entropy_eval",
+        "--out {tmp}/ee --checkpoint {tmp}/none.ckpt --replay {tmp}",
+        "--checkpoint",
+        "none.ckpt' does not exist",
+    ),
     # bench.py
     case("bench", "--device cuda", "'cuda'", "no CUDA GPU", "available: cpu", marks=needs_no_cuda),
     case("bench", "--device gpu0", "'gpu0'", "allowed: cpu, cuda, cuda:N"),
     case("bench", "--particles 1", "--particles 1", ">= 2"),
+    case("bench", "--self-term hessian", "'hessian'", "choose from"),
     case("bench", "--precision fp8", "'fp8'", "choose from"),
     case("bench", "--modes eager,jit", "jit", "allowed: eager, compiled, graphed"),
     case("bench", "--modes graphed", "graphed", "needs --device cuda", marks=needs_no_cuda),

@@ -10,9 +10,15 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from conftest import ROOT, load_tool, read_csv
+import torch
+from conftest import ROOT, load_tool, read_csv, save_untrained_checkpoint
+from tensordict import TensorDict
 
 from s2ac_lit.analysis.entropy import EntropyRecord
+from s2ac_lit.analysis.entropy.critic import CRITIC_ESTIMATORS
+from s2ac_lit.analysis.entropy.regime import RegimeRecord
+from s2ac_lit.config import load_config
+from s2ac_lit.trainer.data import make_replay_buffer
 
 TOOL = ROOT / "tools" / "entropy_eval.py"
 RECORD_COLUMNS = ["sweep", *(f.name for f in dataclasses.fields(EntropyRecord))]
@@ -116,3 +122,49 @@ def test_custom_target_and_script_entry_point(tmp_path: Path) -> None:
     rows = read_csv(tmp_path / "out" / "custom.csv")
     assert {r["target"] for r in rows} == {"banana"} and len(rows) == 8
     assert (tmp_path / "out" / "custom_heatmap.png").exists()
+
+
+def test_quick_regime_and_knn_sweeps(quick_run: Path) -> None:
+    """The regime sweep writes one row per case, seed and estimator (no exact log-det mode
+    with the cap), each error against its truth; the knn sweep one row per target, N and
+    seed."""
+    rows = read_csv(quick_run / "regime.csv")
+    assert list(rows[0]) == [f.name for f in dataclasses.fields(RegimeRecord)]
+    assert len(rows) == 2 * (4 + 3)  # 2 seeds; the capped case has no log-det mode
+    for r in rows:
+        assert float(r["error"]) == pytest.approx(float(r["estimate"]) - float(r["truth"]))
+        assert float(r["pool"]) == 2000
+    capped = [r for r in rows if r["max_step_norm"] == "0.5"]
+    assert {r["estimator"] for r in capped} == {"none", "exact", "hutchinson"}
+    table = (quick_run / "regime.md").read_text()
+    assert "closed form (paper)" in table and "vs" in table  # own truths under the cap
+    assert (quick_run / "regime_errors.png").read_bytes()[:4] == b"\x89PNG"
+    knn = read_csv(quick_run / "knn.csv")
+    assert {r["target"] for r in knn} == {"quad_d3_x1", "gmm4_d3"} and len(knn) == 4
+
+
+def test_critic_sweep_on_a_checkpoint_and_its_replay_dump(tool: ModuleType, tmp_path: Path) -> None:
+    """An untrained multigoal S2AC(φ,θ) checkpoint and a replay dump of random states: every
+    estimator at every state, the no-cap estimators on one set of particles (one truth)."""
+    cfg = load_config(overrides=["env.id=s2ac_lit/MultiGoalMaxEnt-v0", "actor.hidden_sizes=[8]"])
+    checkpoint = save_untrained_checkpoint(cfg, tmp_path / "run")
+    buffer = make_replay_buffer(cfg.replay)
+    buffer.extend(TensorDict({"observation": torch.randn(50, 2)}, [50]))
+    buffer.dumps(tmp_path / "replay")
+    out = tmp_path / "out"
+    argv = ["--checkpoint", str(checkpoint), "--replay", str(tmp_path / "replay")]
+    assert tool.main([*argv, "--states", "2", "--groups", "40", "--out", str(out)]) == 0
+    rows = read_csv(out / "critic.csv")
+    assert len(rows) == 2 * len(CRITIC_ESTIMATORS)
+    for state in ("0", "1"):
+        nocap = {r["truth"] for r in rows if r["state"] == state and "nocap" in r["estimator"]}
+        assert len(nocap) == 1
+    assert "closed form" in (out / "critic.md").read_text()
+
+
+def test_critic_sweep_needs_one_replay_dump_per_checkpoint(
+    tool: ModuleType, tmp_path: Path
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        tool.main(["--checkpoint", str(tmp_path), "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2

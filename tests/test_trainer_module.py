@@ -41,8 +41,10 @@ def _cfg(*overrides: str):
         ((f"collector.total_frames={LONG_FRAMES}",), False, False),  # no C++ compiler
         ((f"collector.total_frames={LONG_FRAMES}", "algo=sql"), True, True),
         ((f"collector.total_frames={LONG_FRAMES}", "algo=sac"), True, False),  # no ensemble
-        # The self term differentiates twice through the critic: compiled kernels cannot.
+        # The exact self term differentiates twice through the critic: compiled kernels
+        # cannot. Hutchinson's probe takes a difference of closed-form scores: they can.
         ((f"collector.total_frames={LONG_FRAMES}", "svgd.self_term=exact"), True, False),
+        ((f"collector.total_frames={LONG_FRAMES}", "svgd.self_term=hutchinson"), True, True),
         (("trainer.compile=true",), False, True),  # an explicit choice is obeyed
         ((f"collector.total_frames={LONG_FRAMES}", "trainer.compile=false"), True, False),
     ],

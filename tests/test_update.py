@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 
 import pytest
 import torch
@@ -19,6 +20,7 @@ from conftest import mock_replay_batch, mock_sampler_loss
 from tensordict import TensorDict
 from torchrl.objectives import SoftUpdate
 
+from s2ac_lit.actor import DEFAULT_SVGD
 from s2ac_lit.algorithms import ALGORITHMS, build_algorithm, make_optimizer, make_update
 from s2ac_lit.config import load_config
 from s2ac_lit.objectives.s2ac import S2ACLoss
@@ -264,12 +266,22 @@ def test_merge_phases_output_is_detached() -> None:
     assert not any(value.requires_grad for value in out.values())
 
 
-def test_the_compiled_update_matches_the_eager_one() -> None:
+# Compiling takes about a minute per case on a CPU core: the default's path (Hutchinson) runs in
+# the default suite, the paper's closed form with the slow tests.
+@pytest.mark.parametrize("self_term", [pytest.param("none", marks=pytest.mark.slow), "hutchinson"])
+def test_the_compiled_update_matches_the_eager_one(self_term: str) -> None:
     """``trainer.compile``: torch.compile of the whole update (graph breaks at the backward
-    and the fused step) computes what the eager update computes, update after update.
-    Inductor draws random numbers its own way unless told to fall back to eager's: with the
-    same draws the two agree to float round-off."""
-    losses = [_s2ac() for _ in range(2)]
+    and the fused step) computes what the eager update computes, update after update, with
+    or without the self term (Hutchinson's probe is a difference of two closed-form scores, so
+    nothing differentiates twice). Inductor draws random numbers its own way unless told to
+    fall back to eager's: with the same draws the two agree to float round-off."""
+    svgd = replace(DEFAULT_SVGD, self_term=self_term)
+    losses = [
+        mock_sampler_loss(S2ACLoss, OBS, ACT, num_particles=4, hidden_sizes=(8,), svgd=svgd)
+        for _ in range(2)
+    ]
+    for loss in losses:
+        loss.make_value_estimator(gamma=0.9)
     losses[1].load_state_dict(losses[0].state_dict())
     batch = mock_replay_batch(16, OBS, ACT)
     outs = []

@@ -11,7 +11,10 @@ a CUDA graph), their ratios, and what compiling or capturing costs and when it r
 the FLOPs of one update (counted by ``torch.utils.flop_counter``), the achieved GFLOP/s and the
 FLOP floor at the machine's matmul speed; ms per acting step (full sampler, amortised sampler,
 SAC; graphed with ``graphed``); frames/s of the whole Lightning trainer loop on the multigoal
-env; peak memory. Numbers are only comparable within one run: report ratios.
+env; peak memory. Where S2AC's sampler adds the entropy's self term (``--self-term``, by
+default the config's), the same run also times the update without it and both of the update's
+samplers (the actor's, differentiated, and the critic target's) with and without it. Numbers
+are only comparable within one run: report ratios.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from s2ac_lit.config import load_config
 from s2ac_lit.errors import cli, positive_int
 from s2ac_lit.networks import QEnsemble
 from s2ac_lit.objectives.common import SamplerLoss
+from s2ac_lit.svgd import SELF_TERMS
 from s2ac_lit.trainer.allocator import keep_freed_host_memory
 from s2ac_lit.trainer.data import GraphedPolicy
 from s2ac_lit.update import GraphedUpdate
@@ -62,6 +66,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="comma-separated ways to run the update, timed interleaved: eager, compiled "
         "(torch.compile of the whole update), graphed (compiled and captured in a CUDA graph; "
         "CUDA only)",
+    )
+    p.add_argument(
+        "--self-term",
+        choices=SELF_TERMS,
+        default=None,
+        help="svgd.self_term of S2AC's sampler (default: the config's); not 'none': also time "
+        "the update and both samplers without it",
     )
     p.add_argument("--iters", type=positive_int, default=10)
     p.add_argument("--repeats", type=positive_int, default=5)
@@ -164,13 +175,15 @@ def make_update(
     *,
     amortized: bool = False,
     mode: str = "eager",
+    self_term: str | None = None,
 ):
     """The registry's loss and policy, and a closure doing one full update.
 
     One update is the trainer's own (:class:`s2ac_lit.update.Update`): losses, one backward of
     their sum, the finite guard, fused Adam over the parameter groups, target update; run as
     ``mode`` (:data:`MODES`). Both algorithms get ``--hidden``-wide critics (SAC's actor has
-    the critic's widths); S2AC's init network has three such layers.
+    the critic's widths); S2AC's init network has three such layers. Its sampler's self term is
+    ``self_term``, else ``--self-term``, else the config's default.
     """
     h = args.hidden
     overrides = [f"algo={algo}", f"critic.hidden_sizes=[{h},{h}]"]
@@ -181,6 +194,9 @@ def make_update(
             f"actor.hidden_sizes=[{h},{h},{h}]",
             f"actor.amortized={str(amortized).lower()}",
         ]
+        self_term = self_term or args.self_term  # None: the config's default
+        if self_term is not None:
+            overrides.append(f"svgd.self_term={self_term}")
     cfg = load_config(overrides=overrides)
     low, high = [-1.0] * args.act_dim, [1.0] * args.act_dim
     algorithm = build_algorithm(cfg, args.obs_dim, low, high)
@@ -199,6 +215,22 @@ def make_update(
             step(batch)
 
     return loss, algorithm.policy, update
+
+
+def sampler_calls(loss, args: argparse.Namespace, device: torch.device) -> dict[str, Callable]:
+    """S2AC's two samplers in one update: the actor's (differentiable, with a backward to the
+    init network) and the critic target's (detached), on a batch of states."""
+    obs = torch.randn(args.batch, args.obs_dim, device=device)
+    actor, critic, temperature = loss.actor_network, loss.qvalue_network, 0.2
+
+    def actor_sampler() -> None:
+        sample = actor.sample(obs, critic, temperature, differentiable=True)
+        sample.log_prob.mean().backward()
+
+    def target_sampler() -> None:
+        actor.sample(obs, critic, temperature)
+
+    return {"actor_sampler": actor_sampler, "target_sampler": target_sampler}
 
 
 class FlopCounter(TorchDispatchMode):
@@ -333,11 +365,14 @@ def main(argv: list[str] | None = None) -> int:
         "modes": ",".join(args.modes),
         "keep_freed_memory": not args.system_allocator,
     }
-    updates, first_calls_s, policies = {}, {}, {}
+    if args.self_term is None:
+        args.self_term = load_config(overrides=["algo=s2ac"]).svgd.self_term
+    results["self_term"] = args.self_term
+    updates, first_calls_s, policies, losses = {}, {}, {}, {}
     for algo in ("s2ac", "sac"):
         for mode in args.modes:
             name = f"{algo}_{mode}"
-            _, policies[algo], updates[name] = make_update(algo, args, device, mode=mode)
+            losses[name], policies[algo], updates[name] = make_update(algo, args, device, mode=mode)
             # What compiling (and capturing) costs: the first calls build it.
             start = time.perf_counter()
             for _ in range(WARMUP_CALLS):
@@ -345,10 +380,20 @@ def main(argv: list[str] | None = None) -> int:
             synchronize(device)
             first_calls_s[name] = time.perf_counter() - start
     s2ac_update = updates[f"s2ac_{args.modes[0]}"]
+    compared = {}
+    if args.self_term != "none":
+        # The self term's cost: the same update and samplers without it, timed interleaved.
+        plain_loss, _, compared["s2ac_no_self_term"] = make_update(
+            "s2ac", args, device, mode=args.modes[0], self_term="none"
+        )
+        for name, call in sampler_calls(losses[f"s2ac_{args.modes[0]}"], args, device).items():
+            compared[name] = call
+        for name, call in sampler_calls(plain_loss, args, device).items():
+            compared[f"{name}_no_self_term"] = call
     probes = matmul_probes(args, device)
     # Updates and matmul probes interleaved: the floor is measured under the same load.
     timed = time_ms_interleaved(
-        updates | {name: call for name, (call, _) in probes.items()},
+        updates | compared | {name: call for name, (call, _) in probes.items()},
         device,
         args.iters,
         args.repeats,
@@ -369,6 +414,15 @@ def main(argv: list[str] | None = None) -> int:
     results["s2ac_update_ms"] = timed[f"s2ac_{args.modes[0]}"]
     results["sac_update_ms"] = timed[f"sac_{args.modes[0]}"]
     results["update_ratio"] = results["s2ac_update_ms"] / results["sac_update_ms"]
+    if compared:
+        results["s2ac_no_self_term_update_ms"] = timed["s2ac_no_self_term"]
+        results["self_term_update_cost"] = (
+            timed[f"s2ac_{args.modes[0]}"] / timed["s2ac_no_self_term"]
+        )
+        for name in ("actor_sampler", "target_sampler"):
+            results[f"{name}_ms"] = timed[name]
+            results[f"{name}_no_self_term_ms"] = timed[f"{name}_no_self_term"]
+            results[f"self_term_{name}_cost"] = timed[name] / timed[f"{name}_no_self_term"]
     if args.baseline:
         with naive_s2ac():
             results["naive_s2ac_update_ms"] = time_ms(s2ac_update, device, args.iters, args.repeats)

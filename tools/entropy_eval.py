@@ -9,8 +9,20 @@ contrast. Every configuration runs once per seed (seeds 0..N-1); each sweep writ
 ``<sweep>.csv`` (one row per run), ``<sweep>_summary.csv`` (mean and 95% t-interval over seeds),
 ``<sweep>.md`` and PNG plots into ``--out``, and prints the markdown table.
 
+Two sweeps measure the regime S2AC trains in instead (``s2ac_lit.analysis.entropy.regime``):
+``regime`` compares the closed form, the closed form with the self term (exact and Hutchinson)
+and the exact log-det mode at M = 10-50, L = 3-10, ε = 0.1 with the truth measured from the
+sampler's pooled output (``--pool`` particles per case); ``knn`` checks that truth, the
+sample-only estimators, on targets of known entropy. They write ``<sweep>.csv``, ``<sweep>.md``
+and one plot, and run one seed unless ``--seeds`` says otherwise. ``--checkpoint`` (with one
+``--replay`` dump each) runs the same comparison on trained S2AC critics at replay states
+(``s2ac_lit.analysis.entropy.critic``; ``critic.csv``, ``critic.md``).
+
 Examples:
     python tools/entropy_eval.py --sweep bandwidth heuristics --seeds 5 --out "$TMPDIR/entropy"
+    python tools/entropy_eval.py --sweep regime knn --out docs/results/entropy_regime
+    python tools/entropy_eval.py --checkpoint RUN/checkpoints/step=5000.ckpt \\
+        --replay RUN/replay/step-5000/rank-0 --states 64 --out "$TMPDIR/entropy_critic"
     python tools/entropy_eval.py --sweep all --quick --out "$TMPDIR/entropy_quick"
     python tools/entropy_eval.py --custom my_module:my_target --out "$TMPDIR/entropy_custom"
 """
@@ -49,9 +61,39 @@ from s2ac_lit.analysis.entropy import (
     mean_ci,
     paper_gaussian,
 )
+from s2ac_lit.analysis.entropy.critic import (
+    CRITIC_ESTIMATORS,
+    CriticRecord,
+    evaluate_critic,
+    replay_observations,
+)
+from s2ac_lit.analysis.entropy.regime import (
+    ESTIMATORS,
+    RegimeRecord,
+    TruthCheckRecord,
+    check_truth,
+    evaluate_regime,
+    regime_cases,
+    truth_check_targets,
+)
 from s2ac_lit.errors import UsageError, cli, positive_int
 
 SWEEPS = ("bandwidth", "particles", "init", "dims", "modes", "samplers", "heuristics")
+REGIME_SWEEPS = ("regime", "knn")
+"""Sweeps of the training regime, with sample-only truths (one seed by default)."""
+CRITIC_LABELS = {
+    "none": "closed form",
+    "hutchinson": "+ self, Hutchinson",
+    "none_nocap": "closed form, no cap",
+    "exact_nocap": "+ self exact, no cap",
+    "logdet": "exact log-det, no cap",
+}
+ESTIMATOR_LABELS = {
+    "none": "closed form (paper)",
+    "exact": "+ self term, exact",
+    "hutchinson": "+ self term, Hutchinson",
+    "logdet": "exact log-det mode",
+}
 PAPER_SIGMA2 = (0.1, 1.0, 3.0, 5.0, 7.0, 10.0, 100.0)
 PAPER_SIZES = ((10, 20), (20, 20), (100, 100), (200, 200))
 HEURISTICS = ("median", "mean_half", "trace", 5.0)
@@ -340,6 +382,356 @@ def run_sweep(sweep: Sweep, seeds: int, out: Path, dtype: torch.dtype) -> str:
     return table
 
 
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+def regime_table(records: Sequence[RegimeRecord]) -> str:
+    """One row per case: H(q⁰), the truth (Gaussian-fit bound) and each estimator's estimate
+    with its error; with the step cap each estimator's particles have their own truth,
+    shown after its error. Means over seeds."""
+    by_case: dict[str, dict[str, list[RegimeRecord]]] = {}
+    for r in records:
+        by_case.setdefault(r.label, {}).setdefault(r.estimator, []).append(r)
+    heads = [ESTIMATOR_LABELS[e] for e in ESTIMATORS]
+    lines = [
+        "| case | H(q⁰) | truth (Gaussian fit) | " + " | ".join(heads) + " |",
+        "|---" * (3 + len(heads)) + "|",
+    ]
+    for label, per in by_case.items():
+        base = per["none"]
+        cells = []
+        for e in ESTIMATORS:
+            rs = per.get(e)
+            if not rs:
+                cells.append("–")
+                continue
+            cell = f"{_mean([r.estimate for r in rs]):.3f} ({_mean([r.error for r in rs]):+.3f}"
+            own_truth = _mean([r.truth for r in rs])
+            if abs(own_truth - _mean([r.truth for r in base])) > 1e-12:
+                cell += f" vs {own_truth:.3f}"
+            cells.append(cell + ")")
+        truth = (
+            f"{_mean([r.truth for r in base]):.3f} ({_mean([r.gaussian_fit for r in base]):.3f})"
+        )
+        lines.append(
+            f"| {label} | {_mean([r.h0 for r in base]):.3f} | {truth} | " + " | ".join(cells) + " |"
+        )
+    return "\n".join(lines)
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])
+
+
+def regime_overview(records: Sequence[RegimeRecord]) -> str:
+    """Median |error| and median share of the entropy change missed, per curvature and
+    estimator, over the cases at M = 10, L = 3, ``mean_half``, without the cap."""
+    base = [
+        r
+        for r in records
+        if r.particles == 10
+        and r.steps == 3
+        and r.bandwidth == "mean_half"
+        and math.isnan(r.max_step_norm)
+    ]
+    curvatures = sorted({r.curvature for r in base})
+    lines = [
+        "| curvature | cases | " + " | ".join(ESTIMATOR_LABELS[e] for e in ESTIMATORS) + " |",
+        "|---" * (2 + len(ESTIMATORS)) + "|",
+    ]
+    for c in curvatures:
+        cells = []
+        for e in ESTIMATORS:
+            rs = [r for r in base if r.curvature == c and r.estimator == e]
+            error, missed = _median([abs(r.error) for r in rs]), _median([r.missed for r in rs])
+            cells.append(f"{error:.3f} ({100 * missed:.0f} %)")
+        n = len({r.label for r in base if r.curvature == c})
+        lines.append(f"| ×{c:g} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_regime(records: Sequence[RegimeRecord], path: Path) -> None:
+    """Error of each estimator against the truth's change H(q_L) - H(q⁰), one point per case."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for k, e in enumerate(ESTIMATORS):
+        rs = [r for r in records if r.estimator == e]
+        ax.scatter(
+            [r.truth - r.h0 for r in rs],
+            [r.error for r in rs],
+            s=12,
+            color=f"C{k}",
+            label=ESTIMATOR_LABELS[e],
+        )
+    ax.axhline(0.0, color="k", lw=0.8)
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_yscale("symlog", linthresh=0.1)
+    ax.set(xlabel="entropy change of the steps, truth (nats)", ylabel="estimate - truth (nats)")
+    ax.legend(fontsize=7)
+    _save(fig, path)
+
+
+def run_regime(seeds: int, out: Path, *, pool: int, quick: bool) -> str:
+    """The ``regime`` sweep: every case of :func:`regime_cases` on seeds 0..N-1."""
+    records = [
+        r
+        for case in regime_cases(quick=quick)
+        for seed in range(seeds)
+        for r in evaluate_regime(case, seed=seed, pool=pool)
+    ]
+    return write_regime(records, out)
+
+
+def write_regime(records: Sequence[RegimeRecord], out: Path) -> str:
+    """``regime.csv``, ``regime_errors.png`` and ``regime.md``; returns the markdown."""
+    seeds = len({r.seed for r in records})
+    _write_csv(out / "regime.csv", [dataclasses.asdict(r) for r in records])
+    plot_regime(records, out / "regime_errors.png")
+    pools = sorted({r.pool for r in records})
+    table = (
+        "**SVGD's entropy estimates in the training regime** (ε = 0.1, quadratic targets, "
+        "q⁰ = N(0, s²I)): estimate (estimate - truth)\n\n"
+        + regime_table(records)
+        + "\n\n**Median |error| in nats (median share of the entropy change missed)**, "
+        "M = 10, L = 3, `mean_half`, no cap, all D and s\n\n"
+        + regime_overview(records)
+        + f"\n\nTruth: calibrated whitened kNN entropy (k = 5) of {'/'.join(map(str, pools))} "
+        "pooled particles, at most their Gaussian fit (an upper bound, shown in parentheses); "
+        f"{seeds} seed(s). Where the cap is on, each estimator's particles "
+        "move differently (the self term enters the cap) and its error is against its own "
+        "truth (shown after 'vs')."
+    )
+    (out / "regime.md").write_text(table + "\n")
+    return table
+
+
+def knn_sizes(dim: int, *, quick: bool) -> tuple[tuple[int, bool], ...]:
+    """(N, calibrate) pairs of the ``knn`` sweep: 5k and 20k everywhere; in D = 17 also 80k,
+    uncalibrated (its Gaussian reference would cost three more 80k estimates)."""
+    if quick:
+        return ((1000, True),)
+    return ((5000, True), (20_000, True), *(((80_000, False),) if dim >= 17 else ()))
+
+
+def knn_table(records: Sequence[TruthCheckRecord]) -> str:
+    """Error of each sample-only estimator (estimate - truth), mean over seeds."""
+    groups: dict[tuple[str, int], list[TruthCheckRecord]] = {}
+    for r in records:
+        groups.setdefault((r.target, r.n), []).append(r)
+    lines = [
+        "| target | N | truth | kNN | kNN whitened | kNN calibrated | Gaussian fit (bound) |",
+        "|---" * 7 + "|",
+    ]
+    for (target, n), rs in groups.items():
+        truth = _mean([r.truth for r in rs])
+        errs = [
+            _mean([getattr(r, key) for r in rs]) - truth
+            for key in ("raw", "whitened", "calibrated", "gaussian_fit")
+        ]
+        cells = ["–" if math.isnan(e) else f"{e:+.3f}" for e in errs]
+        lines.append(f"| {target} | {n} | {truth:.3f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def run_knn_check(seeds: int, out: Path, *, quick: bool) -> str:
+    """The ``knn`` sweep: the ground truth of ``regime`` on targets of known entropy."""
+    dims = (3,) if quick else (3, 6, 8, 17)
+    records = [
+        check_truth(target, n, seed=seed, calibrate=calibrate)
+        for d in dims
+        for target in truth_check_targets(d)
+        for n, calibrate in knn_sizes(d, quick=quick)
+        for seed in range(seeds)
+    ]
+    _write_csv(out / "knn.csv", [dataclasses.asdict(r) for r in records])
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for k, key in enumerate(("raw", "whitened", "calibrated", "gaussian_fit")):
+        rs = [r for r in records if not math.isnan(getattr(r, key))]
+        ax.scatter(
+            [r.dim + 0.15 * k for r in rs],
+            [getattr(r, key) - r.truth for r in rs],
+            s=12,
+            color=f"C{k}",
+            label=key,
+        )
+    ax.axhline(0.0, color="k", lw=0.8)
+    ax.set(xlabel="dimension", ylabel="estimate - truth (nats)")
+    ax.legend(fontsize=7)
+    _save(fig, out / "knn_errors.png")
+    table = (
+        "**Sample-only entropy estimators against known entropies** (k = 5): estimate - truth "
+        f"in nats, mean over {seeds} seed(s)\n\n" + knn_table(records)
+    )
+    (out / "knn.md").write_text(table + "\n")
+    return table
+
+
+def _quantile(values: list[float], q: float) -> float:
+    return float(torch.quantile(torch.tensor(values, dtype=torch.float64), q))
+
+
+def _ranks(values: Sequence[float]) -> list[float]:
+    """Ranks from 0, ties sharing their mean rank."""
+    order = sorted(range(len(values)), key=values.__getitem__)
+    ranks = [0.0] * len(values)
+    start = 0
+    while start < len(order):
+        end = start
+        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
+            end += 1
+        for k in range(start, end + 1):
+            ranks[order[k]] = 0.5 * (start + end)
+        start = end + 1
+    return ranks
+
+
+def _spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman's rank correlation (NaN when either side is constant)."""
+    ra, rb = (torch.tensor(_ranks(v), dtype=torch.float64) for v in (a, b))
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    norm = float(ra.norm() * rb.norm())
+    return float((ra * rb).sum()) / norm if norm > 0 else float("nan")
+
+
+def critic_tables(records: Sequence[CriticRecord]) -> str:
+    """Per checkpoint and estimator, the distribution over states of estimate - truth; then,
+    for the trainer's sampler with and without the self term, how the error follows the
+    energy's curvature, σθ and the cap (rank correlations, and medians by tercile)."""
+    stages = _ordered([f"{r.updates}" for r in records])
+    lines = [
+        "| updates | estimator | states | median error | 10-90 % | median abs. error | "
+        "share abs. error > 0.1 | median share of the change missed |",
+        "|---" * 8 + "|",
+    ]
+    for stage in stages:
+        for e in CRITIC_ESTIMATORS:
+            rs = [r for r in records if f"{r.updates}" == stage and r.estimator == e]
+            if not rs:
+                continue
+            err = [r.error for r in rs]
+            lines.append(
+                f"| {stage} | {CRITIC_LABELS[e]} | {len(rs)} | {_median(err):+.3f} | "
+                f"[{_quantile(err, 0.1):+.3f}, {_quantile(err, 0.9):+.3f}] | "
+                f"{_median([abs(x) for x in err]):.3f} | "
+                f"{100 * sum(abs(x) > 0.1 for x in err) / len(err):.0f} % | "
+                f"{100 * _median([r.missed for r in rs]):.0f} % |"
+            )
+    lines += [
+        "",
+        "Rank correlation (Spearman, all checkpoints) of estimate - truth with the state's "
+        "descriptors: curvature = mean eigenvalue of -∇²f at q⁰'s particles, σθ = geometric "
+        "mean of the initial std, cap = the mean factor of the trainer's step cap on ε "
+        "without the self term (1: never active), split = share of q⁰'s particles whose "
+        "minimal critic is the less common one (½: the twin critics cross through the "
+        "cloud), entropy change = truth - H(q⁰).",
+        "",
+        "| estimator | curvature | σθ | cap factor | split | entropy change |",
+        "|---|---|---|---|---|---|",
+    ]
+    cap_factor = {(r.updates, r.state): r.step_scale for r in records if r.estimator == "none"}
+    for e in ("none", "hutchinson", "none_nocap", "logdet"):
+        rs = [r for r in records if r.estimator == e]
+        if len(rs) < 3:
+            continue
+        err = [r.error for r in rs]
+        cells = [
+            _spearman(err, [getattr(r, key) for r in rs]) for key in ("curvature", "sigma_theta")
+        ]
+        cells.append(_spearman(err, [cap_factor.get((r.updates, r.state), 1.0) for r in rs]))
+        cells.append(_spearman(err, [r.critic_split for r in rs]))
+        cells.append(_spearman(err, [r.truth - r.h0 for r in rs]))
+        lines.append(f"| {CRITIC_LABELS[e]} | " + " | ".join(f"{c:+.2f}" for c in cells) + " |")
+    base = [r for r in records if r.estimator == "none"]
+    for key, label in (
+        ("curvature", "curvature"),
+        ("critic_split", "split"),
+        ("sigma_theta", "σθ"),
+    ):
+        lines += ["", *_tercile_table(records, base, key, label)]
+    return "\n".join(lines)
+
+
+def _tercile_table(
+    records: Sequence[CriticRecord], base: list[CriticRecord], key: str, label: str
+) -> list[str]:
+    """Median estimate - truth per estimator, by tercile of a state descriptor."""
+    lines = [
+        f"Median estimate - truth by tercile of {label} (all checkpoints):",
+        "",
+        f"| {label} tercile | range | states | "
+        + " | ".join(CRITIC_LABELS[e] for e in CRITIC_ESTIMATORS)
+        + " | median σθ | median cap factor |",
+        "|---" * (5 + len(CRITIC_ESTIMATORS)) + "|",
+    ]
+    if not base:
+        return lines
+    values = [getattr(r, key) for r in base]
+    cuts = [_quantile(values, q) for q in (1 / 3, 2 / 3)]
+    for k, (lo, hi) in enumerate(zip([-math.inf, *cuts], [*cuts, math.inf], strict=True)):
+        sel = [r for r in base if lo < getattr(r, key) <= hi]
+        keys = {(r.updates, r.state) for r in sel}
+        if not keys:
+            continue
+        cells = []
+        for e in CRITIC_ESTIMATORS:
+            errs = [r.error for r in records if r.estimator == e and (r.updates, r.state) in keys]
+            cells.append(f"{_median(errs):+.3f}" if errs else "–")
+        rng = f"{min(getattr(r, key) for r in sel):.2f} to {max(getattr(r, key) for r in sel):.2f}"
+        lines.append(
+            f"| {k + 1} | {rng} | {len(keys)} | " + " | ".join(cells) + f" | "
+            f"{_median([r.sigma_theta for r in sel]):.2f} | "
+            f"{_median([r.step_scale for r in sel]):.2f} |"
+        )
+    return lines
+
+
+def run_critic(
+    checkpoints: Sequence[Path],
+    replays: Sequence[Path],
+    out: Path,
+    *,
+    states: int,
+    groups: int,
+    seed: int,
+) -> str:
+    """The ``critic`` sweep: :func:`evaluate_critic` at ``states`` replay states of each
+    checkpoint (each with its own replay dump), ``groups`` chains per state."""
+    from s2ac_lit.trainer.module import RLModule
+
+    records = []
+    for checkpoint, replay in zip(checkpoints, replays, strict=True):
+        module = RLModule.load(checkpoint)
+        updates = int(torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"])
+        observations = replay_observations(module, replay, states, seed=seed)
+        records += evaluate_critic(
+            module,
+            observations,
+            groups=groups,
+            seed=seed,
+            checkpoint=checkpoint.name,
+            updates=updates,
+        )
+        _write_csv(out / "critic.csv", [dataclasses.asdict(r) for r in records])
+    return write_critic(records, out)
+
+
+def write_critic(records: Sequence[CriticRecord], out: Path) -> str:
+    """``critic.csv`` and ``critic.md``; returns the markdown."""
+    _write_csv(out / "critic.csv", [dataclasses.asdict(r) for r in records])
+    pools = "/".join(map(str, sorted({r.pool for r in records})))
+    stages = len({r.checkpoint for r in records})
+    states = len({(r.checkpoint, r.state) for r in records})
+    table = (
+        f"**SVGD's entropy estimates on trained critics** ({stages} checkpoint(s), {states} "
+        f"replay states in all, {pools} pooled pre-squash particles per state; estimate - truth "
+        "in nats)\n\n" + critic_tables(records)
+    )
+    (out / "critic.md").write_text(table + "\n")
+    return table
+
+
 def load_custom(spec: str) -> Target:
     """``module:attr``: a :class:`Target`, or a zero-argument callable that returns one."""
     module, _, attr = spec.partition(":")
@@ -365,12 +757,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--sweep",
         nargs="+",
-        default=["bandwidth"],
-        choices=(*SWEEPS, "all"),
-        help="sweeps to run (all: every one)",
+        choices=(*SWEEPS, *REGIME_SWEEPS, "all"),
+        help="sweeps to run (all: every one; default: bandwidth, or none with --checkpoint)",
     )
     parser.add_argument(
-        "--seeds", type=positive_int, default=5, help="seeds 0..N-1 per configuration"
+        "--seeds",
+        type=positive_int,
+        help="seeds 0..N-1 per configuration (default: 5; regime and knn: 1)",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="critic: trained S2AC checkpoints (a run's checkpoints/step=N.ckpt)",
+    )
+    parser.add_argument(
+        "--replay",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="critic: one replay dump per checkpoint (the run's replay/step-N/rank-R)",
+    )
+    parser.add_argument(
+        "--states", type=positive_int, default=64, help="critic: replay states per checkpoint"
+    )
+    parser.add_argument(
+        "--groups",
+        type=positive_int,
+        default=500,
+        help="critic: independent M-particle chains per state (the pooled truth's sample)",
+    )
+    parser.add_argument(
+        "--pool",
+        type=positive_int,
+        default=20_000,
+        help="regime: particles pooled per case for the truth (quick: 2000)",
     )
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for smoke tests")
@@ -384,19 +806,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.out.exists() and not args.out.is_dir():
         parser.error(f"--out {str(args.out)!r} is a file, not a folder")
+    if len(args.checkpoint) != len(args.replay):
+        parser.error(
+            f"--checkpoint and --replay need one dump per checkpoint, got {len(args.checkpoint)} "
+            f"and {len(args.replay)}"
+        )
+    for flag, paths in (("--checkpoint", args.checkpoint), ("--replay", args.replay)):
+        for path in paths:
+            if not path.exists():
+                parser.error(f"{flag} {str(path)!r} does not exist")
     torch.set_num_threads(args.threads)
     custom = load_custom(args.custom) if args.custom else None
     args.out.mkdir(parents=True, exist_ok=True)
-    names = list(SWEEPS) if "all" in args.sweep else _ordered(args.sweep)
-    sweeps = [build_sweep(n, quick=args.quick) for n in names]
+    requested = args.sweep or ([] if args.checkpoint else ["bandwidth"])
+    names = [*SWEEPS, *REGIME_SWEEPS] if "all" in requested else _ordered(requested)
+    sweeps = [build_sweep(n, quick=args.quick) for n in names if n in SWEEPS]
     if custom is not None:
         sweeps.append(build_sweep("custom", quick=args.quick, custom=custom))
     dtype = getattr(torch, args.dtype)
     tables, start = [], time.perf_counter()
     for sweep in sweeps:
         t0 = time.perf_counter()
-        table = run_sweep(sweep, args.seeds, args.out, dtype)
+        table = run_sweep(sweep, args.seeds or 5, args.out, dtype)
         tables.append(f"{table}\n\n_{sweep.name}: {time.perf_counter() - t0:.1f} s_")
+        print(tables[-1] + "\n", flush=True)
+    if args.checkpoint:
+        t0 = time.perf_counter()
+        table = run_critic(
+            args.checkpoint,
+            args.replay,
+            args.out,
+            states=args.states,
+            groups=args.groups,
+            seed=0,
+        )
+        tables.append(f"{table}\n\n_critic: {time.perf_counter() - t0:.1f} s_")
+        print(tables[-1] + "\n", flush=True)
+    for name in (n for n in names if n in REGIME_SWEEPS):
+        t0 = time.perf_counter()
+        if name == "regime":
+            pool = min(args.pool, 2000) if args.quick else args.pool
+            table = run_regime(args.seeds or 1, args.out, pool=pool, quick=args.quick)
+        else:
+            table = run_knn_check(args.seeds or 1, args.out, quick=args.quick)
+        tables.append(f"{table}\n\n_{name}: {time.perf_counter() - t0:.1f} s_")
         print(tables[-1] + "\n", flush=True)
     total = f"Total wall time: {time.perf_counter() - start:.1f} s ({args.threads} thread)."
     (args.out / "summary.md").write_text("\n\n".join(tables) + f"\n\n{total}\n")

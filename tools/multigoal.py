@@ -46,7 +46,6 @@ import torch
 from torchrl.envs.utils import ExplorationType
 
 from s2ac_lit.algorithms import ALGORITHMS
-from s2ac_lit.analysis.entropy.knn import knn_entropy
 from s2ac_lit.analysis.experiments import aggregate_over_seeds, evaluate_episodes, numpy_policy
 from s2ac_lit.analysis.goal_metrics import PROBE_STATES, plot_goal_hits, plot_trajectories
 from s2ac_lit.benchmark import report
@@ -55,6 +54,7 @@ from s2ac_lit.benchmark.results import collect, goal_rows
 from s2ac_lit.benchmark.runner import RunSpec, read_summary
 from s2ac_lit.benchmark.suite import Suite, SuiteError, load_suite, plan
 from s2ac_lit.errors import cli, positive_int
+from s2ac_lit.knn import knn_entropy
 from s2ac_lit.trainer.checkpoints import find_checkpoint
 from s2ac_lit.trainer.module import RLModule
 

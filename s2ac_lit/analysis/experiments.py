@@ -12,7 +12,7 @@ policies. This module connects a trained agent to :mod:`s2ac_lit.analysis.goal_m
 
 The entropy of each algorithm's policy at probe states comes from the registry
 (``ALGORITHMS[algo].probe_entropy``, next to each loss in ``s2ac_lit.objectives``); the
-density-free :func:`s2ac_lit.analysis.entropy.knn.knn_entropy` puts all algorithms on one scale.
+density-free :func:`s2ac_lit.knn.knn_entropy` puts all algorithms on one scale.
 """
 
 from __future__ import annotations

@@ -71,6 +71,9 @@ class AlgoSpec:
     """Name in tables and figures (default: the key)."""
     seeds: int | None = None
     """Seeds 0..seeds-1 of this algorithm (default: the suite's ``seeds``)."""
+    tasks: list[str] | None = None
+    """The suite's tasks this algorithm runs (default: all). An algorithm without every task
+    has no overall (across-task) aggregate; its per-task statistics stand beside the others'."""
 
 
 @dataclass
@@ -129,6 +132,13 @@ def check_suite(suite: Suite, path: Path) -> None:
     for name, algo in suite.algos.items():
         if algo.seeds is not None and algo.seeds < 1:
             raise SuiteError(f"{path}: algos.{name}.seeds={algo.seeds} must be >= 1, or null")
+        if algo.tasks is not None:
+            unknown = sorted(set(algo.tasks) - set(suite.tasks))
+            if unknown or not algo.tasks:
+                raise SuiteError(
+                    f"{path}: algos.{name}.tasks={algo.tasks} must name tasks of the suite; "
+                    f"allowed: {sorted(suite.tasks)}, or null for all"
+                )
     for name, task in suite.tasks.items():
         where = f"{path}: tasks.{name}"
         if task.score not in SCORES:
@@ -203,6 +213,8 @@ def plan(
     for task_name in select(tasks, list(suite.tasks), "task"):
         task = suite.tasks[task_name]
         for algo in algos:
+            if suite.algos[algo].tasks is not None and task_name not in suite.algos[algo].tasks:
+                continue
             presets = [resolve_preset(task.preset)]
             if suite.algos[algo].preset:
                 presets.append(resolve_preset(suite.algos[algo].preset))

@@ -327,7 +327,7 @@ def s2ac_entropy(
     the trained policy, each with its log π (squash correction included). The log π is the
     sampler's own estimate (first order in ε, with the agent's ``self_term`` setting), so it
     may differ from the kNN estimate of the same actions
-    (:func:`~s2ac_lit.objectives.common.knn_entropy`).
+    (:func:`~s2ac_lit.knn.knn_entropy`).
 
     Shapes:
         observations: ``[P, O]`` → entropy ``[P]``, actions ``[P, ⌈N/M⌉·M, A]``.

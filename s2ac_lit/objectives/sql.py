@@ -312,7 +312,7 @@ def sql_samples(loss: SQLLoss, observations: Tensor, *, num_samples: int = 1000)
 
     a = squash(g_ψ(s, ξ)) is a neural map of noise with no tractable density (g_ψ is not
     invertible in general), so SQL has no log π; use the kNN estimate
-    (:func:`s2ac_lit.analysis.entropy.knn.knn_entropy`) on the actions.
+    (:func:`s2ac_lit.knn.knn_entropy`) on the actions.
 
     Shapes:
         observations: ``[P, O]`` → entropy ``[P]`` (NaN), actions ``[P, N, A]``.

@@ -100,14 +100,15 @@ class LightningStepper(Stepper):
 
 def compiles(cfg: Config) -> bool:
     """Whether a run compiles its whole update: ``trainer.compile``, and for 'auto': the
-    algorithm reads the key (S2AC, SQL), the sampler does not differentiate twice
-    (``svgd.self_term='none'``), the run makes at least :data:`COMPILE_MIN_UPDATES` updates,
-    and torch's compiler backend finds a C++ compiler (a fresh CPU machine may have none)."""
+    algorithm reads the key (S2AC, SQL), the sampler does not differentiate twice through the
+    critic (any ``svgd.self_term`` but ``'exact'``: Hutchinson's probe takes a difference of two
+    closed-form ∇ₐQ calls), the run makes at least :data:`COMPILE_MIN_UPDATES` updates, and
+    torch's compiler backend finds a C++ compiler (a fresh CPU machine may have none)."""
     if cfg.trainer.compile != "auto":
         return bool(cfg.trainer.compile)
     return (
         ALGORITHMS[cfg.algo].reads_key("trainer.compile")
-        and cfg.svgd.self_term == "none"
+        and cfg.svgd.self_term != "exact"
         and planned_updates(cfg.collector) >= COMPILE_MIN_UPDATES
         and _cpp_compiler_found()
     )
