@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -140,6 +141,33 @@ def test_report_only_reads_run_folders_and_lists_failures(tmp_path: Path) -> Non
     assert main([*argv, "--report-dir", str(published)]) == FAILED_BASE + 1
     assert (published / "runs.csv").read_text() == (tmp_path / "runs.csv").read_text()
     assert {p.name for p in published.iterdir()} >= {"report.md", "aggregate.json"}
+
+
+def test_a_suite_stopped_before_any_seed_finished_every_task_links_only_its_figures(
+    tmp_path: Path,
+) -> None:
+    """No seed has every task: no overall aggregate and no aggregates figure, and the report
+    links only the figures it wrote (a study committed part-way, docs/results/)."""
+    from omegaconf import OmegaConf
+
+    data = OmegaConf.load(SMOKE)
+    data.tasks["second"] = data.tasks["multigoal"]
+    path = tmp_path / "suite.yaml"
+    OmegaConf.save(data, path)
+    suite = load_suite(path)
+    task = suite.tasks["multigoal"]
+    final = [task.random_score, task.reference_score, task.reference_score]
+    for spec in plan(suite, algos=list(suite.algos)):
+        if spec.task == "multigoal":
+            _fake_run(spec.folder(tmp_path), final, 150, 50)
+    argv = ["--suite", str(path), "--out", str(tmp_path), "--report-only", "--reps", "50"]
+    assert main(argv) == FAILED_BASE + 4  # the second task's four runs have no result
+    assert json.loads((tmp_path / "aggregate.json").read_text())["overall"] == {}
+    report = (tmp_path / "report.md").read_text()
+    linked = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
+    assert linked and "aggregates.png" not in linked
+    for name in linked:
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_a_multigoal_task_is_scored_by_the_goals_its_runs_reach(tmp_path: Path) -> None:

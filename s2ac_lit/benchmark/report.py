@@ -325,8 +325,10 @@ def markdown(
             if m.log_tail:
                 out += ["```", m.log_tail, "```", ""]
     out += ["## Figures", ""]
-    out += ["![aggregates](aggregates.png)", "", "![sample efficiency](sample_efficiency.png)"]
-    out += ["", "![performance profile](performance_profile.png)", ""]
+    if data["overall"]:  # no run finished every task: no aggregate, no figure (figures())
+        out += ["![aggregates](aggregates.png)", ""]
+    out += ["![sample efficiency](sample_efficiency.png)", ""]
+    out += ["![performance profile](performance_profile.png)", ""]
     return "\n".join(out)
 
 
