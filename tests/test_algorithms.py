@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import mock_replay_batch
+from conftest import mock_replay_batch, with_target_updater
 
 from s2ac_lit.algorithms import (
     ALGORITHM_KEYS,
@@ -150,6 +150,7 @@ def test_losses_are_built_around_given_torchrl_networks(algo: str) -> None:
     extra = {"s2ac": ["svgd.num_particles=5"], "sql": ["svgd.bandwidth=2.0"], "sac": []}[algo]
     cfg = load_config(overrides=[f"algo={algo}", *TINY, *extra])
     loss, policy = build_algorithm(cfg, 3, LOW, HIGH, networks=(actor, critic))
+    with_target_updater(loss)
     own = {id(p) for p in loss.actor_network_params.values(True, True)}
     assert all(id(p) in own for p in actor.parameters())
     if algo == "s2ac":

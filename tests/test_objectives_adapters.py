@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from conftest import mock_replay_batch
+from conftest import mock_replay_batch, with_target_updater
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import InteractionType, NormalParamExtractor, TensorDictModule
 from torch import nn
@@ -247,12 +247,12 @@ def make_pair(kind: str) -> tuple:
         actor, QEnsemble(OBS, ACT, hidden_sizes=(HIDDEN,)), amortized_particles=4, **options
     )
     slow = loss_class(actor, q_module(), amortized_particles=4, **options)
+    for loss in (fast, slow):  # before the targets are read: TorchRL warns otherwise
+        with_target_updater(loss).make_value_estimator(gamma=0.9)
     with torch.no_grad():
         fast.target_qvalue_network_params.apply_(lambda x: x.add_(0.05))  # targets ≠ online
     ensemble_into_stacked(fast.qvalue_network_params, slow.qvalue_network_params)
     ensemble_into_stacked(fast.target_qvalue_network_params, slow.target_qvalue_network_params)
-    for loss in (fast, slow):
-        loss.make_value_estimator(gamma=0.9)
     return fast, slow
 
 
@@ -298,7 +298,7 @@ def test_the_users_actor_is_trained_in_place() -> None:
     the critics are the loss's own copies."""
     actor = tanh_normal_actor()
     before = copy.deepcopy(actor)
-    loss = S2ACLoss(actor, q_module()).make_value_estimator(gamma=0.9)
+    loss = with_target_updater(S2ACLoss(actor, q_module())).make_value_estimator(gamma=0.9)
     out = loss(mock_replay_batch(6, OBS, ACT, action_range=(0.0, 1.0)))
     out["loss_actor"].backward()
     with torch.no_grad():

@@ -99,13 +99,13 @@ def twin_losses(**options) -> tuple[SACLoss, GaussianSACLoss]:
     actor, critic = tanh_normal_actor(), q_value_module()
     sac = SACLoss(actor, critic, loss_function="l2", **options)
     ours = GaussianSACLoss(actor, critic, loss_function="l2", **options)
+    for loss in (sac, ours):
+        loss.make_value_estimator(gamma=GAMMA)
+        SoftUpdate(loss, tau=0.1)  # before the targets are read: TorchRL warns otherwise
     with torch.no_grad():  # SACLoss draws its own twin critics: take them
         for name in ("qvalue_network_params", "target_qvalue_network_params"):
             for key, value in getattr(sac, name).items(True, True):
                 getattr(ours, name)[("module", *key)].copy_(value)
-    for loss in (sac, ours):
-        loss.make_value_estimator(gamma=GAMMA)
-        SoftUpdate(loss, tau=0.1)
     return sac, ours
 
 
