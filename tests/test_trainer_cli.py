@@ -44,7 +44,7 @@ def test_help_lists_every_preset_and_where_keys_are_documented() -> None:
     for preset in presets:
         assert str(preset.relative_to(ROOT)) in text, preset
     assert "conf/suites" not in text  # the benchmark's suites are not fit presets
-    assert "s2ac_lit/config.py" in text and "--print-config" in text
+    assert "s2ac_lit/config/schema.py" in text and "--print-config" in text
     # The examples run on a newcomer's machine: one process, a preset that exists.
     assert "devices=2" not in text and "python tools/fit.py --config conf/quickstart.yaml" in text
 

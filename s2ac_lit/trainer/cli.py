@@ -29,7 +29,7 @@ examples:
 """
 
 KEYS = """\
-keys: every key, with its type, default and a one-line doc, is in s2ac_lit/config.py (the
+keys: every key, with its type, default and a one-line doc, is in s2ac_lit/config/schema.py (the
 typed schema, one dataclass per section: collector, replay, optim, svgd, actor, critic, loss,
 trainer, eval); --print-config shows the values a run would use. README §Configs explains the
 presets and which keys go together in a short run.
