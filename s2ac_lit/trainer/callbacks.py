@@ -19,7 +19,7 @@ from lightning.fabric.utilities.apply_func import convert_tensors_to_scalars
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from s2ac_lit.config import Config
-from s2ac_lit.envs import make_env
+from s2ac_lit.envs import env_state, load_env_state, make_env
 from s2ac_lit.trainer.checkpoints import CheckpointError
 from s2ac_lit.trainer.csvlog import ContinuingCSVLogger
 from s2ac_lit.trainer.evaluation import evaluate_policy
@@ -263,19 +263,24 @@ class PeriodicEvaluation(L.Callback):
     """Deterministic evaluation episodes every ``every_frames`` frames and at the end.
 
     Runs on global rank 0 only. Its history (frames, updates, mean, std) is part of the
-    checkpoint, so a resumed run keeps its learning curve.
+    checkpoint, so a resumed run keeps its learning curve, and so is its env's whole state
+    (its random generators: the next evaluation's resets), so a resumed run evaluates on the
+    episodes the uninterrupted one would.
     """
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.history: list[dict[str, float]] = []
         self._env = None
+        self._saved_env: dict[str, Any] | None = None  # for the env built at the next evaluation
 
     def state_dict(self) -> dict[str, Any]:
-        return {"history": self.history}
+        env = self._saved_env if self._env is None else env_state(self._env)
+        return {"history": self.history, "env": env}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = list(state_dict["history"])
+        self._saved_env = state_dict.get("env")
 
     def _due(self, frames: int) -> bool:
         every = self.cfg.eval.every_frames
@@ -292,6 +297,9 @@ class PeriodicEvaluation(L.Callback):
                 device=pl_module.device,
                 max_episode_steps=self.cfg.env.max_episode_steps,
             )
+            if self._saved_env is not None:
+                load_env_state(self._env, self._saved_env)
+                self._saved_env = None
         result = evaluate_policy(self._env, pl_module.policy(), self.cfg.eval.episodes)
         feeder = _feeder(trainer)
         record = {
