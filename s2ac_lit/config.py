@@ -254,6 +254,12 @@ class TrainerConfig:
     """Capture the whole update in a CUDA graph after a short warm-up and replay it (and the
     acting policy's step); needs one CUDA GPU, and refuses what cannot be captured (DDP,
     16-mixed, prioritised replay, svgd.self_term='exact'). docs/performance.md §GPU."""
+    deterministic: bool | str = "auto"
+    """Deterministic kernels (``torch.use_deterministic_algorithms``, through Lightning's
+    ``Trainer(deterministic=...)``), so that a killed and resumed run ends bit-identical to an
+    uninterrupted one (docs/checkpoints.md); an op without a deterministic kernel warns and the
+    run goes on. 'auto': true on the CPU, where it costs under 1 % per update
+    (docs/performance.md), false on a GPU."""
     progress_bar: bool = True
     """Show Lightning's progress bar."""
     profiler: str | None = None
@@ -494,6 +500,11 @@ def validate(cfg: Config) -> Config:
         )
     if cfg.svgd.num_particles < 2 and isinstance(cfg.svgd.bandwidth, str):
         raise ConfigError("svgd.num_particles must be >= 2 with an adaptive svgd.bandwidth")
+    if isinstance(cfg.trainer.deterministic, str) and cfg.trainer.deterministic != "auto":
+        raise ConfigError(
+            f"trainer.deterministic={cfg.trainer.deterministic!r} is not allowed; allowed: true, "
+            "false, 'auto'"
+        )
     if isinstance(cfg.trainer.compile, str) and cfg.trainer.compile != "auto":
         raise ConfigError(
             f"trainer.compile={cfg.trainer.compile!r} is not allowed; allowed: true, false, 'auto'"

@@ -40,6 +40,7 @@ from torchrl.envs.utils import exploration_type
 
 from s2ac_lit.config import CollectorConfig, Config, ConfigError, ReplayConfig
 from s2ac_lit.envs import env_state, load_env_state, make_env, unreadable_reason
+from s2ac_lit.trainer.checkpoints import machine_record
 
 PolicyFactory = Callable[[], Callable[[TensorDictBase], TensorDictBase]]
 
@@ -254,8 +255,8 @@ class ReplayFeeder:
         return self.buffer.sample()
 
     def state_dict(self) -> dict[str, Any]:
-        """Counters, the collector's state, the env's whole state and the random states (not
-        the buffer; docs/checkpoints.md)."""
+        """Counters, the collector's state, the env's whole state, the random states and the
+        machine that computed them (not the buffer; docs/checkpoints.md)."""
         if self._collector is None:
             collector_state, in_flight = self._pending or (None, None)
         else:
@@ -283,6 +284,7 @@ class ReplayFeeder:
             "unprioritized": unprioritized,
             "rank": self.rank,
             "rng": capture_rng(),
+            "machine": machine_record(self.policy_device),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -55,7 +55,9 @@ from s2ac_lit.trainer.checkpoints import (
     find_checkpoint,
     finished_frames,
     latest_run,
+    machine_record,
     read_checkpoint,
+    resume_notice,
     run_folder_of,
 )
 from s2ac_lit.trainer.console import quiet_third_party
@@ -197,6 +199,9 @@ def build_trainer(
         enable_progress_bar=t.progress_bar,
         enable_model_summary=False,
         default_root_dir=run_folder,
+        # Warn-only: an op without a deterministic kernel (some GPU ops) warns, naming itself,
+        # and the run goes on; exactness then holds no longer (docs/checkpoints.md).
+        deterministic="warn" if deterministic(t) else False,
         use_distributed_sampler=False,
         plugins=[AtomicCheckpointIO()],
         profiler=_profiler(t.profiler, run_folder),
@@ -208,6 +213,21 @@ def _profiler(kind: str | None, run_folder: Path) -> Profiler | None:
         return None
     profiler = SimpleProfiler if kind == "simple" else AdvancedProfiler
     return profiler(dirpath=run_folder, filename="profile")
+
+
+def computes_on_cpu(trainer: TrainerConfig) -> bool:
+    """Whether the run's accelerator is the CPU (for 'auto': no CUDA GPU and no Apple GPU)."""
+    if trainer.accelerator == "auto":
+        return not torch.cuda.is_available() and not torch.backends.mps.is_available()
+    return trainer.accelerator == "cpu"
+
+
+def deterministic(trainer: TrainerConfig) -> bool:
+    """Whether the run uses deterministic kernels: ``trainer.deterministic``; 'auto' is true
+    on the CPU (where it costs under 1 % per update) and false on a GPU."""
+    if trainer.deterministic == "auto":
+        return computes_on_cpu(trainer)
+    return bool(trainer.deterministic)
 
 
 def cpu_threads(trainer: TrainerConfig) -> int:
@@ -222,9 +242,7 @@ def cpu_threads(trainer: TrainerConfig) -> int:
         return int(trainer.threads)
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():
         return max(1, int(os.environ["OMP_NUM_THREADS"]))
-    on_cpu = trainer.accelerator == "cpu" or (
-        trainer.accelerator == "auto" and not torch.cuda.is_available()
-    )
+    on_cpu = computes_on_cpu(trainer)
     local = int(trainer.devices) if on_cpu and str(trainer.devices).isdigit() else 1
     return max(1, len(os.sched_getaffinity(0)) // max(local, 1))
 
@@ -294,6 +312,15 @@ def _train(cfg: Config, run_folder: Path, resume_from: Path | None) -> dict[str,
 
     evaluation = PeriodicEvaluation(cfg)
     trainer = build_trainer(cfg, run_folder, evaluation, csv_rows=csv_rows)
+    if resume_from is not None and trainer.is_global_zero:
+        notice = resume_notice(
+            checkpoint,
+            deterministic=deterministic(cfg.trainer),
+            world_size=trainer.world_size,
+            machine=machine_record(trainer.strategy.root_device),
+        )
+        if notice is not None:
+            print(notice, file=sys.stderr)
     inherited = os.environ.get(RUN_FOLDER_ENV)
     os.environ[RUN_FOLDER_ENV] = str(run_folder)  # for the ranks Lightning starts
     stop = next(c for c in trainer.callbacks if isinstance(c, GracefulStop))
