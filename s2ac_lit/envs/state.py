@@ -170,7 +170,13 @@ def _simulator_state(env: gymnasium.Env) -> dict[str, Any]:
 
 
 def _load_simulator_state(env: gymnasium.Env, saved: dict[str, Any]) -> None:
-    if saved["kind"] == "own":
+    kind = "own" if _has_own_state(env) else "mujoco"
+    if saved["kind"] != kind:
+        raise ValueError(
+            f"the saved env state is of kind {saved['kind']!r}, {type(env).__name__} keeps one "
+            f"of kind {kind!r}"
+        )
+    if kind == "own":
         env.load_state_dict(saved["state"])
         return
     import mujoco

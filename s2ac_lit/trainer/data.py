@@ -275,7 +275,7 @@ class ReplayFeeder:
             "frames": self.frames,
             "updates": self.updates,
             "episodes": self.episodes,
-            "return_history": self.return_history,
+            "return_history": list(self.return_history),
             "round_updates": self._round_updates,
             "round_target": self._round_target,
             "collector": collector_state,
