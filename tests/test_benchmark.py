@@ -136,6 +136,10 @@ def test_report_only_reads_run_folders_and_lists_failures(tmp_path: Path) -> Non
     assert "| S2AC | 1.000 [1.000, 1.000] |" in report
     for name in ("aggregates.png", "sample_efficiency.png", "performance_profile.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+    published = tmp_path / "published"  # e.g. a results folder of the repository
+    assert main([*argv, "--report-dir", str(published)]) == FAILED_BASE + 1
+    assert (published / "runs.csv").read_text() == (tmp_path / "runs.csv").read_text()
+    assert {p.name for p in published.iterdir()} >= {"report.md", "aggregate.json"}
 
 
 def test_a_multigoal_task_is_scored_by_the_goals_its_runs_reach(tmp_path: Path) -> None:

@@ -84,6 +84,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--reps", type=int, default=2000, help="bootstrap replications")
     p.add_argument("--report-only", action="store_true", help="aggregate without training")
     p.add_argument(
+        "--report-dir",
+        type=Path,
+        help="where runs.csv, goals.csv, aggregate.json, report.md and the figures go "
+        "(default: --out), e.g. a results folder of the repository",
+    )
+    p.add_argument(
         "--at-frames",
         type=int,
         help="report at this frame budget: every run that reached it, finished or not",
@@ -96,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     check_flags(args)
     check_out(args.out, report_only=args.report_only)
+    if args.report_dir is not None:
+        check_out(args.report_dir, report_only=False, flag="--report-dir")
     if not args.report_only:
         check_gpus(args.gpus_per_run, args.ray_address)
     suite = load_suite(args.suite)
@@ -132,16 +140,18 @@ def main(argv: list[str] | None = None) -> int:
             f"--report-only: {str(args.out / 'runs')!r} holds no run of this suite; nothing "
             "to report (run the suite first, without --report-only)"
         )
-    write_csv(rows, args.out / "runs.csv")
+    report_dir = args.report_dir or args.out
+    report_dir.mkdir(parents=True, exist_ok=True)
+    write_csv(rows, report_dir / "runs.csv")
     goals = goal_rows(specs, args.out)
     if goals:
-        write_goals_csv(goals, args.out / "goals.csv")
+        write_goals_csv(goals, report_dir / "goals.csv")
     report.write(
         rows,
         suite,
         algos,
         missing,
-        args.out,
+        report_dir,
         reps=args.reps,
         at_frames=args.at_frames,
         tasks=sorted({s.task for s in specs}, key=list(suite.tasks).index),
@@ -150,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = [m for m in missing if m.state != "not run"]
     print(
         f"{len(specs) - len(missing)}/{len(specs)} runs finished, {len(failed)} failed or "
-        f"interrupted; {time.perf_counter() - start:.0f} s; report in {args.out / 'report.md'}"
+        f"interrupted; {time.perf_counter() - start:.0f} s; report in {report_dir / 'report.md'}"
     )
     if missing:
         return min(FAILED_BASE + len(missing), 254)
@@ -171,17 +181,18 @@ def check_flags(args: argparse.Namespace) -> None:
             raise SuiteError(f"{flag}={value} must be >= 0{unit} (a finite number)")
 
 
-def check_out(out: Path, *, report_only: bool) -> None:
-    """Raise :class:`SuiteError` unless ``out`` is (or can become) the suite's folder."""
+def check_out(out: Path, *, report_only: bool, flag: str = "--out") -> None:
+    """Raise :class:`SuiteError` unless ``out`` is (or can become) a writable folder (with
+    ``report_only``: an existing suite folder to read)."""
     existing = out
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        raise SuiteError(f"--out {str(out)!r}: {str(existing)!r} is a file, not a folder")
+        raise SuiteError(f"{flag} {str(out)!r}: {str(existing)!r} is a file, not a folder")
     if report_only and not out.is_dir():
-        raise SuiteError(f"--out {str(out)!r} does not exist: --report-only reads a suite's runs")
+        raise SuiteError(f"{flag} {str(out)!r} does not exist: --report-only reads a suite's runs")
     if not report_only and not os.access(existing, os.W_OK | os.X_OK):
-        raise SuiteError(f"--out {str(out)!r}: folder {str(existing)!r} is not writable")
+        raise SuiteError(f"{flag} {str(out)!r}: folder {str(existing)!r} is not writable")
 
 
 def check_gpus(gpus_per_run: float, ray_address: str | None) -> None:
