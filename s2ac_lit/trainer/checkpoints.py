@@ -9,6 +9,7 @@ through :func:`read_checkpoint`, which turns unreadable or foreign files into a
 
 from __future__ import annotations
 
+import functools
 import platform
 import sys
 from importlib import metadata
@@ -179,17 +180,26 @@ def machine_record(device: torch.device | str = "cpu") -> dict[str, Any]:
     """What a run's numbers depend on besides its state: library versions, the kind of CPU or
     GPU that computes (``device``), and torch's CPU threads. Saved with the feeder's state; a
     resume elsewhere says so (:func:`resume_notice`)."""
+    device = torch.device(device)
+    return {
+        **_process_record(),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "threads": torch.get_num_threads(),
+    }
+
+
+@functools.cache
+def _process_record() -> dict[str, Any]:
+    # Fixed for the process's life; reading the package metadata costs tens of milliseconds,
+    # too much for every checkpoint.
     record: dict[str, Any] = {"python": platform.python_version()}
     for package in MACHINE_PACKAGES:
         try:
             record[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             record[package] = None
-    device = torch.device(device)
     record["machine"] = platform.machine()
     record["cpu"] = _cpu_model()
-    record["gpu"] = torch.cuda.get_device_name(device) if device.type == "cuda" else None
-    record["threads"] = torch.get_num_threads()
     return record
 
 
