@@ -352,6 +352,11 @@ class RunSummary(L.Callback):
     resumed (``tools/benchmark.py --at-frames``); the finished run overwrites it. With several
     DDP ranks each writes its own counters (every rank collects its own frames), after checking
     that all ranks hold the same weights (:func:`check_ranks_agree`).
+
+    ``"resumes"`` lists the resumes the run's numbers went through (checkpointed, so a resume
+    that was itself killed before its next checkpoint is not in it): the update each continued
+    from, whether it was bit-exact and, if not, the one-line notice that said why
+    (docs/checkpoints.md). An uninterrupted run's is empty.
     """
 
     def __init__(self, run_folder: Path, evaluation: PeriodicEvaluation) -> None:
@@ -360,6 +365,27 @@ class RunSummary(L.Callback):
         self._start = time.perf_counter()
         self.summary: dict[str, Any] = {}
         self._evaluations_written = 0
+        self.resumes: list[dict[str, Any]] = []
+        self._resuming: tuple[str | None] | None = None
+
+    def expect_resume(self, notice: str | None) -> None:
+        """This fit continues a checkpoint; ``notice`` says why it is not bit-exact (None when
+        it is). Recorded once the checkpoint is loaded, with the update it continues from."""
+        self._resuming = (notice,)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"resumes": self.resumes}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.resumes = list(state_dict["resumes"])
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if self._resuming is not None:
+            (notice,) = self._resuming
+            self.resumes.append(
+                {"updates": trainer.global_step, "exact": notice is None, "notice": notice}
+            )
+            self._resuming = None
 
     def on_train_batch_end(self, trainer, pl_module, *args) -> None:
         if len(self.evaluation.history) != self._evaluations_written:
@@ -402,6 +428,7 @@ class RunSummary(L.Callback):
             "final_eval_return_mean": final.get("return_mean"),
             "final_eval_return_std": final.get("return_std"),
             "eval_history": history,
+            "resumes": self.resumes,
         }
         atomic_write_text(self.run_folder / SUMMARY_FILE, json.dumps(self.summary, indent=2))
         self._evaluations_written = len(history)

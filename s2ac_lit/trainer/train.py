@@ -321,6 +321,7 @@ def _train(cfg: Config, run_folder: Path, resume_from: Path | None) -> dict[str,
         )
         if notice is not None:
             print(notice, file=sys.stderr)
+        next(c for c in trainer.callbacks if isinstance(c, RunSummary)).expect_resume(notice)
     inherited = os.environ.get(RUN_FOLDER_ENV)
     os.environ[RUN_FOLDER_ENV] = str(run_folder)  # for the ranks Lightning starts
     stop = next(c for c in trainer.callbacks if isinstance(c, GracefulStop))
