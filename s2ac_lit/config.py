@@ -258,8 +258,8 @@ class TrainerConfig:
     """Deterministic kernels (``torch.use_deterministic_algorithms``, through Lightning's
     ``Trainer(deterministic=...)``), so that a killed and resumed run ends bit-identical to an
     uninterrupted one (docs/checkpoints.md); an op without a deterministic kernel warns and the
-    run goes on. 'auto': true on the CPU, where it costs under 1 % per update
-    (docs/performance.md), false on a GPU."""
+    run goes on. 'auto': true on the CPU, where it costs under 5 % per update
+    (tools/bench.py --deterministic; docs/checkpoints.md), false on a GPU."""
     progress_bar: bool = True
     """Show Lightning's progress bar."""
     profiler: str | None = None

@@ -224,7 +224,7 @@ def computes_on_cpu(trainer: TrainerConfig) -> bool:
 
 def deterministic(trainer: TrainerConfig) -> bool:
     """Whether the run uses deterministic kernels: ``trainer.deterministic``; 'auto' is true
-    on the CPU (where it costs under 1 % per update) and false on a GPU."""
+    on the CPU (where it costs under 5 % per update, docs/checkpoints.md) and false on a GPU."""
     if trainer.deterministic == "auto":
         return computes_on_cpu(trainer)
     return bool(trainer.deterministic)
