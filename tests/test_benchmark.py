@@ -482,6 +482,67 @@ def test_sigterm_stops_the_run_in_flight_with_a_checkpoint_and_a_rerun_resumes_i
     assert summary["finished"] is True and summary["frames"] >= 1000
 
 
+def _fit_process_gone(folder: Path, timeout: float = 120) -> None:
+    """Wait until no process holds the run folder's lock (a killed harness's fit process dies
+    with its Ray worker, PR_SET_PDEATHSIG)."""
+    from s2ac_lit.trainer.layout import LOCK_NAME
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            pid = int((folder / LOCK_NAME).read_text().split()[0])
+            os.kill(pid, 0)
+        except (OSError, ValueError, IndexError):
+            return  # no lock, a lock being written or one of a dead process
+        assert time.monotonic() < deadline, f"process {pid} still holds {folder}"
+        time.sleep(0.2)
+
+
+def _rows_but_wall_time(out: Path) -> list[list[str]]:
+    rows = (out / "runs.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    assert header[-1] == "wall_time_s", header
+    return [row.split(",")[:-1] for row in rows]
+
+
+@pytest.mark.slow
+def test_a_suite_killed_mid_run_and_rerun_writes_the_rows_of_an_uninterrupted_one(
+    tmp_path: Path,
+) -> None:
+    """Exact resume (docs/checkpoints.md): the harness SIGKILLed once its run has checkpointed
+    update 10, then rerun, writes the runs.csv rows of the same suite run without interruption,
+    every value the same but the wall times."""
+    path = _one_long_run(tmp_path)
+    whole = _harness(path, tmp_path / "whole", workers=1)
+    log = whole.communicate(timeout=600)[0].decode()
+    assert whole.returncode == 0, log
+
+    out = tmp_path / "out"
+    folder = out / "runs" / "multigoal" / "s2ac" / "seed-0"
+    first = _harness(path, out, workers=1)
+    try:
+        deadline = time.monotonic() + 300
+        while not (folder / "checkpoints" / "step=10.ckpt").exists():
+            assert first.poll() is None, first.communicate()[0].decode()
+            assert time.monotonic() < deadline, "no checkpoint at update 10 in 5 minutes"
+            time.sleep(0.1)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    finally:
+        first.kill()
+    _fit_process_gone(folder)
+
+    second = _harness(path, out, workers=1)
+    log = second.communicate(timeout=600)[0].decode()
+    assert second.returncode == 0, log
+    attempts = [json.loads(line) for line in (folder / ATTEMPTS_FILE).read_text().splitlines()]
+    assert [a["mode"] for a in attempts] == ["fresh", "resume"]
+    assert "resume is not bit-exact" not in (folder / LOG_FILE).read_text()
+    rows = _rows_but_wall_time(out)
+    assert len(rows) == 1 + 2  # the header, the evaluations at 500 and 1000 frames
+    assert rows == _rows_but_wall_time(tmp_path / "whole")
+
+
 @pytest.mark.slow
 def test_sigterm_stops_a_run_on_another_node_of_a_cluster(tmp_path: Path, monkeypatch) -> None:
     """With --ray-address the stop reaches the run on another node: a two-node cluster on

@@ -99,6 +99,10 @@ def test_required_keys_and_overrides() -> None:
         ("trainer.threads=0", r"trainer.threads=0 must be > 0"),
         ("trainer.compile=maybe", r"trainer.compile='maybe' is not allowed; allowed: true, false"),
         (
+            "trainer.deterministic=mostly",
+            r"trainer.deterministic='mostly' is not allowed; allowed: true, false, 'auto'",
+        ),
+        (
             "trainer.profiler=fast",
             r"trainer.profiler='fast' is not allowed; allowed: \(None, 'simple', 'advanced'\)",
         ),

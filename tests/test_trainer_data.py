@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,9 +24,9 @@ SCHEDULE = CollectorConfig(
 )
 
 
-def make_feeder(seed: int = 0) -> ReplayFeeder:
+def make_feeder(seed: int = 0, env_id: str = "s2ac_lit/MultiGoalMaxEnt-v0") -> ReplayFeeder:
     torch.manual_seed(seed)
-    env = make_env("s2ac_lit/MultiGoalMaxEnt-v0", seed=seed)
+    env = make_env(env_id, seed=seed)
     return ReplayFeeder(
         env,
         lambda: RandomPolicy(env.action_spec),
@@ -46,18 +47,46 @@ def test_schedule_by_hand() -> None:
     feeder.close()
 
 
+def assert_same(a: Any, b: Any, where: str = "state") -> None:
+    """Nested dicts, lists and tensors equal bit for bit."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), where
+        for key in a:
+            assert_same(a[key], b[key], f"{where}[{key!r}]")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same(x, y, f"{where}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    else:
+        assert a == b, where
+
+
+@pytest.mark.parametrize("env_id", ["s2ac_lit/MultiGoalMaxEnt-v0", "Hopper-v5"])
 @pytest.mark.parametrize("stop_after", [1, 7, 8, 30])
-def test_state_round_trip_neither_loses_nor_repeats(stop_after: int) -> None:
-    first = make_feeder()
-    consumed = list(itertools.islice(iter(first), stop_after))
+def test_state_round_trip_continues_exactly(stop_after: int, env_id: str, tmp_path) -> None:
+    """A feeder stopped after ``stop_after`` updates (7: the end of a round, the next step
+    collects), its state and its buffer's dump loaded into a feeder of another seed: that one
+    yields exactly the batches the first yields on, bit for bit, and the same counters."""
+    first = make_feeder(env_id=env_id)
+    batches = iter(first)
+    consumed = list(itertools.islice(batches, stop_after))
     state = first.state_dict()
+    first.buffer.dumps(tmp_path / "replay")
     assert state["updates"] == len(consumed) == stop_after
-    second = make_feeder(seed=1)  # different env seed: the state must override it
-    second.buffer.extend(first.buffer[: len(first.buffer)])
+    expected = list(batches)
+    second = make_feeder(seed=1, env_id=env_id)  # another env seed: the state must override it
+    second.buffer.loads(tmp_path / "replay")
     second.load_state_dict(state)
+    assert_same(second.state_dict()["in_flight"], state["in_flight"])  # saved before it collects
     rest = list(second)
     assert stop_after + len(rest) == first.total_updates
-    assert second.frames == SCHEDULE.total_frames
+    assert len(rest) == len(expected)
+    for got, want in zip(rest, expected, strict=True):
+        assert (got == want).all()
+    assert (second.frames, second.episodes) == (first.frames, first.episodes)
+    assert second.return_history == first.return_history
     first.close()
     second.close()
 

@@ -1,8 +1,10 @@
 """Resume loses nothing: the CSV log, Ctrl-C/SIGTERM, the run lock, damaged checkpoints,
-atomic writes, and a run SIGKILLed at random moments.
+atomic writes, and a run SIGKILLed at random moments; and it changes nothing: a run stopped
+and resumed ends bit-identical to the uninterrupted run (docs/checkpoints.md), or says in one
+line why it cannot.
 
-Runs reuse test_train's tiny multigoal setup, whose update count is a known function of the
-frame budget (``expected_updates``).
+Runs reuse test_train's tiny multigoal setup (and Hopper-v5 with the same tiny networks), whose
+update count is a known function of the frame budget (``expected_updates``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -37,6 +40,16 @@ BUDGET = [
     "trainer.checkpoint_every_updates=20",
     "eval.every_frames=200",
 ]
+MULTIGOAL = "s2ac_lit/MultiGoalMaxEnt-v0"
+EXACT_FRAMES = 600
+EXACT = [
+    f"collector.total_frames={EXACT_FRAMES}",
+    "trainer.checkpoint_every_updates=10",
+    "eval.every_frames=200",
+    "trainer.threads=1",
+]
+"""The runs compared bit for bit: 110 updates, a checkpoint every 10, three evaluations, one
+torch thread (another thread count sums in another order)."""
 
 
 def logged_steps(run: Path, key: str) -> list[int]:
@@ -61,12 +74,55 @@ def assert_holds_only_the_newest_checkpoint(run: Path) -> None:
     assert [p.name for p in (run / "replay").iterdir()] == [last["replay_dir"]] == [f"step-{step}"]
 
 
+def assert_bit_identical(run: Path, reference: Path) -> None:
+    """Everything a reported number comes from is the same bit for bit: ``summary.json`` (the
+    evaluation history, the final return, the counts), every value ``metrics.csv`` logs
+    (losses, entropy, Q values, gradient norms, returns; not the wall-clock ``time/`` columns)
+    and the final weights and optimiser state."""
+    got, want = (json.loads((r / "summary.json").read_text()) for r in (run, reference))
+    for key in ("eval_history", "final_eval_return_mean", "final_eval_return_std"):
+        assert got[key] == want[key], key
+    assert (got["frames"], got["updates"], got["episodes"]) == (
+        want["frames"],
+        want["updates"],
+        want["episodes"],
+    )
+    logged, expected_log = (
+        [{k: v for k, v in row.items() if not k.startswith("time/")} for row in read_csv(path)]
+        for path in (r / "logs" / "csv" / "metrics.csv" for r in (run, reference))
+    )
+    assert logged == expected_log
+    last, expected = (
+        torch.load(r / "checkpoints" / "last.ckpt", weights_only=True) for r in (run, reference)
+    )
+    torch.testing.assert_close(last["state_dict"], expected["state_dict"], rtol=0, atol=0)
+    optimisers = zip(last["optimizer_states"], expected["optimizer_states"], strict=True)
+    for got_opt, want_opt in optimisers:
+        torch.testing.assert_close(got_opt["state"], want_opt["state"], rtol=0, atol=0)
+        assert got_opt["param_groups"] == want_opt["param_groups"]
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> Path:
     """An uninterrupted run of FRAMES frames."""
     tmp_path = tmp_path_factory.mktemp("reference")
     cfg = load_config(overrides=tiny(tmp_path, f"collector.total_frames={FRAMES}", *BUDGET))
     return Path(train(cfg)["run_folder"])
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Callable[[str], Path]:
+    """The uninterrupted run of the ``EXACT`` budget on an env id (each run once)."""
+    runs: dict[str, Path] = {}
+
+    def run(env_id: str) -> Path:
+        if env_id not in runs:
+            tmp_path = tmp_path_factory.mktemp("uninterrupted")
+            cfg = load_config(overrides=tiny(tmp_path, *EXACT, f"env.id={env_id}"))
+            runs[env_id] = Path(train(cfg)["run_folder"])
+        return runs[env_id]
+
+    return run
 
 
 def test_resume_keeps_the_whole_csv_log(reference: Path, tmp_path: Path, monkeypatch) -> None:
@@ -97,6 +153,7 @@ def test_resume_keeps_the_whole_csv_log(reference: Path, tmp_path: Path, monkeyp
     assert [h["frames"] for h in summary["eval_history"]] == [200, 400]
     assert summary["updates"] == expected_updates(FRAMES)
     assert not temporary_files(run)
+    assert_bit_identical(run, reference)
 
 
 def test_a_finished_run_trains_on_to_a_raised_budget(
@@ -232,7 +289,7 @@ def test_signal_checkpoints_and_prints_the_resume_command(
         process.kill()
     assert process.returncode == 128 + signum, output
     assert "Traceback" not in output
-    assert f"resume with: python tools/fit.py --resume {run}" in output
+    assert f"resume with: python tools/fit.py --resume {run}" in output, repr(output[-1500:])
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert f"stopped after update {last['global_step']} " in output
     assert last["global_step"] % 20 != 0 or last["global_step"] > 20  # not only the periodic one
@@ -308,16 +365,11 @@ def holds_lock(runs: Path, pid: int) -> bool:
         return False  # being written
 
 
-def kill_and_resume(tmp_path: Path, kills: int, seed: int) -> None:
-    """SIGKILL a run ``kills`` times at random moments (seeded), resuming with ``--resume
-    auto`` each time; it must end like an uninterrupted run: frames, updates, CSV rows."""
-    frames = 600
-    args = tiny(
-        tmp_path,
-        f"collector.total_frames={frames}",
-        "trainer.checkpoint_every_updates=10",
-        "eval.every_frames=200",
-    )
+def kill_and_resume(tmp_path: Path, kills: int, seed: int, env_id: str = MULTIGOAL) -> Path:
+    """SIGKILL a run ``kills`` times at random moments (seeded) after its first checkpoint,
+    resuming with ``--resume auto`` each time; it must end like an uninterrupted run: frames,
+    updates, CSV rows, only its newest checkpoint. Returns its run folder."""
+    args = tiny(tmp_path, *EXACT, f"env.id={env_id}")
     runs = tmp_path / "runs"
     rng = random.Random(seed)
     resume = ["--resume", "auto", f"run_dir={runs}"]
@@ -337,19 +389,104 @@ def kill_and_resume(tmp_path: Path, kills: int, seed: int) -> None:
         process = run_fit(*resume)
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 0, output
+    assert "resume is not bit-exact" not in output, output
     (run,) = runs.iterdir()
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["frames"] == frames and summary["updates"] == expected_updates(frames)
+    assert summary["resumes"] and all(r["exact"] for r in summary["resumes"]), summary["resumes"]
+    assert summary["frames"] == EXACT_FRAMES
+    assert summary["updates"] == expected_updates(EXACT_FRAMES)
     train_steps = logged_steps(run, "train/loss_qvalue")
-    assert train_steps == list(range(4, expected_updates(frames), 5))
+    assert train_steps == list(range(4, expected_updates(EXACT_FRAMES), 5))
     assert not temporary_files(run)
     assert_holds_only_the_newest_checkpoint(run)  # whatever the kills left behind
+    return run
 
 
-def test_sigkill_at_random_moments_three_times(tmp_path: Path) -> None:
-    kill_and_resume(tmp_path, kills=3, seed=0)
+@pytest.mark.parametrize("env_id", [MULTIGOAL, pytest.param("Hopper-v5", marks=pytest.mark.slow)])
+def test_sigkill_at_random_moments_three_times_changes_nothing(
+    tmp_path: Path, uninterrupted, env_id: str
+) -> None:
+    run = kill_and_resume(tmp_path, kills=3, seed=0, env_id=env_id)
+    assert_bit_identical(run, uninterrupted(env_id))
 
 
 @pytest.mark.slow
-def test_sigkill_at_random_moments_ten_times(tmp_path: Path) -> None:
-    kill_and_resume(tmp_path, kills=10, seed=1)
+def test_sigkill_at_random_moments_ten_times(tmp_path: Path, uninterrupted) -> None:
+    run = kill_and_resume(tmp_path, kills=10, seed=1)
+    assert_bit_identical(run, uninterrupted(MULTIGOAL))
+
+
+@pytest.mark.parametrize("env_id", [MULTIGOAL, pytest.param("Hopper-v5", marks=pytest.mark.slow)])
+def test_sigterm_and_resume_changes_nothing(tmp_path: Path, uninterrupted, env_id: str) -> None:
+    """A real child stopped by SIGTERM at a random moment after its first checkpoint (a
+    cluster's preemption), resumed: bit-identical to the uninterrupted run."""
+    runs = tmp_path / "runs"
+    process = run_fit(*tiny(tmp_path, *EXACT, f"env.id={env_id}"))
+    try:
+        wait_for(lambda: list(runs.glob("*/checkpoints/*.ckpt")), process)
+        time.sleep(random.Random(2).uniform(0.0, 1.0))
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signal.SIGTERM, output
+    (run,) = runs.iterdir()
+    assert main(["--resume", str(run)]) == 0
+    assert_bit_identical(run, uninterrupted(env_id))
+    (resume,) = json.loads((run / "summary.json").read_text())["resumes"]
+    assert resume["exact"] and 10 <= resume["updates"] < expected_updates(EXACT_FRAMES)
+
+
+@pytest.mark.parametrize("env_id", [MULTIGOAL, "Hopper-v5"])
+def test_a_resume_changes_nothing(tmp_path: Path, uninterrupted, env_id: str, capsys) -> None:
+    """Stopped (as Ctrl-C stops it) at an update drawn at random, mid-round or where the next
+    step collects, and resumed without overrides: bit-identical, and no notice."""
+    stop_at = random.Random(env_id).randrange(11, expected_updates(EXACT_FRAMES))
+    run = stopped_at(tmp_path, stop_at, f"env.id={env_id}")
+    capsys.readouterr()
+    assert main(["--resume", str(run)]) == 0
+    assert "resume is not bit-exact" not in capsys.readouterr().err
+    assert_bit_identical(run, uninterrupted(env_id))
+    resumes = json.loads((run / "summary.json").read_text())["resumes"]
+    assert resumes == [{"updates": stop_at, "exact": True, "notice": None}]
+    assert json.loads((uninterrupted(env_id) / "summary.json").read_text())["resumes"] == []
+
+
+def stopped_at(tmp_path: Path, update: int, *overrides: str) -> Path:
+    """A run of the ``EXACT`` budget (then ``overrides``) stopped after ``update`` as SIGINT
+    stops it; its folder."""
+    stop_at_batch_end = GracefulStop.on_train_batch_end
+
+    def interrupt(self, trainer, *args) -> None:
+        if trainer.global_step == update:
+            self.signals.signum = signal.SIGINT
+        stop_at_batch_end(self, trainer, *args)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(GracefulStop, "on_train_batch_end", interrupt)
+        with pytest.raises(RunInterrupted):
+            train(load_config(overrides=tiny(tmp_path, *EXACT, *overrides)))
+    (run,) = (tmp_path / "runs").iterdir()
+    return run
+
+
+def test_an_env_without_a_state_api_resumes_statistically_with_a_notice(
+    tmp_path: Path, capsys
+) -> None:
+    """Pendulum-v1 has no state API: the resume says so in one line and goes on from a reset;
+    the counts still match an uninterrupted run's."""
+    frames = 300  # shorter than EXACT: only the counts are compared
+    run = stopped_at(tmp_path, 12, "env.id=Pendulum-v1", f"collector.total_frames={frames}")
+    capsys.readouterr()
+    assert main(["--resume", str(run)]) == 0
+    notices = [line for line in capsys.readouterr().err.splitlines() if "bit-exact" in line]
+    assert notices == [
+        "resume is not bit-exact: the env's state cannot be saved: PendulumEnv (Pendulum-v1) "
+        "has no state API (state_dict()/load_state_dict(), or MuJoCo's); the run continues "
+        "statistically"
+    ]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["frames"] == frames and summary["updates"] == expected_updates(frames)
+    assert [h["frames"] for h in summary["eval_history"]] == [200, 300]
+    assert summary["resumes"] == [{"updates": 12, "exact": False, "notice": notices[0]}]
+    assert logged_steps(run, "train/loss_qvalue") == list(range(4, expected_updates(frames), 5))

@@ -3,11 +3,13 @@
     python tools/bench.py                       # authors' settings, Walker2d dims, 1 CPU thread
     python tools/bench.py --modes eager,compiled
     python tools/bench.py --device cuda --modes eager,compiled,graphed --json
+    python tools/bench.py --deterministic --skip-trainer
 
 Measures, with warm-up and repeats (median of ``--repeats`` timings of ``--iters`` calls):
 ms per update of S2AC(φ,θ) and of TorchRL's SACLoss on the same critic sizes, batch and
 device, each way ``--modes`` names (eager, the whole update compiled, compiled and captured in
 a CUDA graph), their ratios, and what compiling or capturing costs and when it repays itself;
+with ``--deterministic``, what deterministic kernels (``trainer.deterministic``) cost per update;
 the FLOPs of one update (counted by ``torch.utils.flop_counter``), the achieved GFLOP/s and the
 FLOP floor at the machine's matmul speed; ms per acting step (full sampler, amortised sampler,
 SAC; graphed with ``graphed``); frames/s of the whole Lightning trainer loop on the multigoal
@@ -85,6 +87,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="leave malloc as it is (trainer.keep_freed_memory=false) to time its cost",
     )
+    p.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="also time each update with deterministic kernels (trainer.deterministic), "
+        "interleaved with the default ones",
+    )
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -147,6 +155,20 @@ def time_ms_interleaved(
             synchronize(device)
             samples[name].append((time.perf_counter() - start) * 1000 / iters)
     return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def with_deterministic_kernels(fn: Callable[[], object]) -> Callable[[], object]:
+    """``fn`` under ``torch.use_deterministic_algorithms`` as ``trainer.deterministic`` sets it
+    (Lightning's ``deterministic='warn'``), the default restored after each call."""
+
+    def call() -> object:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        try:
+            return fn()
+        finally:
+            torch.use_deterministic_algorithms(False)
+
+    return call
 
 
 def time_ms(fn: Callable[[], object], device: torch.device, iters: int, repeats: int) -> float:
@@ -391,13 +413,23 @@ def main(argv: list[str] | None = None) -> int:
         for name, call in sampler_calls(plain_loss, args, device).items():
             compared[f"{name}_no_self_term"] = call
     probes = matmul_probes(args, device)
+    # The same updates with deterministic kernels, timed in turn with the default ones.
+    deterministic = {
+        f"{algo}_deterministic": with_deterministic_kernels(updates[f"{algo}_{args.modes[0]}"])
+        for algo in ("s2ac", "sac")
+        if args.deterministic
+    }
     # Updates and matmul probes interleaved: the floor is measured under the same load.
     timed = time_ms_interleaved(
-        updates | compared | {name: call for name, (call, _) in probes.items()},
+        updates | compared | deterministic | {name: call for name, (call, _) in probes.items()},
         device,
         args.iters,
         args.repeats,
     )
+    for name in deterministic:
+        algo = name.split("_")[0]
+        results[f"{name}_update_ms"] = timed[name]
+        results[f"{name}_cost"] = timed[name] / timed[f"{algo}_{args.modes[0]}"] - 1
     for name in updates:
         results[f"{name}_update_ms"] = timed[name]
     for mode in args.modes:

@@ -233,6 +233,11 @@ def validate(cfg: Config) -> Config:
         )
     if cfg.svgd.num_particles < 2 and isinstance(cfg.svgd.bandwidth, str):
         raise ConfigError("svgd.num_particles must be >= 2 with an adaptive svgd.bandwidth")
+    if isinstance(cfg.trainer.deterministic, str) and cfg.trainer.deterministic != "auto":
+        raise ConfigError(
+            f"trainer.deterministic={cfg.trainer.deterministic!r} is not allowed; allowed: true, "
+            "false, 'auto'"
+        )
     if isinstance(cfg.trainer.compile, str) and cfg.trainer.compile != "auto":
         raise ConfigError(
             f"trainer.compile={cfg.trainer.compile!r} is not allowed; allowed: true, false, 'auto'"

@@ -225,6 +225,12 @@ class TrainerConfig:
     """Capture the whole update in a CUDA graph after a short warm-up and replay it (and the
     acting policy's step); needs one CUDA GPU, and refuses what cannot be captured (DDP,
     16-mixed, prioritised replay, svgd.self_term='exact'). docs/performance.md §GPU."""
+    deterministic: bool | str = "auto"
+    """Deterministic kernels (``torch.use_deterministic_algorithms``, through Lightning's
+    ``Trainer(deterministic=...)``), so that a killed and resumed run ends bit-identical to an
+    uninterrupted one (docs/checkpoints.md); an op without a deterministic kernel warns and the
+    run goes on. 'auto': true on the CPU, where it costs under 5 % per update
+    (tools/bench.py --deterministic; docs/checkpoints.md), false on a GPU."""
     progress_bar: bool = True
     """Show Lightning's progress bar."""
     profiler: str | None = None

@@ -59,3 +59,7 @@ from s2ac_lit.envs.factory import (  # noqa: E402
 )
 
 __all__ += ["EnvDims", "EnvError", "check_env_id", "check_env_spaces", "env_dims", "make_env"]
+
+from s2ac_lit.envs.state import env_state, load_env_state, unreadable_reason  # noqa: E402
+
+__all__ += ["env_state", "load_env_state", "unreadable_reason"]

@@ -223,6 +223,15 @@ class MultiGoalEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         """Current position (float64 copy), ``[2]``."""
         return self._position.copy()
 
+    def state_dict(self) -> dict[str, Any]:
+        """The position (the whole state of the point mass; the step count is ``TimeLimit``'s),
+        for exact resume (``s2ac_lit.envs.state``)."""
+        return {"position": self._position.tolist()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`state_dict`."""
+        self._position = np.asarray(state["position"], dtype=np.float64)
+
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from s2ac_lit.algorithms import ALGORITHMS
 from s2ac_lit.config import Config
-from s2ac_lit.envs import make_env
+from s2ac_lit.envs import env_state, load_env_state, make_env
 from s2ac_lit.trainer.checkpoints import CheckpointError
 from s2ac_lit.trainer.csvlog import ContinuingCSVLogger
 from s2ac_lit.trainer.data import planned_updates
@@ -306,8 +306,11 @@ class PeriodicEvaluation(L.Callback):
     evaluation per frame count: the periodic one due in the run's last round of updates (whose
     frames are the run's total) waits for the round's last update, the final evaluation. Its
     history (frames, updates, mean, std) is part of the checkpoint, so a resumed run keeps its
-    learning curve. A stop signal cuts an evaluation short (``signals``); the update is then
-    checkpointed without it, and the resumed run evaluates before its first update.
+    learning curve, and so is its env's whole state (its random generators: the next
+    evaluation's resets), so a resumed run evaluates on the episodes the uninterrupted one
+    would. A stop signal cuts an evaluation short (``signals``); the env and the random
+    generators go back to where the evaluation began, the update is checkpointed without it,
+    and the resumed run evaluates before its first update, as the uninterrupted one did.
     """
 
     def __init__(self, cfg: Config, signals: StopSignals | None = None) -> None:
@@ -315,12 +318,15 @@ class PeriodicEvaluation(L.Callback):
         self.signals = signals or StopSignals()  # not installed: never cut
         self.history: list[dict[str, float]] = []
         self._env = None
+        self._saved_env: dict[str, Any] | None = None  # for the env built at the next evaluation
 
     def state_dict(self) -> dict[str, Any]:
-        return {"history": self.history}
+        env = self._saved_env if self._env is None else env_state(self._env)
+        return {"history": self.history, "env": env}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = list(state_dict["history"])
+        self._saved_env = state_dict.get("env")
 
     def _due(self, trainer: L.Trainer) -> bool:
         frames = _feeder(trainer).frames
@@ -349,12 +355,20 @@ class PeriodicEvaluation(L.Callback):
                 device=pl_module.device,
                 max_episode_steps=self.cfg.env.max_episode_steps,
             )
+            if self._saved_env is not None:
+                load_env_state(self._env, self._saved_env)
+                self._saved_env = None
+        env_before, rng_before = env_state(self._env), torch.random.get_rng_state()
         try:
             with self.signals.cutting():
                 result = evaluate_policy(self._env, pl_module.policy(), self.cfg.eval.episodes)
         except StopNow as stop:
             if stop.repeated:
                 raise
+            # Undo the cut evaluation's draws: the resumed run repeats it from the same start.
+            if env_before is not None:
+                load_env_state(self._env, env_before)
+            torch.random.set_rng_state(rng_before)
             return  # the signal stays noted: GracefulStop checkpoints this update
         feeder = _feeder(trainer)
         record = {
@@ -419,6 +433,11 @@ class RunSummary(L.Callback):
     ``wall_time_s`` is the run's training time over all its attempts (a resumed run's included),
     ``attempt_wall_times_s`` each attempt's, from its trainer's start to its last checkpoint
     (the attempt under way: to now); the checkpoint keeps the earlier attempts'.
+
+    ``"resumes"`` lists the resumes the run's numbers went through (checkpointed, so a resume
+    that was itself killed before its next checkpoint is not in it): the update each continued
+    from, whether it was bit-exact and, if not, the one-line notice that said why
+    (docs/checkpoints.md). An uninterrupted run's is empty.
     """
 
     def __init__(self, run_folder: Path, evaluation: PeriodicEvaluation) -> None:
@@ -428,16 +447,33 @@ class RunSummary(L.Callback):
         self._earlier_attempts: list[float] = []
         self.summary: dict[str, Any] = {}
         self._evaluations_written = 0
+        self.resumes: list[dict[str, Any]] = []
+        self._resuming: tuple[str | None] | None = None
+
+    def expect_resume(self, notice: str | None) -> None:
+        """This fit continues a checkpoint; ``notice`` says why it is not bit-exact (None when
+        it is). Recorded once the checkpoint is loaded, with the update it continues from."""
+        self._resuming = (notice,)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if self._resuming is not None:
+            (notice,) = self._resuming
+            self.resumes.append(
+                {"updates": trainer.global_step, "exact": notice is None, "notice": notice}
+            )
+            self._resuming = None
 
     def attempt_times(self) -> list[float]:
         """Wall seconds of every attempt of the run, this one (so far) last."""
         return [*self._earlier_attempts, round(time.perf_counter() - self._start, 1)]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"attempt_wall_times_s": self.attempt_times()}
+        return {"attempt_wall_times_s": self.attempt_times(), "resumes": self.resumes}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._earlier_attempts = list(state_dict["attempt_wall_times_s"])
+        # .get: a checkpoint written before a key existed resumes with it empty
+        self._earlier_attempts = list(state_dict.get("attempt_wall_times_s", []))
+        self.resumes = list(state_dict.get("resumes", []))
 
     def on_train_batch_end(self, trainer, pl_module, *args) -> None:
         if len(self.evaluation.history) != self._evaluations_written:
@@ -483,6 +519,7 @@ class RunSummary(L.Callback):
             "final_eval_return_mean": final.get("return_mean"),
             "final_eval_return_std": final.get("return_std"),
             "eval_history": history,
+            "resumes": self.resumes,
         }
         atomic_write_text(self.run_folder / SUMMARY_FILE, json.dumps(self.summary, indent=2))
         self._evaluations_written = len(history)

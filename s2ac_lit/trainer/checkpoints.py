@@ -9,7 +9,10 @@ through :func:`read_checkpoint`, which turns unreadable or foreign files into a
 
 from __future__ import annotations
 
+import functools
+import platform
 import sys
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -148,18 +151,104 @@ def _fit_loop(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
     return loops.get("fit_loop") if isinstance(loops, dict) else None
 
 
+def feeder_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The replay feeder's state in ``checkpoint`` (Lightning keeps it as the train
+    dataloader's, :meth:`s2ac_lit.trainer.data.ReplayFeeder.state_dict`); empty if none."""
+    loop = _fit_loop(checkpoint) or {}
+    feeder_states = loop.get("state_dict", {}).get("combined_loader") or [{}]
+    return feeder_states[0]
+
+
 def finished_frames(checkpoint: dict[str, Any]) -> int | None:
     """The frames a finished run collected, if ``checkpoint`` is its final one; else None.
 
     Lightning marks the last batch of the run's single epoch as seen in the final checkpoint;
-    the replay feeder's state (the train dataloader's) holds the frames.
+    the replay feeder's state holds the frames.
     """
     loop = _fit_loop(checkpoint)
     if loop is None or not loop.get("epoch_loop.batch_progress", {}).get("is_last_batch"):
         return None
-    feeder_states = loop.get("state_dict", {}).get("combined_loader") or [{}]
-    frames = feeder_states[0].get("frames")
+    frames = feeder_state(checkpoint).get("frames")
     return int(frames) if frames is not None else None
+
+
+MACHINE_PACKAGES = ("torch", "torchrl", "tensordict", "lightning", "gymnasium", "mujoco", "numpy")
+"""The libraries whose version can change a run's numbers (recorded in every checkpoint)."""
+
+
+def machine_record(device: torch.device | str = "cpu") -> dict[str, Any]:
+    """What a run's numbers depend on besides its state: library versions, the kind of CPU or
+    GPU that computes (``device``), and torch's CPU threads. Saved with the feeder's state; a
+    resume elsewhere says so (:func:`resume_notice`)."""
+    device = torch.device(device)
+    return {
+        **_process_record(),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "threads": torch.get_num_threads(),
+    }
+
+
+@functools.cache
+def _process_record() -> dict[str, Any]:
+    # Fixed for the process's life; reading the package metadata costs tens of milliseconds,
+    # too much for every checkpoint.
+    record: dict[str, Any] = {"python": platform.python_version()}
+    for package in MACHINE_PACKAGES:
+        try:
+            record[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            record[package] = None
+    record["machine"] = platform.machine()
+    record["cpu"] = _cpu_model()
+    return record
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def resume_notice(
+    checkpoint: dict[str, Any],
+    *,
+    deterministic: bool,
+    world_size: int,
+    machine: dict[str, Any] | None = None,
+) -> str | None:
+    """The one line a resume prints when its continuation cannot be bit-identical to the
+    uninterrupted run (docs/checkpoints.md §Limits); None when it can.
+
+    Args:
+        checkpoint: the checkpoint resumed from.
+        deterministic: whether this fit uses deterministic kernels (``trainer.deterministic``).
+        world_size: DDP ranks of this fit.
+        machine: this machine's :func:`machine_record` (default: measured now, on the CPU).
+    """
+    state = feeder_state(checkpoint)
+    reasons = []
+    if "in_flight" not in state:
+        reasons.append("the checkpoint was written before runs saved their env and collector")
+    elif state.get("env_unreadable"):
+        reasons.append(f"the env's state cannot be saved: {state['env_unreadable']}")
+    if not deterministic:
+        reasons.append("trainer.deterministic=false")
+    if world_size > 1:
+        reasons.append(f"{world_size} DDP ranks (only rank 0's env and random state are saved)")
+    saved = state.get("machine")
+    now = machine if machine is not None else machine_record()
+    if saved:
+        changed = [f"{k} {saved[k]} → {now[k]}" for k in now if k in saved and saved[k] != now[k]]
+        if changed:
+            reasons.append(f"resumed on another machine or library version ({', '.join(changed)})")
+    if not reasons:
+        return None
+    return f"resume is not bit-exact: {'; '.join(reasons)}; the run continues statistically"
 
 
 def reopen_finished_run(checkpoint: dict[str, Any], total_frames: int) -> bool:

@@ -14,26 +14,33 @@ With ``replay.prioritized`` the buffer is TorchRL's ``TensorDictPrioritizedRepla
 batches carry the importance weights (``priority_weight``) that the losses apply, the feeder
 anneals β over the run, and once an update has written the batch's TD errors (``td_error``)
 the feeder hands them back to the buffer as the new priorities.
+
+The feeder's state (:meth:`ReplayFeeder.state_dict`) is everything the data side's continuation
+depends on besides the buffer: counters, the random generators, the collector's in-flight
+tensordict (the observation, the step and return accumulators, the trajectory ids) and the
+env's whole state (``s2ac_lit.envs.state``), so that a resumed run collects exactly what the
+uninterrupted one would (docs/checkpoints.md).
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
-from tensordict import TensorDictBase
+from tensordict import TensorDict, TensorDictBase
 from torchrl.collectors import Collector
 from torchrl.data import LazyTensorStorage, ReplayBuffer, TensorDictPrioritizedReplayBuffer
 from torchrl.envs import EnvBase
 from torchrl.envs.utils import exploration_type
 
 from s2ac_lit.config import CollectorConfig, Config, ConfigError, ReplayConfig
-from s2ac_lit.envs import make_env
+from s2ac_lit.envs import env_state, load_env_state, make_env, unreadable_reason
+from s2ac_lit.trainer.checkpoints import machine_record
 
 PolicyFactory = Callable[[], Callable[[TensorDictBase], TensorDictBase]]
 
@@ -66,6 +73,16 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+@contextmanager
+def rng_untouched() -> Iterator[None]:
+    """Leave the Python, numpy and torch random states as they were before the block."""
+    state = capture_rng()
+    try:
+        yield
+    finally:
+        restore_rng(state)
+
+
 def planned_updates(schedule: CollectorConfig) -> int:
     """Updates a run with this collector schedule makes: ``updates_per_batch`` after each batch
     from the first one that brings the frames to ``update_after``."""
@@ -92,6 +109,8 @@ class ReplayFeeder:
             (linear in between); None keeps the buffer's β.
         profile: names a stage of the loop for a profiler (Lightning's ``profiler.profile``:
             "collect" and "replay_sample" here); by default nothing is recorded.
+        rank: the DDP rank that owns this feeder; a state saved by another rank restores only
+            the counters (each rank keeps its own env and random streams).
     """
 
     def __init__(
@@ -104,6 +123,7 @@ class ReplayFeeder:
         policy_device: torch.device | str = "cpu",
         beta_annealing: tuple[float, float] | None = None,
         profile: Callable[[str], AbstractContextManager[Any]] = nullcontext,
+        rank: int = 0,
     ) -> None:
         self.env = env
         self.profile = profile
@@ -112,6 +132,7 @@ class ReplayFeeder:
         self.schedule = schedule
         self.policy_device = torch.device(policy_device)
         self.beta_annealing = beta_annealing
+        self.rank = rank
         self.prioritized = isinstance(buffer, TensorDictPrioritizedReplayBuffer)
         self.frames = 0
         self.updates = 0
@@ -121,25 +142,61 @@ class ReplayFeeder:
         self._round_target = 0
         self._collector: Collector | None = None
         self._collector_iter: Iterator[TensorDictBase] | None = None
-        self._pending_collector_state: dict[str, Any] | None = None
+        # A loaded state waiting for the collector: TorchRL's part and the in-flight part.
+        self._pending: tuple[dict[str, Any] | None, dict[str, Any] | None] | None = None
+        # The last batch yielded, until its TD errors are the buffer's priorities.
+        self._unprioritized: TensorDictBase | None = None
 
     def _build_collector(self) -> None:
-        self._collector = Collector(
-            self.env,
-            self.policy_factory(),
-            frames_per_batch=self.schedule.frames_per_batch,
-            total_frames=-1,  # a finite budget closes the env silently; we stop ourselves
-            init_random_frames=self.schedule.init_random_frames,
-            policy_device=self.policy_device,
-            env_device="cpu",
-            storing_device="cpu",
-            auto_register_policy_transforms=False,
-            trust_policy=True,  # the policy holds no parameters of its own to cast
-        )
-        if self._pending_collector_state is not None:
-            self._collector.load_state_dict(self._pending_collector_state, strict=False)
-            self._pending_collector_state = None
+        # Building runs the policy once and resets the env: that must not shift the random
+        # streams, or a resumed run, which builds it anew, would draw other numbers.
+        with rng_untouched():
+            self._collector = Collector(
+                self.env,
+                self.policy_factory(),
+                frames_per_batch=self.schedule.frames_per_batch,
+                total_frames=-1,  # a finite budget closes the env silently; we stop ourselves
+                init_random_frames=self.schedule.init_random_frames,
+                policy_device=self.policy_device,
+                env_device="cpu",
+                storing_device="cpu",
+                auto_register_policy_transforms=False,
+                trust_policy=True,  # the policy holds no parameters of its own to cast
+            )
+        if self._pending is not None:
+            self._restore_collector(*self._pending)
+            self._pending = None
         self._collector_iter = iter(self._collector)
+
+    def _restore_collector(
+        self, collector_state: dict[str, Any] | None, in_flight: dict[str, Any] | None
+    ) -> None:
+        """The loaded state into the collector just built (which reset the env)."""
+        collector = self._collector
+        assert collector is not None
+        if collector_state is None:
+            return
+        collector.load_state_dict(collector_state, strict=False)
+        if in_flight is None:  # the env goes on from that reset: a statistical continuation
+            return
+        # TorchRL's load_state_dict starts a new trajectory, as it cannot restore the env;
+        # this one can, so the trajectory in flight and the id counter stay as they were.
+        collector._traj_pool.load_state_dict(collector_state["traj_pool"])
+        load_env_state(self.env, in_flight["env"])
+        carrier = collector._carrier  # the tensordict the next step starts from
+        collector._carrier = TensorDict(
+            in_flight["carrier"], batch_size=carrier.batch_size, device=carrier.device
+        )
+
+    def _in_flight(self) -> dict[str, Any] | None:
+        """The env's whole state and the collector's tensordict between two steps, or None
+        where the env's state cannot be read."""
+        collector = self._collector
+        assert collector is not None
+        state = env_state(self.env)
+        if state is None:
+            return None
+        return {"env": state, "carrier": collector._carrier.clone().to_dict()}
 
     def _collect(self) -> None:
         if self._collector_iter is None:
@@ -168,6 +225,7 @@ class ReplayFeeder:
 
     def __iter__(self) -> Iterator[TensorDictBase]:
         while True:
+            self._write_priorities()  # a resumed run's last batch before its checkpoint
             while self._round_updates < self._round_target:
                 # Count the batch before yielding: a checkpoint taken while suspended here,
                 # after the update that consumed it, must already include it.
@@ -175,14 +233,19 @@ class ReplayFeeder:
                 self.updates += 1
                 with self.profile("replay_sample"):
                     batch = self._sample()
+                self._unprioritized = batch if self.prioritized else None
                 yield batch
-                if self.prioritized:
-                    # The update just made wrote the batch's TD errors (the loss's priority key).
-                    self.buffer.update_tensordict_priority(batch)
+                self._write_priorities()
             if self.frames >= self.schedule.total_frames:
                 return
             with self.profile("collect"):
                 self._collect()
+
+    def _write_priorities(self) -> None:
+        """The TD errors the update wrote into the last batch become its priorities."""
+        if self._unprioritized is not None:
+            self.buffer.update_tensordict_priority(self._unprioritized)
+            self._unprioritized = None
 
     def _sample(self) -> TensorDictBase:
         if self.prioritized and self.beta_annealing is not None:
@@ -192,34 +255,58 @@ class ReplayFeeder:
         return self.buffer.sample()
 
     def state_dict(self) -> dict[str, Any]:
-        """Counters, the collector's state and the random states (not the buffer)."""
+        """Counters, the collector's state, the env's whole state, the random states and the
+        machine that computed them (not the buffer; docs/checkpoints.md)."""
         if self._collector is None:
-            collector_state = self._pending_collector_state
+            collector_state, in_flight = self._pending or (None, None)
         else:
             # The policy's weights belong to the LightningModule's checkpoint, not here.
             collector_state = dict(self._collector.state_dict())
             collector_state.pop("policy_state_dict", None)
+            in_flight = self._in_flight()
+        unprioritized = None
+        if self._unprioritized is not None:  # its TD errors are written, not yet handed back
+            keys = ("index", self.buffer.priority_key)
+            unprioritized = {
+                "data": self._unprioritized.select(*keys, strict=False).clone().to_dict(),
+                "batch_size": list(self._unprioritized.batch_size),
+            }
         return {
             "frames": self.frames,
             "updates": self.updates,
             "episodes": self.episodes,
-            "return_history": self.return_history,
+            "return_history": list(self.return_history),
             "round_updates": self._round_updates,
             "round_target": self._round_target,
             "collector": collector_state,
+            "in_flight": in_flight,
+            "env_unreadable": unreadable_reason(self.env),
+            "unprioritized": unprioritized,
+            "rank": self.rank,
             "rng": capture_rng(),
+            "machine": machine_record(self.policy_device),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`state_dict`: the counters at once, the collector's and the env's
+        state when the collector is built (at the next collection)."""
         self.frames = state["frames"]
         self.updates = state["updates"]
         self.episodes = state["episodes"]
         self.return_history = list(state["return_history"])
         self._round_updates = state["round_updates"]
         self._round_target = state["round_target"]
-        self._pending_collector_state = state["collector"]
+        own = state.get("rank", 0) == self.rank
+        self._pending = (state["collector"], state.get("in_flight") if own else None)
         self._collector = self._collector_iter = None
-        restore_rng(state["rng"])
+        unprioritized = state.get("unprioritized") if own else None
+        self._unprioritized = (
+            None
+            if unprioritized is None
+            else TensorDict(unprioritized["data"], batch_size=unprioritized["batch_size"])
+        )
+        if own:
+            restore_rng(state["rng"])
 
     def close(self) -> None:
         if self._collector is not None:
@@ -351,6 +438,7 @@ class ReplayDataModule(L.LightningDataModule):
                 else None
             ),
             profile=self.trainer.profiler.profile if self.trainer is not None else nullcontext,
+            rank=rank,
         )
 
     def train_dataloader(self) -> ReplayFeeder:

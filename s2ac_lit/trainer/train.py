@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,9 @@ from s2ac_lit.trainer.checkpoints import (
     find_checkpoint,
     finished_frames,
     latest_run,
+    machine_record,
     read_checkpoint,
+    resume_notice,
     run_folder_of,
 )
 from s2ac_lit.trainer.cli import main  # noqa: F401  (its earlier home: runner, scripts)
@@ -214,6 +217,9 @@ def build_trainer(
         enable_progress_bar=t.progress_bar,
         enable_model_summary=False,
         default_root_dir=run_folder,
+        # Warn-only: an op without a deterministic kernel (some GPU ops) warns, naming itself,
+        # and the run goes on; exactness then holds no longer (docs/checkpoints.md).
+        deterministic="warn" if deterministic(t) else False,
         use_distributed_sampler=False,
         plugins=[AtomicCheckpointIO()],
         profiler=_profiler(t.profiler, run_folder),
@@ -225,6 +231,21 @@ def _profiler(kind: str | None, run_folder: Path) -> Profiler | None:
         return None
     profiler = SimpleProfiler if kind == "simple" else AdvancedProfiler
     return profiler(dirpath=run_folder, filename="profile")
+
+
+def computes_on_cpu(trainer: TrainerConfig) -> bool:
+    """Whether the run's accelerator is the CPU (for 'auto': no CUDA GPU and no Apple GPU)."""
+    if trainer.accelerator == "auto":
+        return not torch.cuda.is_available() and not torch.backends.mps.is_available()
+    return trainer.accelerator == "cpu"
+
+
+def deterministic(trainer: TrainerConfig) -> bool:
+    """Whether the run uses deterministic kernels: ``trainer.deterministic``; 'auto' is true
+    on the CPU (where it costs under 5 % per update, docs/checkpoints.md) and false on a GPU."""
+    if trainer.deterministic == "auto":
+        return computes_on_cpu(trainer)
+    return bool(trainer.deterministic)
 
 
 def cpu_threads(trainer: TrainerConfig) -> int:
@@ -239,9 +260,7 @@ def cpu_threads(trainer: TrainerConfig) -> int:
         return int(trainer.threads)
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():
         return max(1, int(os.environ["OMP_NUM_THREADS"]))
-    on_cpu = trainer.accelerator == "cpu" or (
-        trainer.accelerator == "auto" and not torch.cuda.is_available()
-    )
+    on_cpu = computes_on_cpu(trainer)
     local = int(trainer.devices) if on_cpu and str(trainer.devices).isdigit() else 1
     return max(1, len(os.sched_getaffinity(0)) // max(local, 1))
 
@@ -388,6 +407,16 @@ def _train(
     trainer = build_trainer(cfg, run_folder, evaluation, signals, csv_rows=csv_rows)
     if trainer.is_global_zero:
         print(start_line(cfg, run_folder, trainer, resumed_at), flush=True)
+    if resume_from is not None and trainer.is_global_zero:
+        notice = resume_notice(
+            checkpoint,
+            deterministic=deterministic(cfg.trainer),
+            world_size=trainer.world_size,
+            machine=machine_record(trainer.strategy.root_device),
+        )
+        if notice is not None:
+            print(notice, file=sys.stderr)
+        next(c for c in trainer.callbacks if isinstance(c, RunSummary)).expect_resume(notice)
     inherited = os.environ.get(RUN_FOLDER_ENV)
     os.environ[RUN_FOLDER_ENV] = str(run_folder)  # for the ranks Lightning starts
     try:
