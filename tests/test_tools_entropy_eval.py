@@ -143,10 +143,17 @@ def test_quick_regime_and_knn_sweeps(quick_run: Path) -> None:
     assert {r["target"] for r in knn} == {"quad_d3_x1", "gmm4_d3"} and len(knn) == 4
 
 
-def test_critic_sweep_on_a_checkpoint_and_its_replay_dump(tool: ModuleType, tmp_path: Path) -> None:
+@pytest.mark.parametrize("presets", [[], ["conf/algo/s2ac_authors.yaml"]], ids=["ours", "authors"])
+def test_critic_sweep_on_a_checkpoint_and_its_replay_dump(
+    tool: ModuleType, tmp_path: Path, presets: list[str]
+) -> None:
     """An untrained multigoal S2AC(φ,θ) checkpoint and a replay dump of random states: every
-    estimator at every state, the no-cap estimators on one set of particles (one truth)."""
-    cfg = load_config(overrides=["env.id=s2ac_lit/MultiGoalMaxEnt-v0", "actor.hidden_sizes=[8]"])
+    estimator at every state, the no-cap estimators on one set of particles (one truth). A run
+    with the authors' settings (1/(M-1), no cap) is compared too."""
+    cfg = load_config(
+        [ROOT / p for p in presets],
+        ["env.id=s2ac_lit/MultiGoalMaxEnt-v0", "actor.hidden_sizes=[8]"],
+    )
     checkpoint = save_untrained_checkpoint(cfg, tmp_path / "run")
     buffer = make_replay_buffer(cfg.replay)
     buffer.extend(TensorDict({"observation": torch.randn(50, 2)}, [50]))
