@@ -347,3 +347,22 @@ def test_sql_alpha_is_fixed_and_has_no_target_actor() -> None:
         SQLLoss(tanh_normal_actor(), q_value_module(), target_entropy=-1.0)
     with pytest.raises(ValueError, match="delay_actor=True"):
         SQLLoss(tanh_normal_actor(), q_value_module(), delay_actor=True)
+
+
+# ----------------------------------------------------------------------------- interruptions
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, SystemExit])
+def test_a_stop_inside_bound_parameters_leaves_them_restored_and_goes_on(stop) -> None:
+    """A signal that lands while the loss's parameters are bound (the policy acting in an
+    evaluation) reaches the caller as itself, with the modules' own parameters back: tensordict
+    alone would turn it into "Converting a tensordict to boolean value is not permitted"."""
+    loss = S2ACLoss(
+        SVGDActor(OBS, [-1.0] * ACT, [1.0] * ACT, hidden_sizes=(8,)),
+        QEnsemble(OBS, ACT, hidden_sizes=(8,)),
+    )
+    before = TensorDict.from_module(loss.qvalue_network).clone()
+    with pytest.raises(stop), loss.bind():
+        raise stop()
+    after = TensorDict.from_module(loss.qvalue_network)
+    assert (after == before).all()
+    with loss.bind():  # and it binds again
+        pass

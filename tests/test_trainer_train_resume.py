@@ -289,9 +289,11 @@ def test_signal_checkpoints_and_prints_the_resume_command(
         process.kill()
     assert process.returncode == 128 + signum, output
     assert "Traceback" not in output
-    assert f"resume with: python tools/fit.py --resume {run}" in output, repr(output[-1500:])
+    # Wherever it lands (also inside the evaluation's policy, whose bound parameters once
+    # turned the signal into a tensordict error and a stop "at once"): the graceful stop.
+    assert f"resume with: python tools/fit.py --resume {run}" in output, output
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
-    assert f"stopped after update {last['global_step']} " in output
+    assert f"stopped after update {last['global_step']} " in output, output
     assert last["global_step"] % 20 != 0 or last["global_step"] > 20  # not only the periodic one
     assert (run / "replay" / last["replay_dir"] / "rank-0").is_dir()
     assert not temporary_files(run)

@@ -96,11 +96,22 @@ def using_params(
     tensordict re-wraps them as fresh nn.Parameters, and every backward through the SVGD
     steps would compute (and throw away) weight gradients for them.
     """
+    interrupted: BaseException | None = None
     with (
         actor_params.to_module(actor, preserve_module_state=False),
         critic_params.to_module(critic, preserve_module_state=False),
     ):
-        yield
+        try:
+            yield
+        except Exception:
+            raise
+        except BaseException as stop:  # KeyboardInterrupt, the trainer's stop signal
+            # tensordict's to_module cannot exit through a BaseException (its __exit__ returns
+            # the TensorDict, whose truth value raises a RuntimeError that hides the signal):
+            # leave the modules' parameters restored, then let it go on.
+            interrupted = stop
+    if interrupted is not None:
+        raise interrupted
 
 
 class CriticLoss(LossModule):
