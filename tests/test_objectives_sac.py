@@ -65,7 +65,13 @@ def test_policy_acts_in_a_collector() -> None:
     _, policy = make_sac_loss(
         dims.observation_dim, dims.action_dim, dims.action_low, dims.action_high, hidden_sizes=(8,)
     )
-    collector = Collector(env, policy, frames_per_batch=20, total_frames=-1)
+    collector = Collector(
+        env,
+        policy,
+        frames_per_batch=20,
+        total_frames=-1,
+        auto_register_policy_transforms=False,  # as the trainer: no recurrent state
+    )
     batch = next(iter(collector))
     collector.shutdown()
     assert batch["action"].shape == (20, 1)

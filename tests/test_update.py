@@ -16,7 +16,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from conftest import mock_replay_batch, mock_sampler_loss
+from conftest import mock_replay_batch, mock_sampler_loss, with_target_updater
 from tensordict import TensorDict
 from torchrl.objectives import SoftUpdate
 
@@ -36,12 +36,15 @@ def _s2ac() -> S2ACLoss:
 
 
 def _algorithm(algo: str):
+    """The registry's loss with its target updater registered, as the trainer builds it."""
     cfg = load_config(
         overrides=[f"algo={algo}", "critic.hidden_sizes=[8]", "actor.hidden_sizes=[8]"]
         if algo != "sac"
         else ["algo=sac", "critic.hidden_sizes=[8]"]
     )
-    return cfg, build_algorithm(cfg, OBS, [-1.0] * ACT, [1.0] * ACT)
+    algorithm = build_algorithm(cfg, OBS, [-1.0] * ACT, [1.0] * ACT)
+    with_target_updater(algorithm.loss)
+    return cfg, algorithm
 
 
 def _params(loss: torch.nn.Module) -> dict[str, torch.Tensor]:

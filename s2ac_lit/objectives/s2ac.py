@@ -109,9 +109,11 @@ class S2ACLoss(SamplerLoss):
 
     Examples:
         >>> from tensordict import TensorDict
+        >>> from torchrl.objectives import SoftUpdate
         >>> from s2ac_lit.networks import QEnsemble
         >>> actor = SVGDActor(3, [-1.0], [1.0], num_particles=4, hidden_sizes=(8,))
         >>> loss = S2ACLoss(actor, QEnsemble(3, 1, hidden_sizes=(8,)))
+        >>> target_update = SoftUpdate(loss, tau=0.005)  # step it after each optimiser step
         >>> td = TensorDict({"observation": torch.randn(5, 3), "action": torch.rand(5, 1),
         ...     "next": {"observation": torch.randn(5, 3), "reward": torch.randn(5, 1),
         ...              "done": torch.zeros(5, 1, dtype=torch.bool),

@@ -159,11 +159,13 @@ class SQLLoss(SamplerLoss):
 
     Examples:
         >>> from tensordict import TensorDict
+        >>> from torchrl.objectives import SoftUpdate
         >>> from s2ac_lit.networks import QEnsemble
         >>> actor = SVGDActor(3, [-2.0], [2.0], init="fixed", amortized=True,
         ...                   squash_correction=True)
         >>> loss = SQLLoss(actor, QEnsemble(3, 1, hidden_sizes=(8,))).make_value_estimator(
         ...     gamma=0.99)
+        >>> target_update = SoftUpdate(loss, tau=0.005)  # step it after each optimiser step
         >>> td = TensorDict({"observation": torch.randn(5, 3), "action": torch.rand(5, 1),
         ...     "next": {"observation": torch.randn(5, 3), "reward": torch.randn(5, 1),
         ...              "done": torch.zeros(5, 1, dtype=torch.bool),
