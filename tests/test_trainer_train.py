@@ -141,6 +141,9 @@ def test_prioritized_replay_without_the_extension_stops_before_a_run_folder(
     assert not (tmp_path / "runs").exists()
 
 
+# Slow: the default suite's SIGKILL test (tests/test_trainer_train_resume.py, three kills at
+# random moments, bit-identical to the uninterrupted run) checks this and more.
+@pytest.mark.slow
 def test_killed_run_resumes_without_losing_or_repeating_work(tmp_path: Path) -> None:
     """SIGKILL right after the first periodic checkpoint; the resumed run must end with the
     same frames and exactly the scheduled number of updates (a repeated or lost round would
