@@ -140,6 +140,7 @@ CASES = [
     case("multigoal", "--out {tmp}/mg --set replay.batchsize=3", "batchsize", "did you mean"),
     case("multigoal", "--out {tmp}/mg --seeds 0", "--seeds", "positive integer"),
     case("multigoal", "--out {a_file}", "a_file", "is a file, not a folder"),
+    case("multigoal", "--out {a_file}/sub", "a_file", "is a file, not a folder"),
     case("multigoal", "--out {tmp}/mg --algos ppo", "'ppo'", "choose from"),
     # entropy_eval.py
     case("entropy_eval", "--out {tmp}/ee --seeds 0", "--seeds", "positive integer"),

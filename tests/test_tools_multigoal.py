@@ -20,6 +20,18 @@ def tool() -> ModuleType:
     return load_tool("multigoal")
 
 
+def test_quick_plans_every_algorithm_with_the_keys_it_reads(tool: ModuleType, tmp_path) -> None:
+    """``--quick`` sizes every run down, each algorithm with the keys it reads (SAC has no
+    sampler: ``svgd.steps`` would be refused), and still validates every run's config."""
+    args = tool.parse_args(["--quick", "--seeds", "1", "--out", str(tmp_path)])
+    suite, specs = tool.plan_runs(args)
+    assert {spec.algo for spec in specs} == set(tool.LABELS)
+    for spec in specs:
+        assert "hidden_sizes:\n  - 16\n  - 16" in spec.config_yaml
+        registry = tool.ALGORITHMS[tool.registry_name(suite, spec.algo)]
+        assert ("steps: 2" in spec.config_yaml) == registry.reads_key("svgd.steps")
+
+
 @pytest.mark.slow  # eight fit.py processes through Ray: 5-12 minutes on 2 CPUs
 def test_quick_run_writes_rows_columns_and_pictures(
     tool: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -49,6 +49,7 @@ from s2ac_lit.algorithms import ALGORITHMS
 from s2ac_lit.analysis.experiments import aggregate_over_seeds, evaluate_episodes, numpy_policy
 from s2ac_lit.analysis.goal_metrics import PROBE_STATES, plot_goal_hits, plot_trajectories
 from s2ac_lit.benchmark import report
+from s2ac_lit.benchmark.cli import check_out
 from s2ac_lit.benchmark.executor import Stopped, execute
 from s2ac_lit.benchmark.results import collect, goal_rows
 from s2ac_lit.benchmark.runner import RunSpec, read_summary
@@ -87,6 +88,8 @@ QUICK = (
     "eval.every_frames=0",
     "eval.episodes=1",
 )
+"""Each algorithm gets the keys it reads (SAC reads no ``svgd.*``, and a key an algorithm does
+not read is refused)."""
 QUICK_FRAMES, QUICK_EPISODES, QUICK_ENTROPY_SAMPLES = 200, 4, 50
 
 
@@ -132,10 +135,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def extra_overrides(args: argparse.Namespace) -> list[str]:
     """Config overrides of every training run on top of the suite's (later entries win)."""
-    overrides = [f"env.id={ENVS[args.env]['plain']}", *(QUICK if args.quick else ())]
+    overrides = [f"env.id={ENVS[args.env]['plain']}"]
     if args.updates_per_batch is not None:
         overrides.append(f"collector.updates_per_batch={args.updates_per_batch}")
     return overrides + list(args.overrides)
+
+
+def registry_name(suite: Suite, name: str) -> str:
+    """The registry algorithm of the suite's entry ``name`` (its ``algo=`` override)."""
+    chosen = [o.split("=", 1)[1] for o in suite.algos[name].overrides if o.startswith("algo=")]
+    return chosen[-1] if chosen else "s2ac"
 
 
 def plan_runs(args: argparse.Namespace) -> tuple[Suite, list[RunSpec]]:
@@ -143,6 +152,12 @@ def plan_runs(args: argparse.Namespace) -> tuple[Suite, list[RunSpec]]:
     suite = load_suite(SUITE)
     if args.frames is not None:
         suite.tasks[TASK].frames = args.frames
+    if args.quick:
+        task = suite.tasks[TASK]
+        for name in args.algos:
+            registry = ALGORITHMS[registry_name(suite, name)]
+            read = [o for o in QUICK if registry.reads_key(o.split("=", 1)[0])]
+            task.for_algo[name] = [*task.for_algo.get(name, []), *read]
     return suite, plan(suite, algos=args.algos, seeds=args.seeds, extra=extra_overrides(args))
 
 
@@ -333,10 +348,8 @@ def make_plots(args: argparse.Namespace, records: list[dict], positions: dict, n
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(1)
-    if args.out.exists() and not args.out.is_dir():
-        print(f"error: --out {str(args.out)!r} is a file, not a folder", file=sys.stderr)
-        return 2
     try:  # every run's config is checked before the first one trains
+        check_out(args.out, report_only=args.skip_train)
         suite, specs = plan_runs(args)
     except SuiteError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -369,7 +382,12 @@ def main(argv: list[str] | None = None) -> int:
         "entropy_samples": args.entropy_samples,
         "probe_states": [list(p) for p in PROBE_STATES],
         "overrides": {
-            algo: [*suite.algos[algo].overrides, *extra_overrides(args)] for algo in args.algos
+            algo: [
+                *suite.tasks[TASK].for_algo.get(algo, []),
+                *suite.algos[algo].overrides,
+                *extra_overrides(args),
+            ]
+            for algo in args.algos
         },
         "wall_time_s": round(time.perf_counter() - start, 1),
     }
