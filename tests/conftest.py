@@ -20,6 +20,8 @@ import importlib.util
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
@@ -161,9 +163,21 @@ def expected_updates(frames: int) -> int:
     return (frames // 50 - 2 + 1) * 10
 
 
-def run_fit(*args: str) -> subprocess.Popen:
-    """``tools/fit.py args`` as a user starts it, output (with stderr) piped and unbuffered."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+def wait_for(
+    predicate: Callable[[], object], process: subprocess.Popen, timeout: float = 120
+) -> None:
+    """Poll ``predicate`` until it holds, while ``process`` (a :func:`run_fit` child) runs."""
+    deadline = time.time() + timeout
+    while not predicate():
+        assert process.poll() is None, process.stdout.read()
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def run_fit(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """``tools/fit.py args`` as a user starts it, output (with stderr) piped and unbuffered;
+    ``env``: more environment variables (e.g. a multi-node rendezvous)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.Popen(
         [sys.executable, str(ROOT / "tools" / "fit.py"), *args],
         cwd=ROOT,

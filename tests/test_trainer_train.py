@@ -11,12 +11,11 @@ import math
 import shutil
 import signal
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, expected_updates, run_fit, tiny
+from conftest import ROOT, expected_updates, run_fit, tiny, wait_for
 from tensordict import TensorDict
 
 from s2ac_lit.algorithms import without_unread
@@ -157,10 +156,7 @@ def test_killed_run_resumes_without_losing_or_repeating_work(tmp_path: Path) -> 
     )
     process = run_fit(*args)
     runs = tmp_path / "runs"
-    deadline = time.time() + 120
-    while time.time() < deadline and not list(runs.glob("*/checkpoints/step=*.ckpt")):
-        assert process.poll() is None, process.stdout.read()
-        time.sleep(0.05)
+    wait_for(lambda: list(runs.glob("*/checkpoints/step=*.ckpt")), process)
     process.send_signal(signal.SIGKILL)
     process.wait()
     (run,) = runs.iterdir()
@@ -185,10 +181,7 @@ def test_a_running_run_keeps_its_summary_current_after_every_evaluation(tmp_path
     args = tiny(tmp_path, "collector.total_frames=2000", "eval.every_frames=200")
     process = run_fit(*args)
     runs = tmp_path / "runs"
-    deadline = time.time() + 120
-    while time.time() < deadline and not list(runs.glob("*/summary.json")):
-        assert process.poll() is None, process.stdout.read()
-        time.sleep(0.05)
+    wait_for(lambda: list(runs.glob("*/summary.json")), process)
     process.send_signal(signal.SIGKILL)
     process.wait()
     (summary_path,) = runs.glob("*/summary.json")

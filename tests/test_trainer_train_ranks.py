@@ -13,12 +13,11 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import torch
-from conftest import ROOT, expected_updates, tiny
+from conftest import expected_updates, run_fit, tiny
 
 from s2ac_lit.config import load_config
 from s2ac_lit.trainer import train as train_module
@@ -73,24 +72,14 @@ def free_port() -> int:
 def start_node(node_rank: int, port: int, folder: Path, *args: str) -> subprocess.Popen:
     """``tools/fit.py args`` as node ``node_rank`` of two, each with one CPU device, as the
     README tells multi-node users to start them."""
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "PYTHONUNBUFFERED": "1",
+    rendezvous = {
         "MASTER_ADDR": "127.0.0.1",
         "MASTER_PORT": str(port),
         "NODE_RANK": str(node_rank),
         "WORLD_SIZE": "2",
         RUN_FOLDER_ENV: str(folder),
     }
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "tools" / "fit.py"), *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    return run_fit(*args, env=rendezvous)
 
 
 def finish(nodes: list[subprocess.Popen], timeout: float = 300) -> list[str]:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import expected_updates, read_csv, run_fit, tiny
+from conftest import expected_updates, read_csv, run_fit, tiny, wait_for
 
 from s2ac_lit.config import load_config
 from s2ac_lit.trainer.callbacks import GracefulStop, RunCheckpoint, RunInterrupted
@@ -260,14 +260,6 @@ def test_locked_run_folder_is_refused_and_untouched(
     assert main(["--resume", str(run)]) == 2
     assert "finished at" in capsys.readouterr().err
     assert not (run / LOCK_NAME).exists()
-
-
-def wait_for(predicate, process: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    while not predicate():
-        assert process.poll() is None, process.stdout.read()
-        assert time.time() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
