@@ -53,7 +53,8 @@ from s2ac_lit.benchmark.cli import check_out
 from s2ac_lit.benchmark.executor import Stopped, execute
 from s2ac_lit.benchmark.results import collect, goal_rows
 from s2ac_lit.benchmark.runner import RunSpec, read_summary
-from s2ac_lit.benchmark.suite import Suite, SuiteError, load_suite, plan
+from s2ac_lit.benchmark.suite import Suite, SuiteError, load_suite, plan, resolve_preset
+from s2ac_lit.config import load_config
 from s2ac_lit.errors import cli, positive_int
 from s2ac_lit.knn import knn_entropy
 from s2ac_lit.trainer.checkpoints import find_checkpoint
@@ -142,9 +143,11 @@ def extra_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def registry_name(suite: Suite, name: str) -> str:
-    """The registry algorithm of the suite's entry ``name`` (its ``algo=`` override)."""
-    chosen = [o.split("=", 1)[1] for o in suite.algos[name].overrides if o.startswith("algo=")]
-    return chosen[-1] if chosen else "s2ac"
+    """The registry algorithm of the suite's entry ``name``: ``algo`` after its preset and its
+    ``algo=`` override, else the schema's default."""
+    entry = suite.algos[name]
+    presets = [resolve_preset(entry.preset)] if entry.preset else []
+    return load_config(presets, [o for o in entry.overrides if o.startswith("algo=")]).algo
 
 
 def plan_runs(args: argparse.Namespace) -> tuple[Suite, list[RunSpec]]:
