@@ -407,16 +407,17 @@ def _train(
     trainer = build_trainer(cfg, run_folder, evaluation, signals, csv_rows=csv_rows)
     if trainer.is_global_zero:
         print(start_line(cfg, run_folder, trainer, resumed_at), flush=True)
-    if resume_from is not None and trainer.is_global_zero:
-        notice = resume_notice(
-            checkpoint,
-            deterministic=deterministic(cfg.trainer),
-            world_size=trainer.world_size,
-            machine=machine_record(trainer.strategy.root_device),
-        )
-        if notice is not None:
-            print(notice, file=sys.stderr)
-        next(c for c in trainer.callbacks if isinstance(c, RunSummary)).expect_resume(notice)
+        if resume_from is not None:
+            notice = resume_notice(
+                checkpoint,
+                deterministic=deterministic(cfg.trainer),
+                world_size=trainer.world_size,
+                machine=machine_record(trainer.strategy.root_device),
+            )
+            if notice is not None:
+                print(notice, file=sys.stderr)
+            summary = next(c for c in trainer.callbacks if isinstance(c, RunSummary))
+            summary.expect_resume(notice)
     inherited = os.environ.get(RUN_FOLDER_ENV)
     os.environ[RUN_FOLDER_ENV] = str(run_folder)  # for the ranks Lightning starts
     try:
