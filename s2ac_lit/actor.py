@@ -142,9 +142,17 @@ def tanh_log_abs_det(u: Tensor, scale: Tensor | None = None) -> Tensor:
 
 
 def std_from_raw(raw: Tensor, std_min: float, std_max: float, std_map: StdMap) -> Tensor:
-    """σθ from the init network's raw output, in [std_min, std_max]; see :data:`StdMap`."""
+    """σθ from the init network's raw output, in [std_min, std_max]; see :data:`StdMap`.
+
+    ``clamp`` computes the authors' clamp(exp(r), σ_min, σ_max) with r first cut at
+    log σ_max + 1. The clamp leaves r without gradient outside [log σ_min, log σ_max], so r can
+    drift without bound (on InvertedDoublePendulum-v5 it reached 88.8 after 6,782 updates,
+    docs/algorithm.md §Paper versus code); past 88.7 exp overflows in float32 and the clamp's
+    zero gradient times exp's infinite one is NaN. The cut changes no value and no gradient
+    where the uncut formula is finite (both are σ_max with zero gradient above log σ_max).
+    """
     if std_map == "clamp":
-        return raw.exp().clamp(std_min, std_max)
+        return raw.clamp(max=math.log(std_max) + 1.0).exp().clamp(std_min, std_max)
     return std_min + (std_max - std_min) * torch.sigmoid(raw)
 
 

@@ -18,6 +18,7 @@ from s2ac_lit.actor import (
     gather_particle,
     sampler_diagnostics,
     select_particle,
+    std_from_raw,
     tanh_log_abs_det,
     truncated_standard_normal,
     truncated_standard_normal_log_prob,
@@ -332,6 +333,35 @@ def test_clamp_std_map_is_the_clamp_of_exp_raw() -> None:
     torch.testing.assert_close(std, expected)
     assert (expected == actor.std_min).any() and (expected == actor.std_max).any()
     assert ((expected > actor.std_min) & (expected < actor.std_max)).any()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_clamp_std_map_has_the_authors_values_and_gradients_and_no_overflow(dtype) -> None:
+    """Against the uncut clamp(exp(r), σ_min, σ_max) on raw values across both clamps, their
+    edges and far past them: the same values and gradients wherever the uncut gradient is
+    finite; past log(float max) the uncut gradient is NaN (0·∞), the cut one 0."""
+    std_min, std_max = 0.1, 1.0
+    edges = [math.log(std_min), math.log(std_max), math.log(std_max) + 1.0]
+    big = math.log(torch.finfo(dtype).max) + 1.0
+    raw = torch.tensor([-1e4, -60.0, *edges, -1.0, 0.5, 1.5, 60.0, big, 1e4], dtype=dtype)
+    grads = []
+    for std in (
+        lambda r: std_from_raw(r, std_min, std_max, "clamp"),
+        lambda r: r.exp().clamp(std_min, std_max),  # the authors' formula
+    ):
+        r = raw.clone().requires_grad_()
+        value = std(r)
+        (grad,) = torch.autograd.grad(value.sum(), r)
+        grads.append((value.detach(), grad))
+    (ours, our_grad), (theirs, their_grad) = grads
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+    finite = their_grad.isfinite()
+    assert not finite[raw > big - 1.0].any()  # the overflow is real in this dtype
+    assert finite[raw < 80.0].all()
+    torch.testing.assert_close(our_grad[finite], their_grad[finite], rtol=0, atol=0)
+    assert (our_grad[~finite] == 0).all()
+    inside = (raw > edges[0]) & (raw < edges[1])
+    torch.testing.assert_close(our_grad[inside], raw[inside].exp())
 
 
 def test_smooth_std_map_is_the_scaled_sigmoid() -> None:
