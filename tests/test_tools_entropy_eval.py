@@ -18,6 +18,7 @@ from s2ac_lit.analysis.entropy import EntropyRecord
 from s2ac_lit.analysis.entropy.critic import CRITIC_ESTIMATORS
 from s2ac_lit.analysis.entropy.regime import RegimeRecord
 from s2ac_lit.config import load_config
+from s2ac_lit.trainer.callbacks import FilledStorageCheckpointer
 from s2ac_lit.trainer.data import make_replay_buffer
 
 TOOL = ROOT / "tools" / "entropy_eval.py"
@@ -157,6 +158,7 @@ def test_critic_sweep_on_a_checkpoint_and_its_replay_dump(
     checkpoint = save_untrained_checkpoint(cfg, tmp_path / "run")
     buffer = make_replay_buffer(cfg.replay)
     buffer.extend(TensorDict({"observation": torch.randn(50, 2)}, [50]))
+    buffer.storage.checkpointer = FilledStorageCheckpointer()  # as the trainer dumps: 50 of 1e6
     buffer.dumps(tmp_path / "replay")
     out = tmp_path / "out"
     argv = ["--checkpoint", str(checkpoint), "--replay", str(tmp_path / "replay")]

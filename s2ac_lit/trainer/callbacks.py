@@ -283,10 +283,15 @@ class ReplayCheckpoint(L.Callback):
             )
             return
         check_replay_dump(path)
-        buffer = _feeder(trainer).buffer
-        buffer.storage.checkpointer = FilledStorageCheckpointer()
-        buffer.loads(path)
+        load_replay_dump(_feeder(trainer).buffer, path)
         self._dumped = checkpoint["global_step"]  # a save at this step keeps this dump
+
+
+def load_replay_dump(buffer, path: Path) -> None:
+    """Load a replay dump of :class:`ReplayCheckpoint` (a buffer that had not wrapped holds
+    only its transitions) or of TorchRL's checkpointer (the whole capacity) into ``buffer``."""
+    buffer.storage.checkpointer = FilledStorageCheckpointer()
+    buffer.loads(path)
 
 
 def check_replay_dump(path: Path) -> None:

@@ -82,10 +82,11 @@ def replay_observations(module, replay_dir: Path, n: int, *, seed: int = 0) -> T
     ``replay_dir`` is one rank's dump (``RUN/replay/step-N/rank-R``), read into the run's own
     buffer type (``module.cfg.replay``) as a resume would. Shapes: → ``[n, O]``.
     """
+    from s2ac_lit.trainer.callbacks import load_replay_dump
     from s2ac_lit.trainer.data import make_replay_buffer
 
     buffer = make_replay_buffer(module.cfg.replay)
-    buffer.loads(replay_dir)
+    load_replay_dump(buffer, replay_dir)
     size = len(buffer)
     if size < n:
         raise ValueError(f"the replay dump {str(replay_dir)!r} holds {size} states, asked {n}")
