@@ -18,6 +18,7 @@ import torch
 from lightning.fabric.utilities.apply_func import convert_tensors_to_scalars
 from lightning.pytorch.callbacks import ModelCheckpoint
 from tensordict import TensorDict
+from torchrl.data import ReplayBuffer
 from torchrl.data.replay_buffers.checkpointers import TensorStorageCheckpointer
 from tqdm import tqdm
 
@@ -287,7 +288,7 @@ class ReplayCheckpoint(L.Callback):
         self._dumped = checkpoint["global_step"]  # a save at this step keeps this dump
 
 
-def load_replay_dump(buffer, path: Path) -> None:
+def load_replay_dump(buffer: ReplayBuffer, path: Path) -> None:
     """Load a replay dump of :class:`ReplayCheckpoint` (a buffer that had not wrapped holds
     only its transitions) or of TorchRL's checkpointer (the whole capacity) into ``buffer``."""
     buffer.storage.checkpointer = FilledStorageCheckpointer()
