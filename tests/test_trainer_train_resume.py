@@ -446,6 +446,23 @@ def test_a_resume_changes_nothing(tmp_path: Path, uninterrupted, env_id: str, ca
     assert json.loads((uninterrupted(env_id) / "summary.json").read_text())["resumes"] == []
 
 
+def test_a_run_folder_moved_elsewhere_resumes_as_where_it_was_trained(
+    tmp_path: Path, uninterrupted, recwarn
+) -> None:
+    """A stopped run moved to another folder (Lightning's checkpoint state holds absolute
+    paths) resumes bit-identically, without Lightning's "dirpath has changed" warning, and its
+    folder ends up holding only the newest checkpoint, as an unmoved one does."""
+    run = stopped_at(tmp_path / "trained", 45, f"env.id={MULTIGOAL}")
+    moved = tmp_path / "moved" / run.name
+    shutil.move(run, moved)
+    assert main(["--resume", str(moved)]) == 0
+    assert not [w for w in recwarn if "dirpath" in str(w.message)], [
+        str(w.message) for w in recwarn
+    ]
+    assert_holds_only_the_newest_checkpoint(moved)
+    assert_bit_identical(moved, uninterrupted(MULTIGOAL))
+
+
 def stopped_at(tmp_path: Path, update: int, *overrides: str) -> Path:
     """A run of the ``EXACT`` budget (then ``overrides``) stopped after ``update`` as SIGINT
     stops it; its folder."""

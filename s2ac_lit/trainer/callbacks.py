@@ -105,12 +105,39 @@ class RunCheckpoint(ModelCheckpoint):
         super().on_train_epoch_end(trainer, pl_module)
         self.save_now(trainer)
 
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """A run folder moved or copied elsewhere resumes as where it was trained: the paths
+        saved in the checkpoint (Lightning's are absolute) are taken to the same files in this
+        checkpoint folder. Lightning would otherwise drop them with a warning and keep the
+        superseded ``step=N.ckpt`` it no longer knows about."""
+        saved = state_dict.get("dirpath")
+        if saved is not None and self.dirpath is not None and saved != self.dirpath:
+            state_dict = _relocated(state_dict, Path(saved), Path(self.dirpath))
+        super().load_state_dict(state_dict)
+
     def save_now(self, trainer: L.Trainer) -> None:
         """Checkpoint the current update (``step=N.ckpt`` and ``last.ckpt``) unless done."""
         if self._last_global_step_saved != trainer.global_step:
             candidates = self._monitor_candidates(trainer)
             self._save_topk_checkpoint(trainer, candidates)
             self._save_last_checkpoint(trainer, candidates)
+
+
+def _relocated(state: dict[str, Any], saved: Path, now: Path) -> dict[str, Any]:
+    """``ModelCheckpoint``'s state with every path under ``saved`` moved under ``now``."""
+
+    def move(path: str) -> str:
+        if not path or not Path(path).is_relative_to(saved):
+            return path  # none yet, or a file the user keeps elsewhere
+        return str(now / Path(path).relative_to(saved))
+
+    moved = {key: move(state[key]) for key in _PATHS if key in state}
+    if "best_k_models" in state:
+        moved["best_k_models"] = {move(k): v for k, v in state["best_k_models"].items()}
+    return {**state, **moved, "dirpath": str(now)}
+
+
+_PATHS = ("best_model_path", "kth_best_model_path", "last_model_path")
 
 
 class LogCheckpoint(L.Callback):
