@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import subprocess
 import sys
 import textwrap
@@ -146,11 +147,17 @@ def test_quick_regime_and_knn_sweeps(quick_run: Path) -> None:
 
 @pytest.mark.parametrize("presets", [[], ["conf/algo/s2ac_authors.yaml"]], ids=["ours", "authors"])
 def test_critic_sweep_on_a_checkpoint_and_its_replay_dump(
-    tool: ModuleType, tmp_path: Path, presets: list[str]
+    tool: ModuleType, tmp_path: Path, presets: list[str], caplog, monkeypatch
 ) -> None:
     """An untrained multigoal S2AC(φ,θ) checkpoint and a replay dump of random states: every
     estimator at every state, the no-cap estimators on one set of particles (one truth). A run
-    with the authors' settings (1/(M-1), no cap) is compared too."""
+    with the authors' settings (1/(M-1), no cap) is compared too. The console has our lines
+    only, not TorchRL's INFO line for the replay storage it loads."""
+    torchrl_log = logging.getLogger("torchrl")  # as imported, whatever earlier tests quietened
+    monkeypatch.setattr(torchrl_log, "level", logging.INFO)
+    for handler in torchrl_log.handlers:
+        monkeypatch.setattr(handler, "level", logging.INFO)
+    caplog.set_level(logging.INFO)
     cfg = load_config(
         [ROOT / p for p in presets],
         ["env.id=s2ac_lit/MultiGoalMaxEnt-v0", "actor.hidden_sizes=[8]"],
@@ -160,6 +167,7 @@ def test_critic_sweep_on_a_checkpoint_and_its_replay_dump(
     buffer.extend(TensorDict({"observation": torch.randn(50, 2)}, [50]))
     buffer.storage.checkpointer = FilledStorageCheckpointer()  # as the trainer dumps: 50 of 1e6
     buffer.dumps(tmp_path / "replay")
+    caplog.clear()  # the lines of the test's own buffer
     out = tmp_path / "out"
     argv = ["--checkpoint", str(checkpoint), "--replay", str(tmp_path / "replay")]
     assert tool.main([*argv, "--states", "2", "--groups", "40", "--out", str(out)]) == 0
@@ -169,6 +177,8 @@ def test_critic_sweep_on_a_checkpoint_and_its_replay_dump(
         nocap = {r["truth"] for r in rows if r["state"] == state and "nocap" in r["estimator"]}
         assert len(nocap) == 1
     assert "closed form" in (out / "critic.md").read_text()
+    torchrl_lines = [r.getMessage() for r in caplog.records if r.name.startswith("torchrl")]
+    assert not torchrl_lines, torchrl_lines
 
 
 def test_critic_sweep_needs_one_replay_dump_per_checkpoint(

@@ -698,8 +698,10 @@ def run_critic(
 ) -> str:
     """The ``critic`` sweep: :func:`evaluate_critic` at ``states`` replay states of each
     checkpoint (each with its own replay dump), ``groups`` chains per state."""
+    from s2ac_lit.trainer.console import quiet_third_party
     from s2ac_lit.trainer.module import RLModule
 
+    quiet_third_party()  # TorchRL's INFO line for each replay storage it builds, as in a run
     records = []
     for checkpoint, replay in zip(checkpoints, replays, strict=True):
         module = RLModule.load(checkpoint)
