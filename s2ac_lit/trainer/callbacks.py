@@ -108,8 +108,9 @@ class RunCheckpoint(ModelCheckpoint):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """A run folder moved or copied elsewhere resumes as where it was trained: the paths
         saved in the checkpoint (Lightning's are absolute) are taken to the same files in this
-        checkpoint folder. Lightning would otherwise drop them with a warning and keep the
-        superseded ``step=N.ckpt`` it no longer knows about."""
+        checkpoint folder. Lightning would otherwise drop them with a warning, write
+        ``last-v1.ckpt`` beside a ``last.ckpt`` left behind, and keep the superseded
+        ``step=N.ckpt``."""
         saved = state_dict.get("dirpath")
         if saved is not None and self.dirpath is not None and saved != self.dirpath:
             state_dict = _relocated(state_dict, Path(saved), Path(self.dirpath))
