@@ -124,6 +124,10 @@ class RunCheckpoint(ModelCheckpoint):
             self._save_last_checkpoint(trainer, candidates)
 
 
+_CHECKPOINT_PATH_KEYS = ("best_model_path", "kth_best_model_path", "last_model_path")
+"""The keys of ``ModelCheckpoint``'s state that hold one file's path each."""
+
+
 def _relocated(state: dict[str, Any], saved: Path, now: Path) -> dict[str, Any]:
     """``ModelCheckpoint``'s state with every path under ``saved`` moved under ``now``."""
 
@@ -132,13 +136,10 @@ def _relocated(state: dict[str, Any], saved: Path, now: Path) -> dict[str, Any]:
             return path  # none yet, or a file the user keeps elsewhere
         return str(now / Path(path).relative_to(saved))
 
-    moved = {key: move(state[key]) for key in _PATHS if key in state}
+    moved = {key: move(state[key]) for key in _CHECKPOINT_PATH_KEYS if key in state}
     if "best_k_models" in state:
         moved["best_k_models"] = {move(k): v for k, v in state["best_k_models"].items()}
     return {**state, **moved, "dirpath": str(now)}
-
-
-_PATHS = ("best_model_path", "kth_best_model_path", "last_model_path")
 
 
 class LogCheckpoint(L.Callback):
