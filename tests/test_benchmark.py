@@ -448,7 +448,11 @@ def _sigterm_after_update_10(harness: subprocess.Popen, folder: Path) -> str:
         harness.kill()
 
 
-def _assert_stopped_with_a_checkpoint(harness: subprocess.Popen, log: str, folder: Path) -> None:
+def _assert_stopped_with_a_checkpoint(
+    harness: subprocess.Popen, log: str, suite: Path, out: Path
+) -> None:
+    """The harness stopped its one run with a checkpoint, and the report says it resumes."""
+    folder = out / "runs" / "multigoal" / "s2ac" / "seed-0"
     assert harness.returncode == 128 + signal.SIGTERM, log
     assert "SIGTERM: stopping 1 run(s) gracefully" in log, log
     assert "1 run(s) stopped in " in log and "1 with a new checkpoint" in log, log
@@ -458,6 +462,11 @@ def _assert_stopped_with_a_checkpoint(harness: subprocess.Popen, log: str, folde
     assert partial["finished"] is False and 10 < partial["updates"] < 96, partial
     last = torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["global_step"] == partial["updates"]  # nothing trained is lost
+    argv = ["--suite", str(suite), "--out", str(out), "--report-only", "--reps", "50"]
+    assert main(argv) == FAILED_BASE + 1
+    # The harness stops its runs with SIGINT, whichever signal stopped the harness.
+    state = f"stopped by SIGINT at update {partial['updates']}; rerunning the suite resumes it"
+    assert f"### multigoal/s2ac/seed-0 ({state})" in (out / "report.md").read_text()
 
 
 def test_sigterm_stops_the_run_in_flight_with_a_checkpoint_and_a_rerun_resumes_it(
@@ -469,7 +478,7 @@ def test_sigterm_stops_the_run_in_flight_with_a_checkpoint_and_a_rerun_resumes_i
     folder = out / "runs" / "multigoal" / "s2ac" / "seed-0"
     first = _harness(path, out, workers=1)
     log = _sigterm_after_update_10(first, folder)
-    _assert_stopped_with_a_checkpoint(first, log, folder)
+    _assert_stopped_with_a_checkpoint(first, log, path, out)
 
     second = _harness(path, out, workers=1)
     log = second.communicate(timeout=600)[0].decode()
@@ -557,7 +566,7 @@ def test_sigterm_stops_a_run_on_another_node_of_a_cluster(tmp_path: Path, monkey
         folder = out / "runs" / "multigoal" / "s2ac" / "seed-0"
         harness = _harness(path, out, workers=1, extra=["--ray-address", cluster.address])
         log = _sigterm_after_update_10(harness, folder)
-        _assert_stopped_with_a_checkpoint(harness, log, folder)
+        _assert_stopped_with_a_checkpoint(harness, log, path, out)
     finally:
         cluster.shutdown()
 

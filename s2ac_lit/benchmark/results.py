@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from s2ac_lit.benchmark.runner import LOG_FILE, SUMMARY_FILE, RunSpec, log_tail, read_summary
+from s2ac_lit.trainer.interrupts import STOPPED_LINE
 from s2ac_lit.trainer.layout import GOAL_MAP_JSON, LOCK_NAME
 
 EVAL_TAG = "eval/return_mean"
@@ -37,6 +38,24 @@ class Missing:
     key: str
     state: str
     log_tail: str
+
+
+def unfinished_state(folder: Path, tail: str) -> str:
+    """What became of a started run without a finished summary, from its folder and the tail
+    of its log: ``running`` (a fit process holds the folder), ``stopped by SIGINT at update
+    N`` (its last attempt ended with the graceful stop's line: rerunning the suite resumes it),
+    ``failed`` (its log ends otherwise) or ``interrupted`` (no log: killed before it wrote
+    one)."""
+    if (folder / LOCK_NAME).is_file():
+        return "running"
+    if not (folder / LOG_FILE).is_file():
+        return "interrupted"
+    last = next((line for line in reversed(tail.splitlines()) if line.strip()), "")
+    stopped = STOPPED_LINE.match(last)
+    if stopped is None:
+        return "failed"
+    signal_name, updates = stopped.groups()
+    return f"stopped by {signal_name} at update {updates}; rerunning the suite resumes it"
 
 
 def _eval_wall_times(folder: Path) -> dict[int, float]:
@@ -89,12 +108,11 @@ def collect(
             if not folder.is_dir():
                 missing.append(Missing(spec.key, "not run", ""))
             else:
-                state = "failed" if (folder / LOG_FILE).is_file() else "interrupted"
-                if (folder / LOCK_NAME).is_file():  # a fit process holds the folder
-                    state = "running"
+                tail = log_tail(folder)
+                state = unfinished_state(folder, tail)
                 if at_frames is not None and (folder / SUMMARY_FILE).is_file():
                     state = f"short of {at_frames} frames"
-                missing.append(Missing(spec.key, state, log_tail(folder)))
+                missing.append(Missing(spec.key, state, tail))
             continue
         walls = _eval_wall_times(folder)
         for record in history:

@@ -29,7 +29,12 @@ from s2ac_lit.trainer.checkpoints import CheckpointError
 from s2ac_lit.trainer.csvlog import ContinuingCSVLogger
 from s2ac_lit.trainer.data import planned_updates
 from s2ac_lit.trainer.evaluation import evaluate_policy
-from s2ac_lit.trainer.interrupts import RunInterrupted, StopNow, StopSignals, resume_command
+from s2ac_lit.trainer.interrupts import (
+    RunInterrupted,
+    StopNow,
+    StopSignals,
+    stopped_with_checkpoint,
+)
 from s2ac_lit.trainer.layout import REPLAY_DIR, SUMMARY_FILE
 from s2ac_lit.trainer.module import compiles
 from s2ac_lit.trainer.runfolder import (
@@ -232,9 +237,7 @@ class GracefulStop(L.Callback):
         if signum:
             self.checkpoint.save_now(trainer)
             raise RunInterrupted(
-                signum,
-                f"stopped after update {trainer.global_step} with a checkpoint; resume with: "
-                f"{resume_command(self.run_folder)}",
+                signum, stopped_with_checkpoint(trainer.global_step, self.run_folder)
             )
 
 

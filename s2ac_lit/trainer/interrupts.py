@@ -21,6 +21,7 @@ heavy.
 
 from __future__ import annotations
 
+import re
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -47,6 +48,20 @@ def display_path(path: str | Path) -> str:
 
 def resume_command(run_folder: str | Path) -> str:
     return f"python tools/fit.py --resume {display_path(run_folder)}"
+
+
+def stopped_with_checkpoint(updates: int, run_folder: str | Path) -> str:
+    """The message of a run that a signal stopped once update ``updates`` was checkpointed."""
+    return (
+        f"stopped after update {updates} with a checkpoint; resume with: "
+        f"{resume_command(run_folder)}"
+    )
+
+
+STOPPED_LINE = re.compile(r"^(SIG[A-Z0-9]+): stopped after update (\d+) with a checkpoint; ")
+"""The last line a run stopped by a signal prints (:class:`RunInterrupted` with
+:func:`stopped_with_checkpoint`): signal name and update. The benchmark report tells such a run,
+which resumes, from a failed one by it."""
 
 
 class StopNow(BaseException):
