@@ -162,21 +162,32 @@ def test_critic_sweep_on_a_checkpoint_and_its_replay_dump(
         [ROOT / p for p in presets],
         ["env.id=s2ac_lit/MultiGoalMaxEnt-v0", "actor.hidden_sizes=[8]"],
     )
-    checkpoint = save_untrained_checkpoint(cfg, tmp_path / "run")
+    # Two runs' checkpoints under one file name, as two runs' step=N.ckpt at the same update.
+    checkpoints = [save_untrained_checkpoint(cfg, tmp_path / run) for run in ("run-a", "run-b")]
     buffer = make_replay_buffer(cfg.replay)
     buffer.extend(TensorDict({"observation": torch.randn(50, 2)}, [50]))
     buffer.storage.checkpointer = FilledStorageCheckpointer()  # as the trainer dumps: 50 of 1e6
     buffer.dumps(tmp_path / "replay")
     caplog.clear()  # the lines of the test's own buffer
     out = tmp_path / "out"
-    argv = ["--checkpoint", str(checkpoint), "--replay", str(tmp_path / "replay")]
+    argv = ["--checkpoint", *map(str, checkpoints), "--replay", *[str(tmp_path / "replay")] * 2]
     assert tool.main([*argv, "--states", "2", "--groups", "40", "--out", str(out)]) == 0
     rows = read_csv(out / "critic.csv")
-    assert len(rows) == 2 * len(CRITIC_ESTIMATORS)
-    for state in ("0", "1"):
-        nocap = {r["truth"] for r in rows if r["state"] == state and "nocap" in r["estimator"]}
-        assert len(nocap) == 1
-    assert "closed form" in (out / "critic.md").read_text()
+    assert len(rows) == 2 * 2 * len(CRITIC_ESTIMATORS)
+    labels = [f"{run}/checkpoints/last.ckpt" for run in ("run-a", "run-b")]
+    assert {r["checkpoint"] for r in rows} == set(labels)
+    for label in labels:
+        for state in ("0", "1"):
+            nocap = {
+                r["truth"]
+                for r in rows
+                if r["checkpoint"] == label and r["state"] == state and "nocap" in r["estimator"]
+            }
+            assert len(nocap) == 1
+    table = (out / "critic.md").read_text()
+    assert "2 checkpoint(s), 4 replay states in all" in table
+    for label in labels:
+        assert f"| {label} | 0 | closed form | 2 |" in table, table
     torchrl_lines = [r.getMessage() for r in caplog.records if r.name.startswith("torchrl")]
     assert not torchrl_lines, torchrl_lines
 

@@ -34,6 +34,7 @@ import csv
 import dataclasses
 import importlib
 import math
+import os
 import sys
 import textwrap
 import time
@@ -599,20 +600,21 @@ def critic_tables(records: Sequence[CriticRecord]) -> str:
     """Per checkpoint and estimator, the distribution over states of estimate - truth; then,
     for the trainer's sampler with and without the self term, how the error follows the
     energy's curvature, σθ and the cap (rank correlations, and medians by tercile)."""
-    stages = _ordered([f"{r.updates}" for r in records])
+    stages = list(dict.fromkeys((r.checkpoint, r.updates) for r in records))
     lines = [
-        "| updates | estimator | states | median error | 10-90 % | median abs. error | "
-        "share abs. error > 0.1 | median share of the change missed |",
-        "|---" * 8 + "|",
+        "| checkpoint | updates | estimator | states | median error | 10-90 % | "
+        "median abs. error | share abs. error > 0.1 | median share of the change missed |",
+        "|---" * 9 + "|",
     ]
-    for stage in stages:
+    for checkpoint, updates in stages:
         for e in CRITIC_ESTIMATORS:
-            rs = [r for r in records if f"{r.updates}" == stage and r.estimator == e]
+            rs = [r for r in records if r.checkpoint == checkpoint and r.estimator == e]
             if not rs:
                 continue
             err = [r.error for r in rs]
             lines.append(
-                f"| {stage} | {CRITIC_LABELS[e]} | {len(rs)} | {_median(err):+.3f} | "
+                f"| {checkpoint} | {updates} | {CRITIC_LABELS[e]} | {len(rs)} | "
+                f"{_median(err):+.3f} | "
                 f"[{_quantile(err, 0.1):+.3f}, {_quantile(err, 0.9):+.3f}] | "
                 f"{_median([abs(x) for x in err]):.3f} | "
                 f"{100 * sum(abs(x) > 0.1 for x in err) / len(err):.0f} % | "
@@ -687,6 +689,17 @@ def _tercile_table(
     return lines
 
 
+def checkpoint_labels(checkpoints: Sequence[Path]) -> list[str]:
+    """How the critic tables name each checkpoint: its file name, or, where two share one
+    (``step=19050.ckpt`` of two runs), its path below the folder the checkpoints share."""
+    names = [c.name for c in checkpoints]
+    if len(set(names)) == len(names):
+        return names
+    paths = [c.resolve() for c in checkpoints]
+    common = Path(os.path.commonpath(paths))
+    return [str(p.relative_to(common)) if p != common else p.name for p in paths]
+
+
 def run_critic(
     checkpoints: Sequence[Path],
     replays: Sequence[Path],
@@ -703,7 +716,8 @@ def run_critic(
 
     quiet_third_party()  # TorchRL's INFO line for each replay storage it builds, as in a run
     records = []
-    for checkpoint, replay in zip(checkpoints, replays, strict=True):
+    labels = checkpoint_labels(checkpoints)
+    for checkpoint, replay, label in zip(checkpoints, replays, labels, strict=True):
         module = RLModule.load(checkpoint)
         updates = int(torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"])
         observations = replay_observations(module, replay, states, seed=seed)
@@ -712,7 +726,7 @@ def run_critic(
             observations,
             groups=groups,
             seed=seed,
-            checkpoint=checkpoint.name,
+            checkpoint=label,
             updates=updates,
         )
         _write_csv(out / "critic.csv", [dataclasses.asdict(r) for r in records])
