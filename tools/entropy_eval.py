@@ -38,9 +38,10 @@ import os
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 import matplotlib
 
@@ -241,7 +242,11 @@ def summarize(records: Sequence[EntropyRecord], sweep: Sweep) -> list[dict[str, 
     return rows
 
 
-def _ordered(values: list[str]) -> list[str]:
+_T = TypeVar("_T")
+
+
+def _ordered(values: Iterable[_T]) -> list[_T]:
+    """The distinct values, in the order they first appear."""
     return list(dict.fromkeys(values))
 
 
@@ -600,7 +605,7 @@ def critic_tables(records: Sequence[CriticRecord]) -> str:
     """Per checkpoint and estimator, the distribution over states of estimate - truth; then,
     for the trainer's sampler with and without the self term, how the error follows the
     energy's curvature, σθ and the cap (rank correlations, and medians by tercile)."""
-    stages = list(dict.fromkeys((r.checkpoint, r.updates) for r in records))
+    stages = _ordered((r.checkpoint, r.updates) for r in records)
     lines = [
         "| checkpoint | updates | estimator | states | median error | 10-90 % | "
         "median abs. error | share abs. error > 0.1 | median share of the change missed |",
