@@ -18,9 +18,9 @@ import pytest
 import torch
 from conftest import ROOT
 
-from s2ac_lit.benchmark import aggregate
+from s2ac_lit.benchmark import aggregate, report
 from s2ac_lit.benchmark.cli import FAILED_BASE, main
-from s2ac_lit.benchmark.results import hit_entropy
+from s2ac_lit.benchmark.results import EVAL_TAG, collect, hit_entropy
 from s2ac_lit.benchmark.runner import ATTEMPTS_FILE, LOG_FILE, SUMMARY_FILE
 from s2ac_lit.benchmark.suite import load_suite, plan
 from s2ac_lit.trainer.layout import GOAL_MAP_JSON
@@ -105,6 +105,48 @@ def _fake_run(folder: Path, returns: list[float], frames: int, every: int) -> No
     folder.mkdir(parents=True)
     summary = {"frames": frames, "final_eval_return_mean": returns[-1], "eval_history": history}
     (folder / SUMMARY_FILE).write_text(json.dumps(summary))
+
+
+def test_wall_times_leave_out_the_time_a_run_lay_stopped_between_attempts(tmp_path: Path) -> None:
+    """A run stopped after update 110 and resumed from its checkpoint at 100 a day later: each
+    attempt's events file counts from its own first scalar, the evaluation at 100 that the
+    resume logs again takes the second attempt's time, and updates/s uses training time only."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    spec = next(
+        s for s in plan(load_suite(SMOKE), algos=["s2ac"], seeds=1) if s.task == "multigoal"
+    )
+    folder = spec.folder(tmp_path)
+    _fake_run(folder, [-900.0, -800.0, -700.0], 150, 50)
+    attempts = {  # suffix: [(tag, update, wall time)]
+        ".first": [
+            ("train/loss", 1, 1000.0),
+            (EVAL_TAG, 50, 1010.0),
+            (EVAL_TAG, 100, 1020.0),
+            ("train/loss", 110, 1025.0),
+        ],
+        ".resumed": [
+            ("train/loss", 101, 90000.0),
+            (EVAL_TAG, 100, 90004.0),
+            (EVAL_TAG, 150, 90030.0),
+        ],
+    }
+    for suffix, scalars in attempts.items():
+        writer = SummaryWriter(folder / "logs" / "tensorboard", filename_suffix=suffix)
+        for tag, step, wall in scalars:
+            writer.add_scalar(tag, 0.0, step, walltime=wall)
+        writer.close()
+
+    rows, missing = collect([spec], tmp_path)
+    assert missing == []
+    # the first attempt spans 25 s; 100 is the resumed attempt's (25 + 4), 150 is 25 + 30
+    assert [(r["updates"], r["wall_time_s"]) for r in rows] == [
+        (50, 10.0),
+        (100, 29.0),
+        (150, 55.0),
+    ]
+    (speed,) = report._run_speeds(rows)
+    assert speed["updates_per_s"] == round(150 / 55.0, 2)
 
 
 def test_report_only_reads_run_folders_and_lists_failures(tmp_path: Path) -> None:

@@ -2,8 +2,9 @@
 
 The evaluation history is ``summary.json``'s ``eval_history`` (written by
 :class:`s2ac_lit.trainer.callbacks.RunSummary`; it survives a resume because it is checkpointed).
-Wall times come from the TensorBoard events of ``eval/return_mean``: seconds since the run's first
-logged event (a resumed run's time includes the pause).
+Wall times come from the TensorBoard events of ``eval/return_mean``: training seconds since the
+run's first logged event, summed over its attempts, so a run resumed in a later session does not
+count the time it lay stopped (:func:`training_seconds`).
 """
 
 from __future__ import annotations
@@ -58,20 +59,44 @@ def unfinished_state(folder: Path, tail: str) -> str:
     return f"stopped by {signal_name} at update {updates}; rerunning the suite resumes it"
 
 
-def _eval_wall_times(folder: Path) -> dict[int, float]:
-    """``updates → seconds since the first event`` of each evaluation (empty if no events)."""
+def _attempt_scalars(events_file: Path) -> tuple[float, float, dict[int, float]] | None:
+    """One attempt's TensorBoard file: its first and last scalar's wall time and the wall time
+    of each evaluation by update (``None`` if it logged no scalar)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = folder / "logs" / "tensorboard"
-    if not events.is_dir():
-        return {}
-    acc = EventAccumulator(str(events), size_guidance={"scalars": 0})
+    acc = EventAccumulator(str(events_file), size_guidance={"scalars": 0})
     acc.Reload()
     tags = acc.Tags().get("scalars", [])
-    if EVAL_TAG not in tags:
-        return {}
-    start = min(e.wall_time for tag in tags for e in acc.Scalars(tag)[:1])
-    return {e.step: round(e.wall_time - start, 1) for e in acc.Scalars(EVAL_TAG)}
+    times = [e.wall_time for tag in tags for e in acc.Scalars(tag)]
+    if not times:
+        return None
+    evaluations = {e.step: e.wall_time for e in acc.Scalars(EVAL_TAG)} if EVAL_TAG in tags else {}
+    return min(times), max(times), evaluations
+
+
+def training_seconds(attempts: list[tuple[float, float, dict[int, float]]]) -> dict[int, float]:
+    """``update → training seconds`` at each evaluation, from each attempt's ``(first, last,
+    {update: time})``: the seconds from its attempt's first scalar plus the whole span of every
+    earlier attempt, so the time a run spent stopped between attempts is not counted.
+    An evaluation logged again by a later attempt (it resumed from a checkpoint before it)
+    takes the later attempt's time.
+
+    Examples:
+        >>> training_seconds([(5000.0, 5040.0, {20: 5030.0}), (1000.0, 1020.0, {10: 1010.0})])
+        {10: 10.0, 20: 50.0}
+    """
+    seconds, before = {}, 0.0
+    for first, last, evaluations in sorted(attempts, key=lambda attempt: attempt[0]):
+        seconds.update({step: round(before + t - first, 1) for step, t in evaluations.items()})
+        before += last - first
+    return seconds
+
+
+def _eval_wall_times(folder: Path) -> dict[int, float]:
+    """``update → training seconds`` at each evaluation (empty if no events). Every attempt
+    (the first run and each resume) writes its own events file; see :func:`training_seconds`."""
+    files = sorted((folder / "logs" / "tensorboard").glob("events.out.tfevents.*"))
+    return training_seconds([a for a in map(_attempt_scalars, files) if a is not None])
 
 
 def _history_until(folder: Path, frames: int) -> list[dict] | None:
