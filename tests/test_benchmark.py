@@ -149,6 +149,51 @@ def test_wall_times_leave_out_the_time_a_run_lay_stopped_between_attempts(tmp_pa
     assert speed["updates_per_s"] == round(150 / 55.0, 2)
 
 
+def test_the_report_gives_each_task_its_own_probability_of_improvement(tmp_path: Path) -> None:
+    """S2AC beats SAC on every pair of runs of one task and loses every pair on the other:
+    P(S2AC > SAC) is 1 and 0 per task, their mean 0.5 across tasks."""
+    import yaml
+
+    data = yaml.safe_load(SMOKE.read_text())
+    data["tasks"]["multigoal_b"] = data["tasks"]["multigoal"]
+    suite_file = tmp_path / "two_tasks.yaml"
+    suite_file.write_text(yaml.safe_dump(data))
+    suite = load_suite(suite_file)
+    rows = []
+    for task, winner in (("multigoal", "s2ac"), ("multigoal_b", "sac")):
+        spec = suite.tasks[task]
+        for algo, seed in [(a, s) for a in ("s2ac", "sac") for s in range(3)]:
+            score = spec.reference_score if algo == winner else spec.random_score
+            row = {"algorithm": algo, "task": task, "seed": seed, "frames": 150, "updates": 150}
+            rows.append({**row, "return_mean": score - seed, "return_std": 0.0, "wall_time_s": ""})
+    built = report.build(rows, suite, ["s2ac", "sac"], reps=200)
+    poi = built["probability_of_improvement"]
+    assert poi["per_task"]["multigoal"]["s2ac"]["value"] == 1.0
+    assert poi["per_task"]["multigoal_b"]["s2ac"]["value"] == 0.0
+    assert poi["algos"]["s2ac"]["value"] == pytest.approx(0.5)
+    lines = report.markdown(built, suite, {"s2ac": "S2AC", "sac": "SAC"}, []).splitlines()
+    assert lines.count("| S2AC | 1.000 [1.000, 1.000] |") == 1  # multigoal's P(S2AC > SAC)
+    assert lines.count("| S2AC | 0.000 [0.000, 0.000] |") == 1  # multigoal_b's
+
+
+def test_algorithm_speeds_are_the_median_and_range_over_runs() -> None:
+    speeds = [
+        {"run": "hopper/s2ac/seed-0", "updates_per_s": 1.0},
+        {"run": "hopper/s2ac/seed-1", "updates_per_s": 3.0},
+        {"run": "hopper/s2ac/seed-2", "updates_per_s": 2.0},
+        {"run": "hopper/s2ac/seed-3", "updates_per_s": None},  # no wall time: left out
+        {"run": "hopper/sac/seed-0", "updates_per_s": 30.0},
+    ]
+    table = report._algorithm_speeds(speeds, ["sac", "s2ac"])
+    assert list(table["hopper"]) == ["sac", "s2ac"]  # the suite's order
+    assert table == {
+        "hopper": {
+            "s2ac": {"median": 2.0, "min": 1.0, "max": 3.0, "runs": 3},
+            "sac": {"median": 30.0, "min": 30.0, "max": 30.0, "runs": 1},
+        }
+    }
+
+
 def test_report_only_reads_run_folders_and_lists_failures(tmp_path: Path) -> None:
     suite = load_suite(SMOKE)
     specs = plan(suite, algos=list(suite.algos), seeds=2)

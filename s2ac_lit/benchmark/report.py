@@ -137,6 +137,28 @@ def _run_speeds(rows: list[dict]) -> list[dict]:
     return speeds
 
 
+def _algorithm_speeds(speeds: list[dict], algos: list[str]) -> dict[str, dict[str, dict]]:
+    """``task → algorithm → {median, min, max, runs}`` of the runs' updates per second, the
+    algorithms in the order of ``algos``."""
+    by_pair: dict[tuple[str, str], list[float]] = {}
+    for speed in speeds:
+        if speed["updates_per_s"] is not None:
+            task, algo, _ = speed["run"].split("/")
+            by_pair.setdefault((task, algo), []).append(speed["updates_per_s"])
+    table: dict[str, dict[str, dict]] = {}
+    for task in sorted({task for task, _ in by_pair}):
+        for algo in algos:
+            values = by_pair.get((task, algo))
+            if values:
+                table.setdefault(task, {})[algo] = {
+                    "median": round(float(np.median(values)), 2),
+                    "min": min(values),
+                    "max": max(values),
+                    "runs": len(values),
+                }
+    return table
+
+
 def build(
     rows: list[dict],
     suite: Suite,
@@ -165,6 +187,7 @@ def build(
         usable = {a: c for a, (f, c) in points.items() if f == frames}
         curves[t] = {"frames": frames, "algos": aggregate.iqm_curves(usable, reps=reps)}
     profiles, profile_cis = aggregate.performance_profiles(overall, TAUS, reps=reps)
+    speeds = _run_speeds(rows)
     return {
         "suite": suite.name,
         "normalisation": {
@@ -187,6 +210,14 @@ def build(
         "probability_of_improvement": {
             "baseline": suite.baseline,
             "algos": aggregate.improvement_probability(overall, suite.baseline, reps=reps),
+            "per_task": {
+                t: aggregate.improvement_probability(
+                    {a: aggregate.score_matrix(finals[a], [t]) for a in algos},
+                    suite.baseline,
+                    reps=reps,
+                )
+                for t in tasks
+            },
         },
         "sample_efficiency": curves,
         "returns": {t: _returns(rows, algos, t) for t in tasks},
@@ -194,7 +225,8 @@ def build(
         "goals": {
             t: _goal_table(goals, rows, algos, t) for t in tasks if suite.tasks[t].score == "goals"
         },
-        "run_speeds": _run_speeds(rows),
+        "run_speeds": speeds,
+        "algorithm_speeds": _algorithm_speeds(speeds, algos),
         "performance_profile": {
             "taus": TAUS.tolist(),
             "algos": {
@@ -241,6 +273,36 @@ def _returns_table(returns: dict[str, list[dict]], labels: dict[str, str]) -> li
         ]
         lines.append(f"| {labels.get(algo, algo)} | " + " | ".join(cells) + " |")
     return [*lines, ""]
+
+
+def _improvement_table(algos: dict[str, dict], baseline: str, labels: dict[str, str]) -> list[str]:
+    """P(a run of X beats a run of the baseline), one row per algorithm (none: no lines)."""
+    if not algos:
+        return []
+    out = [f"Probability of improvement over {labels.get(baseline, baseline)}:", ""]
+    out += ["| algorithm | P(X > baseline) |", "|---|---|"]
+    return [*out, *(f"| {labels.get(a, a)} | {_cell(s)} |" for a, s in algos.items()), ""]
+
+
+def _speed_table(speeds: dict[str, dict[str, dict]], labels: dict[str, str]) -> list[str]:
+    """Updates/s per task and algorithm: median over its runs, [min, max]."""
+    if not speeds:
+        return []
+    out = [
+        "## Speed",
+        "",
+        "Updates per second of training time, median over the runs [min, max] (runs). Runs "
+        "that shared their cores with other work are slower: the spread is mostly the "
+        "machine's load, and only runs measured side by side compare algorithms.",
+        "",
+        "| task | algorithm | updates/s |",
+        "|---|---|---|",
+    ]
+    for task, algos in speeds.items():
+        for algo, s in algos.items():
+            cell = f"{s['median']} [{s['min']}, {s['max']}] ({s['runs']})"
+            out.append(f"| {task} | {labels.get(algo, algo)} | {cell} |")
+    return [*out, ""]
 
 
 def _goals_markdown(table: dict[str, dict], labels: dict[str, str]) -> list[str]:
@@ -292,12 +354,7 @@ def markdown(
     out[-1] += ", ".join(f"{labels.get(a, a)} {n}" for a, n in data["runs_all_tasks"].items())
     out += ["", *_metric_table(data["overall"], labels), ""]
     poi = data["probability_of_improvement"]
-    if poi["algos"]:
-        base = labels.get(poi["baseline"], poi["baseline"])
-        out += [f"Probability of improvement over {base}:", ""]
-        out += ["| algorithm | P(X > baseline) |", "|---|---|"]
-        out += [f"| {labels.get(a, a)} | {_cell(s)} |" for a, s in poi["algos"].items()]
-        out.append("")
+    out += _improvement_table(poi["algos"], poi["baseline"], labels)
     for task, stats in data["per_task"].items():
         out += [f"## {task}", ""]
         if data["scores"][task] == "goals":
@@ -307,9 +364,11 @@ def markdown(
                 "",
             ]
         out += [*_metric_table(stats, labels), ""]
+        out += _improvement_table(poi["per_task"][task], poi["baseline"], labels)
         if task in data["goals"]:
             out += _goals_markdown(data["goals"][task], labels)
         out += _returns_table(data["returns"][task], labels)
+    out += _speed_table(data["algorithm_speeds"], labels)
     out += ["## Runs", "", "| run | frames | updates | wall time (s) | updates/s |"]
     out += ["|---|---|---|---|---|"]
     for r in data["run_speeds"]:
