@@ -194,6 +194,12 @@ def test_algorithm_speeds_are_the_median_and_range_over_runs() -> None:
     }
 
 
+def test_the_returns_table_has_no_row_for_an_algorithm_without_runs() -> None:
+    point = {"frames": 50, "mean": -180.0, "std": 2.0, "runs": 2}
+    lines = report._returns_table({"s2ac": [point], "sac": []}, {"s2ac": "S2AC", "sac": "SAC"})
+    assert [line for line in lines if line.startswith("| S")] == ["| S2AC | -180.0 ± 2.0 (2) |"]
+
+
 def test_report_only_reads_run_folders_and_lists_failures(tmp_path: Path) -> None:
     suite = load_suite(SMOKE)
     specs = plan(suite, algos=list(suite.algos), seeds=2)

@@ -258,7 +258,8 @@ def _metric_table(stats: dict[str, dict], labels: dict[str, str]) -> list[str]:
 
 
 def _returns_table(returns: dict[str, list[dict]], labels: dict[str, str]) -> list[str]:
-    """Raw return, mean ± std over runs (number of runs), at every evaluation point."""
+    """Raw return, mean ± std over runs (number of runs), at every evaluation point; an
+    algorithm without runs on the task has no row."""
     frames = sorted({p["frames"] for points in returns.values() for p in points})
     if not frames:
         return []
@@ -266,6 +267,8 @@ def _returns_table(returns: dict[str, list[dict]], labels: dict[str, str]) -> li
     lines += ["| algorithm | " + " | ".join(str(f) for f in frames) + " |"]
     lines += ["|---" * (len(frames) + 1) + "|"]
     for algo, points in returns.items():
+        if not points:
+            continue
         at = {p["frames"]: p for p in points}
         cells = [
             f"{at[f]['mean']:.1f} ± {at[f]['std']:.1f} ({at[f]['runs']})" if f in at else ""
