@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -201,6 +202,34 @@ def read_csv(path: Path) -> list[dict[str, str]]:
     """The rows of a CSV file with a header (a run's metrics, a tool's results)."""
     with path.open(newline="") as file:
         return list(csv.DictReader(file))
+
+
+def assert_bit_identical(run: Path, reference: Path) -> None:
+    """Everything a reported number comes from is the same bit for bit: ``summary.json`` (the
+    evaluation history, the final return, the counts), every value ``metrics.csv`` logs
+    (losses, entropy, Q values, gradient norms, returns; not the wall-clock ``time/`` columns)
+    and the final weights and optimiser state."""
+    got, want = (json.loads((r / "summary.json").read_text()) for r in (run, reference))
+    for key in ("eval_history", "final_eval_return_mean", "final_eval_return_std"):
+        assert got[key] == want[key], key
+    assert (got["frames"], got["updates"], got["episodes"]) == (
+        want["frames"],
+        want["updates"],
+        want["episodes"],
+    )
+    logged, expected_log = (
+        [{k: v for k, v in row.items() if not k.startswith("time/")} for row in read_csv(path)]
+        for path in (r / "logs" / "csv" / "metrics.csv" for r in (run, reference))
+    )
+    assert logged == expected_log
+    last, expected = (
+        torch.load(r / "checkpoints" / "last.ckpt", weights_only=True) for r in (run, reference)
+    )
+    torch.testing.assert_close(last["state_dict"], expected["state_dict"], rtol=0, atol=0)
+    optimisers = zip(last["optimizer_states"], expected["optimizer_states"], strict=True)
+    for got_opt, want_opt in optimisers:
+        torch.testing.assert_close(got_opt["state"], want_opt["state"], rtol=0, atol=0)
+        assert got_opt["param_groups"] == want_opt["param_groups"]
 
 
 def save_untrained_checkpoint(cfg: Config, run: Path) -> Path:

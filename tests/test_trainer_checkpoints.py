@@ -26,44 +26,88 @@ def checkpoint_with(**feeder: Any) -> dict[str, Any]:
 
 
 def saved_here(**changes: Any) -> dict[str, Any]:
-    """The feeder state of a run saved on this machine (its env readable), with ``changes``."""
-    return {"in_flight": {}, "env_unreadable": None, "machine": machine_record(), **changes}
+    """The feeder state of a one-process run saved on this machine (its env readable), with
+    ``changes``."""
+    state = {"in_flight": {}, "env_unreadable": None, "world_size": 1}
+    return {**state, "machine": machine_record(), **changes}
 
 
-def notice(feeder: dict[str, Any], *, det: bool = True, world_size: int = 1) -> str | None:
+def notice(
+    feeder: dict[str, Any], *, det: bool = True, world_size: int = 1, replay: bool = True
+) -> str | None:
     return resume_notice(
-        checkpoint_with(**feeder), deterministic=det, world_size=world_size, machine=None
+        checkpoint_with(**feeder),
+        deterministic=det,
+        world_size=world_size,
+        replay_loaded=replay,
+        machine=None,
     )
 
 
 def test_a_checkpoint_of_this_machine_and_libraries_resumes_without_a_notice() -> None:
     assert notice(saved_here()) is None
+    assert notice(saved_here(world_size=4), world_size=4) is None  # each rank saved its own
 
 
 @pytest.mark.parametrize(
-    ("feeder", "det", "world_size", "reason"),
+    ("feeder", "det", "world_size", "replay", "reason"),
     [
         (
             saved_here(in_flight=None, env_unreadable="X has no state API"),
             True,
             1,
+            True,
             "the env's state cannot be saved: X has no state API",
         ),
         (
             {"machine": machine_record()},  # a checkpoint from before exact resume
             True,
             1,
+            True,
             "the checkpoint was written before runs saved their env and collector",
         ),
-        (saved_here(), False, 1, "trainer.deterministic=false"),
-        (saved_here(), True, 4, "4 DDP ranks (only rank 0's env and random state are saved)"),
+        (saved_here(), False, 1, True, "trainer.deterministic=false"),
+        (
+            saved_here(),
+            True,
+            1,
+            False,
+            "no replay buffer dump is loaded (replay.checkpoint=false): the buffer starts empty",
+        ),
+        (
+            saved_here(world_size=2),
+            True,
+            2,
+            False,
+            "no replay buffer dump is loaded (replay.checkpoint=false): the buffer starts "
+            "empty, and DDP ranks other than 0 restart their env and random streams",
+        ),
+        (
+            saved_here(world_size=None),  # from before each rank saved its own state
+            True,
+            4,
+            True,
+            "4 DDP ranks from a checkpoint written before each rank saved its env and random state",
+        ),
+        (saved_here(world_size=2), True, 4, True, "the run had 2 DDP ranks, this fit has 4"),
+        (saved_here(), True, 2, True, "the run had 1 DDP rank, this fit has 2"),
     ],
-    ids=["unreadable env", "older checkpoint", "not deterministic", "DDP"],
+    ids=[
+        "unreadable env",
+        "older checkpoint",
+        "not deterministic",
+        "no replay",
+        "no replay, DDP",
+        "DDP, older checkpoint",
+        "more ranks",
+        "one rank to two",
+    ],
 )
 def test_each_reason_is_named_in_one_line(
-    feeder: dict[str, Any], det: bool, world_size: int, reason: str
+    feeder: dict[str, Any], det: bool, world_size: int, replay: bool, reason: str
 ) -> None:
-    assert notice(feeder, det=det, world_size=world_size) == f"{PREFIX}{reason}{SUFFIX}"
+    line = notice(feeder, det=det, world_size=world_size, replay=replay)
+    assert line == f"{PREFIX}{reason}{SUFFIX}"
 
 
 @pytest.mark.parametrize(
@@ -82,9 +126,9 @@ def test_another_machine_or_library_version_is_named_with_both_values(key: str, 
 def test_all_reasons_at_once_in_one_line() -> None:
     feeder = saved_here(env_unreadable="X has no state API")
     feeder["machine"] = {**feeder["machine"], "numpy": "0.1"}
-    line = notice(feeder, det=False, world_size=2)
+    line = notice(feeder, det=False, world_size=2, replay=False)
     assert line is not None and "\n" not in line
-    assert line.count("; ") == 4, line  # four reasons, then the suffix
+    assert line.count("; ") == 5, line  # five reasons, then the suffix
 
 
 @pytest.mark.parametrize(

@@ -17,11 +17,17 @@ import time
 from pathlib import Path
 
 import torch
-from conftest import expected_updates, run_fit, tiny
+from conftest import assert_bit_identical, expected_updates, run_fit, tiny
 
 from s2ac_lit.config import load_config
 from s2ac_lit.trainer import train as train_module
-from s2ac_lit.trainer.layout import CONFIG_FILE, LOCK_NAME, RUN_FOLDER_ENV, SUMMARY_FILE
+from s2ac_lit.trainer.layout import (
+    CONFIG_FILE,
+    LOCK_NAME,
+    RANK_STATE_FILE,
+    RUN_FOLDER_ENV,
+    SUMMARY_FILE,
+)
 from s2ac_lit.trainer.runfolder import RunLock
 from s2ac_lit.trainer.train import train
 
@@ -95,30 +101,44 @@ def finish(nodes: list[subprocess.Popen], timeout: float = 300) -> list[str]:
     return outputs
 
 
+NODES_ARGS = [
+    "trainer.accelerator=cpu",
+    "trainer.devices=1",
+    "trainer.num_nodes=2",
+    "trainer.strategy=ddp",
+    "collector.total_frames=600",
+    "eval.every_frames=200",
+    "trainer.checkpoint_every_updates=10",
+]
+"""Two one-process nodes over 600 frames (110 updates per rank), a checkpoint every 10."""
+
+
+def run_nodes(folder: Path, *args: str) -> list[str]:
+    """Both nodes of a run in ``folder`` until they exit; their outputs (exit 0 asserted)."""
+    port = free_port()
+    nodes = [start_node(rank, port, folder, *args) for rank in (0, 1)]
+    outputs = finish(nodes)
+    for node, output in zip(nodes, outputs, strict=True):
+        assert node.returncode == 0, output
+    return outputs
+
+
 def test_two_nodes_share_rank_zeros_folder_through_sigterm_and_resume(tmp_path: Path) -> None:
     """Two processes as the README's two nodes, the same S2AC_RUN_FOLDER: node 0 creates,
     locks and describes the folder; SIGTERM to node 0 stops both at the same update with a
-    checkpoint of each rank's buffer; both resume with --resume and finish the budget."""
+    checkpoint of each rank's buffer, and rank 1's env and random state beside its buffer;
+    both resume with --resume and end bit-identical to the two nodes never interrupted
+    (docs/checkpoints.md)."""
     folder = tmp_path / "shared-run"
-    nodes_args = [
-        "trainer.accelerator=cpu",
-        "trainer.devices=1",
-        "trainer.num_nodes=2",
-        "trainer.strategy=ddp",
-        "eval.every_frames=0",
-        "trainer.checkpoint_every_updates=20",
-    ]
+    args = tiny(tmp_path, *NODES_ARGS)
     port = free_port()
-    nodes = [
-        start_node(rank, port, folder, *tiny(tmp_path, "collector.total_frames=5000", *nodes_args))
-        for rank in (0, 1)
-    ]
+    nodes = [start_node(rank, port, folder, *args) for rank in (0, 1)]
     try:
         deadline = time.time() + 300
         while not list(folder.glob("checkpoints/step=*.ckpt")):
             assert all(node.poll() is None for node in nodes), "a node stopped"
             assert time.time() < deadline, "no checkpoint"
-            time.sleep(0.1)
+            time.sleep(0.05)
         assert (folder / LOCK_NAME).read_text().split()[0] == str(nodes[0].pid)
         assert (folder / CONFIG_FILE).is_file()
     except BaseException:
@@ -133,25 +153,29 @@ def test_two_nodes_share_rank_zeros_folder_through_sigterm_and_resume(tmp_path: 
     stopped = json.loads((folder / SUMMARY_FILE).read_text())
     last = torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)
     assert not stopped["finished"] and stopped["updates"] == last["global_step"]
+    assert last["global_step"] < expected_updates(600), "the run ended before the signal"
     dump = folder / "replay" / last["replay_dir"]
     assert sorted(p.name for p in dump.iterdir()) == ["rank-0", "rank-1"]
+    assert (dump / "rank-1" / RANK_STATE_FILE).is_file()
+    assert not (dump / "rank-0" / RANK_STATE_FILE).exists()  # rank 0's is the checkpoint's
     assert not (folder / LOCK_NAME).exists()
 
-    frames = 400
-    resume = ["--resume", str(folder), f"collector.total_frames={frames}"]
-    port = free_port()
-    nodes = [start_node(rank, port, folder, *resume) for rank in (0, 1)]
-    outputs = finish(nodes)
-    for node, output in zip(nodes, outputs, strict=True):
-        assert node.returncode == 0, output
+    outputs = run_nodes(folder, "--resume", str(folder))
+    assert "resume is not bit-exact" not in outputs[0], outputs[0]
     summary = json.loads((folder / SUMMARY_FILE).read_text())
-    assert summary["finished"] and summary["frames"] == frames
-    assert summary["updates"] == expected_updates(frames)
-    ranks = [json.loads((folder / "ranks" / f"rank-{r}.json").read_text()) for r in (0, 1)]
-    assert [r["frames"] for r in ranks] == [frames, frames]
+    assert summary["finished"] and summary["updates"] == expected_updates(600)
+    (resume,) = summary["resumes"]
+    assert resume["exact"] and resume["updates"] == last["global_step"]
     assert sorted(p.name for p in (folder / "checkpoints").iterdir()) == [
         "last.ckpt",
-        f"step={expected_updates(frames)}.ckpt",
+        f"step={expected_updates(600)}.ckpt",
     ]
-    assert [p.name for p in (folder / "replay").iterdir()] == [f"step-{expected_updates(frames)}"]
+    assert [p.name for p in (folder / "replay").iterdir()] == [f"step-{expected_updates(600)}"]
     assert not (folder / LOCK_NAME).exists()
+
+    reference = tmp_path / "uninterrupted"
+    run_nodes(reference, *tiny(tmp_path / "reference", *NODES_ARGS))
+    assert_bit_identical(folder, reference)
+    for rank in ("rank-0.json", "rank-1.json"):  # each rank's frames and episodes
+        got, want = ((f / "ranks" / rank).read_text() for f in (folder, reference))
+        assert got == want, rank

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import expected_updates, read_csv, run_fit, tiny, wait_for
+from conftest import assert_bit_identical, expected_updates, read_csv, run_fit, tiny, wait_for
 
 from s2ac_lit.config import load_config
 from s2ac_lit.trainer.callbacks import GracefulStop, RunCheckpoint, RunInterrupted
@@ -72,34 +72,6 @@ def assert_holds_only_the_newest_checkpoint(run: Path) -> None:
         f"step={step}.ckpt",
     ]
     assert [p.name for p in (run / "replay").iterdir()] == [last["replay_dir"]] == [f"step-{step}"]
-
-
-def assert_bit_identical(run: Path, reference: Path) -> None:
-    """Everything a reported number comes from is the same bit for bit: ``summary.json`` (the
-    evaluation history, the final return, the counts), every value ``metrics.csv`` logs
-    (losses, entropy, Q values, gradient norms, returns; not the wall-clock ``time/`` columns)
-    and the final weights and optimiser state."""
-    got, want = (json.loads((r / "summary.json").read_text()) for r in (run, reference))
-    for key in ("eval_history", "final_eval_return_mean", "final_eval_return_std"):
-        assert got[key] == want[key], key
-    assert (got["frames"], got["updates"], got["episodes"]) == (
-        want["frames"],
-        want["updates"],
-        want["episodes"],
-    )
-    logged, expected_log = (
-        [{k: v for k, v in row.items() if not k.startswith("time/")} for row in read_csv(path)]
-        for path in (r / "logs" / "csv" / "metrics.csv" for r in (run, reference))
-    )
-    assert logged == expected_log
-    last, expected = (
-        torch.load(r / "checkpoints" / "last.ckpt", weights_only=True) for r in (run, reference)
-    )
-    torch.testing.assert_close(last["state_dict"], expected["state_dict"], rtol=0, atol=0)
-    optimisers = zip(last["optimizer_states"], expected["optimizer_states"], strict=True)
-    for got_opt, want_opt in optimisers:
-        torch.testing.assert_close(got_opt["state"], want_opt["state"], rtol=0, atol=0)
-        assert got_opt["param_groups"] == want_opt["param_groups"]
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import os
 import shutil
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +24,7 @@ from tqdm import tqdm
 from s2ac_lit.algorithms import ALGORITHMS
 from s2ac_lit.config import Config
 from s2ac_lit.envs import env_state, load_env_state, make_env
-from s2ac_lit.trainer.checkpoints import CheckpointError
+from s2ac_lit.trainer.checkpoints import CheckpointError, replace_feeder_state
 from s2ac_lit.trainer.csvlog import ContinuingCSVLogger
 from s2ac_lit.trainer.data import planned_updates
 from s2ac_lit.trainer.evaluation import evaluate_policy
@@ -35,7 +34,7 @@ from s2ac_lit.trainer.interrupts import (
     StopSignals,
     stopped_with_checkpoint,
 )
-from s2ac_lit.trainer.layout import REPLAY_DIR, SUMMARY_FILE
+from s2ac_lit.trainer.layout import RANK_STATE_FILE, REPLAY_DIR, SUMMARY_FILE
 from s2ac_lit.trainer.module import compiles
 from s2ac_lit.trainer.runfolder import (
     atomic_write_bytes,
@@ -273,7 +272,10 @@ class FilledStorageCheckpointer(TensorStorageCheckpointer):
 class ReplayCheckpoint(L.Callback):
     """Dump each rank's replay buffer beside every checkpoint, and load it on resume.
 
-    Layout: ``RUN/replay/step-N/rank-R``. A dump goes to a temporary folder beside it with a
+    Layout: ``RUN/replay/step-N/rank-R``. Lightning's checkpoint holds rank 0's replay feeder
+    state (its env, collector and random streams); each other DDP rank writes its own into its
+    dump (:data:`RANK_STATE_FILE`) and restores it on resume, so every rank continues where it
+    stopped. A dump goes to a temporary folder beside it with a
     manifest of its file sizes, is fsynced and renamed into place, and the checkpoint records
     which folder belongs to it, so a kill during either write leaves the previous checkpoint and
     its buffer intact; the complete checkpoint then removes the older dumps
@@ -297,6 +299,8 @@ class ReplayCheckpoint(L.Callback):
             buffer = _feeder(trainer).buffer
             buffer.storage.checkpointer = FilledStorageCheckpointer()
             buffer.dumps(tmp)
+            if trainer.global_rank > 0:
+                torch.save(_feeder(trainer).state_dict(), tmp / RANK_STATE_FILE)
             write_manifest(tmp)
             fsync_tree(tmp)
             shutil.rmtree(target, ignore_errors=True)
@@ -307,16 +311,13 @@ class ReplayCheckpoint(L.Callback):
 
     def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
         name = checkpoint.get("replay_dir")
-        path = self.root / str(name) / f"rank-{trainer.global_rank}"
-        if name is None:
-            warnings.warn(
-                "the checkpoint has no replay buffer dump (replay.checkpoint was false): "
-                "resuming with an empty buffer (frames already collected are not replayed)",
-                stacklevel=2,
-            )
+        if name is None:  # the resume's notice says the buffer starts empty
             return
+        path = self.root / str(name) / f"rank-{trainer.global_rank}"
         check_replay_dump(path)
         load_replay_dump(_feeder(trainer).buffer, path)
+        if (path / RANK_STATE_FILE).is_file():
+            replace_feeder_state(checkpoint, torch.load(path / RANK_STATE_FILE, weights_only=True))
         self._dumped = checkpoint["global_step"]  # a save at this step keeps this dump
 
 

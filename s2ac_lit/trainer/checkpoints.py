@@ -159,6 +159,12 @@ def feeder_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
     return feeder_states[0]
 
 
+def replace_feeder_state(checkpoint: dict[str, Any], state: dict[str, Any]) -> None:
+    """Have ``checkpoint`` restore ``state`` as the replay feeder's (in place): a DDP rank
+    other than 0 continues its own env and random streams, not rank 0's."""
+    _fit_loop(checkpoint)["state_dict"]["combined_loader"][0] = state
+
+
 def finished_frames(checkpoint: dict[str, Any]) -> int | None:
     """The frames a finished run collected, if ``checkpoint`` is its final one; else None.
 
@@ -219,6 +225,7 @@ def resume_notice(
     *,
     deterministic: bool,
     world_size: int,
+    replay_loaded: bool,
     machine: dict[str, Any] | None = None,
 ) -> str | None:
     """The one line a resume prints when its continuation cannot be bit-identical to the
@@ -228,6 +235,8 @@ def resume_notice(
         checkpoint: the checkpoint resumed from.
         deterministic: whether this fit uses deterministic kernels (``trainer.deterministic``).
         world_size: DDP ranks of this fit.
+        replay_loaded: whether this fit loads the checkpoint's replay dump (it has one and
+            ``replay.checkpoint`` is on); without it the buffer starts empty.
         machine: this machine's :func:`machine_record` (default: measured now, on the CPU).
     """
     state = feeder_state(checkpoint)
@@ -238,8 +247,21 @@ def resume_notice(
         reasons.append(f"the env's state cannot be saved: {state['env_unreadable']}")
     if not deterministic:
         reasons.append("trainer.deterministic=false")
-    if world_size > 1:
-        reasons.append(f"{world_size} DDP ranks (only rank 0's env and random state are saved)")
+    if not replay_loaded:
+        ranks = ", and DDP ranks other than 0 restart their env and random streams"
+        reasons.append(
+            "no replay buffer dump is loaded (replay.checkpoint=false): the buffer starts "
+            f"empty{ranks if world_size > 1 else ''}"
+        )
+    saved_ranks = state.get("world_size")
+    if saved_ranks is None and world_size > 1:
+        reasons.append(
+            f"{world_size} DDP ranks from a checkpoint written before each rank saved its env "
+            "and random state"
+        )
+    elif saved_ranks is not None and saved_ranks != world_size:
+        plural = "s" if saved_ranks != 1 else ""
+        reasons.append(f"the run had {saved_ranks} DDP rank{plural}, this fit has {world_size}")
     saved = state.get("machine")
     now = machine if machine is not None else machine_record()
     if saved:

@@ -111,6 +111,8 @@ class ReplayFeeder:
             "collect" and "replay_sample" here); by default nothing is recorded.
         rank: the DDP rank that owns this feeder; a state saved by another rank restores only
             the counters (each rank keeps its own env and random streams).
+        world_size: the DDP ranks of the run (recorded in the state: a resume on another
+            number of ranks cannot continue every rank's streams).
     """
 
     def __init__(
@@ -124,6 +126,7 @@ class ReplayFeeder:
         beta_annealing: tuple[float, float] | None = None,
         profile: Callable[[str], AbstractContextManager[Any]] = nullcontext,
         rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         self.env = env
         self.profile = profile
@@ -133,6 +136,7 @@ class ReplayFeeder:
         self.policy_device = torch.device(policy_device)
         self.beta_annealing = beta_annealing
         self.rank = rank
+        self.world_size = world_size
         self.prioritized = isinstance(buffer, TensorDictPrioritizedReplayBuffer)
         self.frames = 0
         self.updates = 0
@@ -283,6 +287,7 @@ class ReplayFeeder:
             "env_unreadable": unreadable_reason(self.env),
             "unprioritized": unprioritized,
             "rank": self.rank,
+            "world_size": self.world_size,
             "rng": capture_rng(),
             "machine": machine_record(self.policy_device),
         }
@@ -439,6 +444,7 @@ class ReplayDataModule(L.LightningDataModule):
             ),
             profile=self.trainer.profiler.profile if self.trainer is not None else nullcontext,
             rank=rank,
+            world_size=self.trainer.world_size if self.trainer is not None else 1,
         )
 
     def train_dataloader(self) -> ReplayFeeder:

@@ -22,6 +22,9 @@ LAST_CHECKPOINT = "last.ckpt"
 complete."""
 REPLAY_DIR = "replay"
 """Replay buffer dumps: ``step-N/rank-R/``, the newest checkpoint's."""
+RANK_STATE_FILE = "feeder.pt"
+"""In a DDP rank's replay dump (``step-N/rank-R/``, R > 0): that rank's replay feeder state
+(its env, collector and random streams); the checkpoint holds rank 0's."""
 
 RUN_FOLDER_ENV = "S2AC_RUN_FOLDER"
 """The run folder of a DDP run, shared by its ranks. Global rank 0 creates, locks and owns it

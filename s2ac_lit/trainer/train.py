@@ -404,6 +404,7 @@ def _train(
                 checkpoint,
                 deterministic=deterministic(cfg.trainer),
                 world_size=trainer.world_size,
+                replay_loaded=cfg.replay.checkpoint and "replay_dir" in checkpoint,
                 machine=machine_record(trainer.strategy.root_device),
             )
             if notice is not None:
