@@ -106,11 +106,11 @@ NODES_ARGS = [
     "trainer.devices=1",
     "trainer.num_nodes=2",
     "trainer.strategy=ddp",
-    "collector.total_frames=600",
+    "collector.total_frames=400",
     "eval.every_frames=200",
     "trainer.checkpoint_every_updates=10",
 ]
-"""Two one-process nodes over 600 frames (110 updates per rank), a checkpoint every 10."""
+"""Two one-process nodes over 400 frames (70 updates per rank), a checkpoint every 10."""
 
 
 def run_nodes(folder: Path, *args: str) -> list[str]:
@@ -153,7 +153,7 @@ def test_two_nodes_share_rank_zeros_folder_through_sigterm_and_resume(tmp_path: 
     stopped = json.loads((folder / SUMMARY_FILE).read_text())
     last = torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)
     assert not stopped["finished"] and stopped["updates"] == last["global_step"]
-    assert last["global_step"] < expected_updates(600), "the run ended before the signal"
+    assert last["global_step"] < expected_updates(400), "the run ended before the signal"
     dump = folder / "replay" / last["replay_dir"]
     assert sorted(p.name for p in dump.iterdir()) == ["rank-0", "rank-1"]
     assert (dump / "rank-1" / RANK_STATE_FILE).is_file()
@@ -163,14 +163,14 @@ def test_two_nodes_share_rank_zeros_folder_through_sigterm_and_resume(tmp_path: 
     outputs = run_nodes(folder, "--resume", str(folder))
     assert "resume is not bit-exact" not in outputs[0], outputs[0]
     summary = json.loads((folder / SUMMARY_FILE).read_text())
-    assert summary["finished"] and summary["updates"] == expected_updates(600)
+    assert summary["finished"] and summary["updates"] == expected_updates(400)
     (resume,) = summary["resumes"]
     assert resume["exact"] and resume["updates"] == last["global_step"]
     assert sorted(p.name for p in (folder / "checkpoints").iterdir()) == [
         "last.ckpt",
-        f"step={expected_updates(600)}.ckpt",
+        f"step={expected_updates(400)}.ckpt",
     ]
-    assert [p.name for p in (folder / "replay").iterdir()] == [f"step-{expected_updates(600)}"]
+    assert [p.name for p in (folder / "replay").iterdir()] == [f"step-{expected_updates(400)}"]
     assert not (folder / LOCK_NAME).exists()
 
     reference = tmp_path / "uninterrupted"
