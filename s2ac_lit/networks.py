@@ -158,9 +158,12 @@ def _head(h: Tensor, w: Tensor, b: Tensor) -> Tensor:
     A one-output head (a Q-value) is a product and a sum: torch's CPU batched matmul with a
     single output column took ~9× as long (0.65 ms against 0.07-0.1 ms on ``[2, 1000, 256]``),
     and its backward, an outer product, ~12× as long as the broadcast product used here.
+    ``w`` is read as ``[K, 1, H]`` by a reshape, not a transpose, so its gradient comes back
+    contiguous, the layout DDP's gradient buckets expect (a transposed one is copied, with a
+    warning, on every backward).
     """
     if w.shape[-1] == 1:
-        return (h * w.transpose(-1, -2)).sum(-1, keepdim=True) + b
+        return (h * w.reshape(*w.shape[:-2], 1, w.shape[-2])).sum(-1, keepdim=True) + b
     return torch.baddbmm(b, h, w)
 
 

@@ -207,6 +207,10 @@ def test_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
     )
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 0, output
+    # No third-party noise: DDP's gradient-layout warning, the deprecation inside Lightning's
+    # all_gather, Lightning's banner (the start line names the processes).
+    for noise in ("Warning", "deprecated", "distributed_backend="):
+        assert noise not in output, output
     (run,) = (tmp_path / "runs").iterdir()
     ranks = [json.loads((run / "ranks" / f"rank-{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["updates"] == ranks[1]["updates"] == expected_updates(300)

@@ -26,6 +26,11 @@ _LIGHTNING_INFO_DROPPED = (
     # checkpoint at ...": the start line says which run resumes from which update.
     "Restoring states from the checkpoint",
     "Restored all states from the checkpoint",
+    # DDP's "distributed_backend=gloo / All distributed processes registered. Starting with 2
+    # processes" between two rules: the start line names the processes ("2 × cpu"). Each rank's
+    # own "Initializing distributed: GLOBAL_RANK ..." stays: it is what a user sees while a node
+    # waits for the others.
+    f"{'-' * 100}\ndistributed_backend=",
     # The single epoch ends when collector.total_frames are collected; "max_epochs=1 reached"
     # misleads (our own final line states frames and updates).
     "`Trainer.fit` stopped: `max_epochs=1` reached",
@@ -54,6 +59,12 @@ _WARNINGS_IGNORED: tuple[tuple[str, type[Warning], str], ...] = (
         FutureWarning,
         "tensordict reads this torch flag while torch.compile traces the update "
         "(trainer.compile); the flag does nothing in this torch, and nothing of ours sets it",
+    ),
+    (
+        r"torch.distributed.nn.functional.all_gather is deprecated",
+        FutureWarning,
+        "Lightning's strategy.all_gather calls it; a DDP run gathers once, at its end, each "
+        "rank's parameter sum (check_ranks_agree), and the deprecated call gathers the same",
     ),
     (
         r"Checkpoint directory .* exists and is not empty",
