@@ -174,12 +174,8 @@ def build(
     goals = goals or []
     finals = {a: _finals(rows, goals, suite, a) for a in algos}
     overall = {a: aggregate.score_matrix(finals[a], tasks) for a in algos}
-    per_task = {
-        t: aggregate.aggregate_metrics(
-            {a: aggregate.score_matrix(finals[a], [t]) for a in algos}, reps=reps
-        )
-        for t in tasks
-    }
+    by_task = {t: {a: aggregate.score_matrix(finals[a], [t]) for a in algos} for t in tasks}
+    per_task = {t: aggregate.aggregate_metrics(by_task[t], reps=reps) for t in tasks}
     curves = {}
     for t in tasks:
         points = {a: _curves(rows, suite, a, t) for a in algos}
@@ -200,10 +196,7 @@ def build(
             for t, s in suite.tasks.items()
             if t in tasks
         },
-        "runs": {
-            a: {t: int(aggregate.score_matrix(finals[a], [t]).shape[0]) for t in tasks}
-            for a in algos
-        },
+        "runs": {a: {t: int(by_task[t][a].shape[0]) for t in tasks} for a in algos},
         "runs_all_tasks": {a: int(overall[a].shape[0]) for a in algos},
         "overall": aggregate.aggregate_metrics(overall, reps=reps),
         "per_task": per_task,
@@ -211,11 +204,7 @@ def build(
             "baseline": suite.baseline,
             "algos": aggregate.improvement_probability(overall, suite.baseline, reps=reps),
             "per_task": {
-                t: aggregate.improvement_probability(
-                    {a: aggregate.score_matrix(finals[a], [t]) for a in algos},
-                    suite.baseline,
-                    reps=reps,
-                )
+                t: aggregate.improvement_probability(by_task[t], suite.baseline, reps=reps)
                 for t in tasks
             },
         },

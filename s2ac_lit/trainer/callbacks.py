@@ -296,11 +296,11 @@ class ReplayCheckpoint(L.Callback):
             require_run_folder(self.root.parent)
             step_dir.mkdir(parents=True, exist_ok=True)  # replay/ is inside the live folder
             shutil.rmtree(tmp, ignore_errors=True)
-            buffer = _feeder(trainer).buffer
-            buffer.storage.checkpointer = FilledStorageCheckpointer()
-            buffer.dumps(tmp)
+            feeder = _feeder(trainer)
+            feeder.buffer.storage.checkpointer = FilledStorageCheckpointer()
+            feeder.buffer.dumps(tmp)
             if trainer.global_rank > 0:
-                torch.save(_feeder(trainer).state_dict(), tmp / RANK_STATE_FILE)
+                torch.save(feeder.state_dict(), tmp / RANK_STATE_FILE)
             write_manifest(tmp)
             fsync_tree(tmp)
             shutil.rmtree(target, ignore_errors=True)
