@@ -69,6 +69,37 @@ def test_confidence_intervals_contain_the_true_value() -> None:
     assert low < 0.4 < high  # E[max(1 - x, 0)] ≈ 0.4 (P(x > 1) ≈ 2 %)
 
 
+def test_intervals_are_the_same_for_a_seed_and_leave_numpy_as_it_was() -> None:
+    """rliable resamples with numpy's global generator whatever random state it is given: each
+    interval (metrics, improvement, curves, profiles) must still be a function of the seed,
+    so a regenerated report is the same report, and the caller's numpy stream is untouched."""
+    rng = np.random.default_rng(2)
+    scores = {"x": rng.normal(0.6, 0.2, size=(7, 2)), "sac": rng.normal(0.5, 0.2, size=(5, 2))}
+    curves = {"x": rng.normal(size=(7, 2, 3))}
+    taus = np.linspace(0.0, 1.0, 5)
+
+    def intervals(seed: int) -> list:
+        return [
+            aggregate.aggregate_metrics(scores, reps=50, seed=seed),
+            aggregate.improvement_probability(scores, "sac", reps=50, seed=seed),
+            aggregate.iqm_curves(curves, reps=50, seed=seed),
+            {
+                a: ci.tolist()
+                for a, ci in aggregate.performance_profiles(scores, taus, reps=50, seed=seed)[
+                    1
+                ].items()
+            },
+        ]
+
+    np.random.seed(123)
+    expected_draw = np.random.rand()
+    np.random.seed(123)
+    first = intervals(0)
+    assert np.random.rand() == expected_draw
+    assert intervals(0) == first
+    assert intervals(1) != first
+
+
 def test_probability_of_improvement_of_identical_distributions_is_one_half() -> None:
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(60, 2)), rng.normal(size=(60, 2))

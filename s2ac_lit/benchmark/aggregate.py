@@ -11,7 +11,8 @@ Shapes: score matrices are ``[R, T]`` (runs × tasks) per algorithm; curves ``[R
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 
 import numpy as np
 from rliable import library, metrics
@@ -37,13 +38,29 @@ def score_matrix(finals: Mapping[tuple[str, int], float], tasks: list[str]) -> n
     return np.array([[finals[(t, s)] for t in tasks] for s in complete]).reshape(-1, len(tasks))
 
 
+@contextmanager
+def _numpy_seeded(seed: int) -> Iterator[None]:
+    """numpy's global generator seeded for the block, then put back as it was.
+
+    rliable's stratified bootstraps draw their resampling indices from ``np.random`` whatever
+    ``random_state`` they are given, so only this makes a report's intervals the same on
+    every regeneration.
+    """
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
 def _interval(
     scores: Mapping[str, np.ndarray | tuple[np.ndarray, np.ndarray]],
     func: Callable[..., np.ndarray],
     reps: int,
     seed: int,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _numpy_seeded(seed):
         # arch deprecates random_state in favour of a Generator; rliable still passes it.
         warnings.filterwarnings("ignore", message="random_state is deprecated")
         return library.get_interval_estimates(
@@ -128,15 +145,13 @@ def iqm_curves(
 
 
 def performance_profiles(
-    scores: Mapping[str, np.ndarray], taus: np.ndarray, *, reps: int = 2000
+    scores: Mapping[str, np.ndarray], taus: np.ndarray, *, reps: int = 2000, seed: int = 0
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Fraction of runs with normalised score > τ, per τ, with 95 % CIs (``[2, len(taus)]``).
-
-    rliable's profile function takes no random state: its CIs vary slightly between calls.
-    """
+    """Fraction of runs with normalised score > τ, per τ, with 95 % CIs (``[2, len(taus)]``)."""
     usable = {a: s for a, s in scores.items() if s.shape[0] > 0}
     if not usable:
         return {}, {}
-    return library.create_performance_profile(
-        usable, taus, reps=reps, confidence_interval_size=CONFIDENCE
-    )
+    with _numpy_seeded(seed):
+        return library.create_performance_profile(
+            usable, taus, reps=reps, confidence_interval_size=CONFIDENCE
+        )
