@@ -138,12 +138,20 @@ def _fake_run(folder: Path, returns: list[float], frames: int, every: int) -> No
     (folder / SUMMARY_FILE).write_text(json.dumps(summary))
 
 
+def _events(folder: Path, suffix: str, scalars: list[tuple[str, int, float]]) -> None:
+    """One attempt's TensorBoard file in a run folder: ``(tag, update, wall time)`` scalars."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(folder / "logs" / "tensorboard", filename_suffix=suffix)
+    for tag, step, wall in scalars:
+        writer.add_scalar(tag, 0.0, step, walltime=wall)
+    writer.close()
+
+
 def test_wall_times_leave_out_the_time_a_run_lay_stopped_between_attempts(tmp_path: Path) -> None:
     """A run stopped after update 110 and resumed from its checkpoint at 100 a day later: each
     attempt's events file counts from its own first scalar, the evaluation at 100 that the
     resume logs again takes the second attempt's time, and updates/s uses training time only."""
-    from torch.utils.tensorboard import SummaryWriter
-
     spec = next(
         s for s in plan(load_suite(SMOKE), algos=["s2ac"], seeds=1) if s.task == "multigoal"
     )
@@ -163,12 +171,9 @@ def test_wall_times_leave_out_the_time_a_run_lay_stopped_between_attempts(tmp_pa
         ],
     }
     for suffix, scalars in attempts.items():
-        writer = SummaryWriter(folder / "logs" / "tensorboard", filename_suffix=suffix)
-        for tag, step, wall in scalars:
-            writer.add_scalar(tag, 0.0, step, walltime=wall)
-        writer.close()
+        _events(folder, suffix, scalars)
 
-    rows, missing = collect([spec], tmp_path)
+    rows, missing, _ = collect([spec], tmp_path)
     assert missing == []
     # the first attempt spans 25 s; 100 is the resumed attempt's (25 + 4), 150 is 25 + 30
     assert [(r["updates"], r["wall_time_s"]) for r in rows] == [
@@ -209,11 +214,11 @@ def test_the_report_gives_each_task_its_own_probability_of_improvement(tmp_path:
 
 def test_algorithm_speeds_are_the_median_and_range_over_runs() -> None:
     speeds = [
-        {"run": "hopper/s2ac/seed-0", "updates_per_s": 1.0},
-        {"run": "hopper/s2ac/seed-1", "updates_per_s": 3.0},
-        {"run": "hopper/s2ac/seed-2", "updates_per_s": 2.0},
-        {"run": "hopper/s2ac/seed-3", "updates_per_s": None},  # no wall time: left out
-        {"run": "hopper/sac/seed-0", "updates_per_s": 30.0},
+        {"task": "hopper", "algorithm": "s2ac", "updates_per_s": 1.0},
+        {"task": "hopper", "algorithm": "s2ac", "updates_per_s": 3.0},
+        {"task": "hopper", "algorithm": "s2ac", "updates_per_s": 2.0},
+        {"task": "hopper", "algorithm": "s2ac", "updates_per_s": None},  # no wall time: left out
+        {"task": "hopper", "algorithm": "sac", "updates_per_s": 30.0},
     ]
     table = report._algorithm_speeds(speeds, ["sac", "s2ac"])
     assert list(table["hopper"]) == ["sac", "s2ac"]  # the suite's order
@@ -294,24 +299,35 @@ def test_a_suite_stopped_before_any_seed_finished_every_task_links_only_its_figu
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
 
 
-def test_a_multigoal_task_is_scored_by_the_goals_its_runs_reach(tmp_path: Path) -> None:
-    """A deterministic SAC that drives straight to one goal has the better return, but a task
-    with ``score: goals`` ranks by goals reached (return beside): S2AC reaches all three."""
+def _goal_suite(tmp_path: Path) -> Path:
+    """The smoke suite with its multigoal task scored by goals reached."""
     text = SMOKE.read_text().replace(
         "    eval_every: 50\n", "    eval_every: 50\n    score: goals\n"
     )
     path = tmp_path / "goal_suite.yaml"
     path.write_text(text)
+    return path
+
+
+HITS = {"s2ac": {"G1": 0.3, "G2": 0.35, "G3": 0.35}, "sac": {"G1": 1.0, "G2": 0.0, "G3": 0.0}}
+
+
+def _goal_map(folder: Path, algo: str) -> None:
+    """A finished multigoal run's goal map: S2AC spreads over three goals, SAC takes one."""
+    (folder / GOAL_MAP_JSON).write_text(json.dumps({"episodes": 20, **HITS[algo]}))
+
+
+def test_a_multigoal_task_is_scored_by_the_goals_its_runs_reach(tmp_path: Path) -> None:
+    """A deterministic SAC that drives straight to one goal has the better return, but a task
+    with ``score: goals`` ranks by goals reached (return beside): S2AC reaches all three."""
+    path = _goal_suite(tmp_path)
     suite = load_suite(path)
     out = tmp_path / "out"
-    hits = {"s2ac": {"G1": 0.3, "G2": 0.35, "G3": 0.35}, "sac": {"G1": 1.0, "G2": 0.0, "G3": 0.0}}
     for spec in plan(suite, algos=list(suite.algos), seeds=2):
         task = suite.tasks[spec.task]
         final = task.reference_score if spec.algo == "sac" else task.random_score
         _fake_run(spec.folder(out), [task.random_score, final, final], 150, 50)
-        (spec.folder(out) / GOAL_MAP_JSON).write_text(
-            json.dumps({"episodes": 20, **hits[spec.algo]})
-        )
+        _goal_map(spec.folder(out), spec.algo)
     argv = ["--suite", str(path), "--out", str(out), "--report-only", "--reps", "200"]
     assert main(argv) == 0
     data = json.loads((out / "aggregate.json").read_text())
@@ -373,6 +389,110 @@ def test_report_at_frames_reads_unfinished_runs_up_to_that_budget(tmp_path: Path
         "multigoal/s2ac/seed-1",
         "multigoal/sac/seed-0",
     ]
+
+
+# ---------------------------------------------------------------------------- --prior
+def _first_machine(tmp_path: Path) -> tuple[Path, list]:
+    """A finished goal-scored suite on a machine that is gone: its run folders (summaries,
+    goal maps, TensorBoard wall times) and the report published from them."""
+    suite_path = _goal_suite(tmp_path)
+    specs = plan(load_suite(suite_path), algos=["s2ac", "sac"], seeds=2)
+    gone = tmp_path / "gone"
+    for i, spec in enumerate(specs):
+        folder = spec.folder(gone)
+        _fake_run(folder, [-200.0 + i, -185.0 - 3.3 * i, -171.7 + i / 7], 150, 50)
+        _goal_map(folder, spec.algo)
+        _events(folder, "", [(EVAL_TAG, u, 1000.0 + u * (i + 1) / 3) for u in (1, 50, 100, 150)])
+    return suite_path, specs
+
+
+def _report(suite: Path, out: Path, *extra: str) -> int:
+    return main(["--suite", str(suite), "--out", str(out), "--report-only", "--reps", "50", *extra])
+
+
+def test_prior_runs_report_exactly_as_their_lost_run_folders_did(tmp_path: Path) -> None:
+    """A study moved to a new machine: its committed report folder (``--prior``) stands for
+    the run folders it was written from. Each of its runs, its wall times and goal maps come
+    back exactly (the same runs.csv and goals.csv, the same statistics); a run finished in
+    ``--out`` as well keeps ``--out``'s result; runs are marked as coming from ``--prior``."""
+    suite, specs = _first_machine(tmp_path)
+    published = tmp_path / "published"
+    assert _report(suite, tmp_path / "gone", "--report-dir", str(published)) == 0
+    new = tmp_path / "new"
+    new.mkdir()
+    again = tmp_path / "again"
+    assert _report(suite, new, "--prior", str(published), "--report-dir", str(again)) == 0
+    for name in ("runs.csv", "goals.csv"):
+        assert (again / name).read_text() == (published / name).read_text(), name
+    before = json.loads((published / "aggregate.json").read_text())
+    after = json.loads((again / "aggregate.json").read_text())
+    assert before.pop("from_earlier") == [] and after.pop("from_earlier") == [s.key for s in specs]
+    assert after == before
+    assert all(r["wall_time_s"] for r in after["run_speeds"])  # the times came along
+    assert f"{len(specs)} runs (marked †" in (again / "report.md").read_text()
+
+    # One run finished on the new machine too, with another result: --out's counts.
+    redone = specs[0]
+    _fake_run(redone.folder(new), [-200.0, -170.0, -170.0], 150, 50)
+    assert _report(suite, new, "--prior", str(published)) == 0
+    data = json.loads((new / "aggregate.json").read_text())
+    assert redone.key not in data["from_earlier"] and len(data["from_earlier"]) == len(specs) - 1
+    rows = [r for r in (new / "runs.csv").read_text().splitlines() if r.startswith("s2ac,")]
+    assert rows[2].startswith("s2ac,multigoal,0,150,150,-170.0,1.0,")
+
+
+def test_a_prior_run_short_of_its_budget_is_neither_reported_nor_skipped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A prior runs.csv written with --at-frames holds runs stopped short of the budget: they
+    are not finished, so the suite would run them; the finished ones are not run again (with
+    every run finished in --prior, the harness has nothing to start and no Ray to bring up)."""
+    suite, specs = _first_machine(tmp_path)
+    published = tmp_path / "published"
+    assert _report(suite, tmp_path / "gone", "--report-dir", str(published)) == 0
+    argv = ["--suite", str(suite), "--out", str(tmp_path / "new"), "--reps", "50"]
+    assert main([*argv, "--prior", str(published)]) == 0
+    assert not (tmp_path / "new" / "runs").exists()  # nothing ran
+    out = capsys.readouterr()
+    assert f"{len(specs)} runs: {len(specs)} already finished ({len(specs)} in --prior" in (
+        out.out + out.err
+    )
+
+    short = tmp_path / "short"
+    assert _report(suite, tmp_path / "gone", "--at-frames", "100", "--report-dir", str(short)) == 0
+    capsys.readouterr()
+    assert _report(suite, tmp_path / "new", "--prior", str(short)) == 2
+    assert f"and --prior {str(short)!r} no finished one" in capsys.readouterr().err
+    assert _report(suite, tmp_path / "new", "--prior", str(short), "--at-frames", "100") == 0
+    data = json.loads((tmp_path / "new" / "aggregate.json").read_text())
+    assert data["from_earlier"] == [s.key for s in specs]
+    assert {r["frames"] for r in data["run_speeds"]} == {100}
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (None, "has no runs.csv: give a folder a report was written to"),
+        (("s2ac,multigoal,0,", "s2ac,multigoal,one,"), "line 2: seed='one' is not a number (int)"),
+        (("algorithm,task", "algo,task"), "columns ['algo', 'task'"),
+        ((",150,150,", ",150,"), "line 4: 8 cells expected"),
+    ],
+)
+def test_a_bad_prior_folder_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: tuple | None, message: str
+) -> None:
+    suite, _ = _first_machine(tmp_path)
+    published = tmp_path / "published"
+    assert _report(suite, tmp_path / "gone", "--report-dir", str(published)) == 0
+    runs = published / "runs.csv"
+    if edit is None:
+        runs.unlink()
+    else:
+        runs.write_text(runs.read_text().replace(*edit, 1))
+    capsys.readouterr()
+    assert _report(suite, tmp_path / "gone", "--prior", str(published)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
 
 
 # ---------------------------------------------------------------------------- suites

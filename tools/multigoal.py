@@ -395,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_time_s": round(time.perf_counter() - start, 1),
     }
     write_results(args.out, rows, records, flat, meta)
-    returns, missing = collect(specs, args.out)
+    returns, missing, _ = collect(specs, args.out)
     (args.out / "benchmark").mkdir(exist_ok=True)
     goals = goal_rows(specs, args.out)
     report.write(

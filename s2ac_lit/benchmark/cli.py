@@ -19,7 +19,15 @@ from pathlib import Path
 
 from s2ac_lit.benchmark import report
 from s2ac_lit.benchmark.executor import Stopped, execute
-from s2ac_lit.benchmark.results import collect, goal_rows, write_csv, write_goals_csv
+from s2ac_lit.benchmark.results import (
+    GOALS_CSV,
+    RUNS_CSV,
+    Earlier,
+    collect,
+    goal_rows,
+    write_csv,
+    write_goals_csv,
+)
 from s2ac_lit.benchmark.suite import SuiteError, load_suite, plan, select_algos
 from s2ac_lit.errors import UsageError, cli
 
@@ -81,6 +89,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="on SIGINT or SIGTERM, how long runs in flight get to checkpoint and exit "
         "(default 180)",
     )
+    p.add_argument(
+        "--prior",
+        type=Path,
+        metavar="DIR",
+        help="a report folder written earlier for this suite (its runs.csv and goals.csv), "
+        "e.g. docs/results/<suite> committed from a machine that is gone: its finished runs "
+        "are not run again and are reported with those in --out",
+    )
     p.add_argument("--reps", type=int, default=2000, help="bootstrap replications")
     p.add_argument("--report-only", action="store_true", help="aggregate without training")
     p.add_argument(
@@ -110,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     algos = select_algos(suite, args.algos.split(",") if args.algos else None)
     tasks = args.tasks.split(",") if args.tasks else None
     specs = plan(suite, algos=algos, seeds=args.seeds, extra=args.overrides, tasks=tasks)
+    earlier = Earlier.read(args.prior) if args.prior is not None else None
     threads = max(1, max(_threads(s.config_yaml) for s in specs))
     if not args.report_only and importlib.util.find_spec("ray") is None:
         raise UsageError("running a suite needs Ray: pip install -e '.[ray]'")
@@ -128,24 +145,28 @@ def main(argv: list[str] | None = None) -> int:
                 gpus_per_run=args.gpus_per_run,
                 address=args.ray_address,
                 stop_timeout=args.stop_timeout,
+                finished_earlier=earlier.finished(specs) if earlier else frozenset(),
             )
         except Stopped as stop:
             print(stop, file=sys.stderr)
             return stop.exit_code
         finally:
             signal.signal(signal.SIGTERM, previous)
-    rows, missing = collect(specs, args.out, at_frames=args.at_frames)
+    rows, missing, from_earlier = collect(
+        specs, args.out, at_frames=args.at_frames, earlier=earlier
+    )
     if args.report_only and not rows and all(m.state == "not run" for m in missing):
+        prior = "" if earlier is None else f" and --prior {str(args.prior)!r} no finished one"
         raise UsageError(
-            f"--report-only: {str(args.out / 'runs')!r} holds no run of this suite; nothing "
-            "to report (run the suite first, without --report-only)"
+            f"--report-only: {str(args.out / 'runs')!r} holds no run of this suite{prior}; "
+            "nothing to report (run the suite first, without --report-only)"
         )
     report_dir = args.report_dir or args.out
     report_dir.mkdir(parents=True, exist_ok=True)
-    write_csv(rows, report_dir / "runs.csv")
-    goals = goal_rows(specs, args.out)
+    write_csv(rows, report_dir / RUNS_CSV)
+    goals = goal_rows(specs, args.out, earlier)
     if goals:
-        write_goals_csv(goals, report_dir / "goals.csv")
+        write_goals_csv(goals, report_dir / GOALS_CSV)
     report.write(
         rows,
         suite,
@@ -156,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         at_frames=args.at_frames,
         tasks=sorted({s.task for s in specs}, key=list(suite.tasks).index),
         goals=goals,
+        from_earlier=from_earlier,
     )
     failed = [m for m in missing if m.state != "not run"]
     print(

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 
 from tqdm import tqdm
@@ -207,19 +207,27 @@ def execute(
     address: str | None = None,
     stop_timeout: float = 180.0,
     echo: Callable[[str], None] | None = None,
+    finished_earlier: Collection[str] = frozenset(),
 ) -> list[RunResult]:
     """Run every spec not finished yet; returns the results of the runs started here.
 
+    ``finished_earlier``: keys of runs finished elsewhere (``--prior``), not run again.
     Raises :class:`Stopped` when SIGINT or SIGTERM stopped the suite; the runs in flight get up
     to ``stop_timeout`` seconds to checkpoint and exit.
     """
-    todo = [s for s in specs if read_summary(s.folder(out), s.frames) is None]
+    todo = [
+        s
+        for s in specs
+        if s.key not in finished_earlier and read_summary(s.folder(out), s.frames) is None
+    ]
     skipped = len(specs) - len(todo)
+    earlier = sum(s.key in finished_earlier for s in specs)
     bar = tqdm(total=len(specs), initial=skipped, unit="run", dynamic_ncols=True, smoothing=0)
     write = echo or bar.write
     write(
-        f"{len(specs)} runs: {skipped} already finished, {len(todo)} to run "
-        f"({workers} at once, {threads} thread(s) each)"
+        f"{len(specs)} runs: {skipped} already finished"
+        + (f" ({earlier} in --prior's runs.csv)" if earlier else "")
+        + f", {len(todo)} to run ({workers} at once, {threads} thread(s) each)"
     )
     results = []
     try:

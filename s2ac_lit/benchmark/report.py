@@ -11,6 +11,7 @@ import numpy as np
 
 from s2ac_lit.benchmark import aggregate
 from s2ac_lit.benchmark.results import Missing
+from s2ac_lit.benchmark.runner import run_key
 from s2ac_lit.benchmark.suite import Suite
 
 TAUS = np.linspace(-0.25, 1.5, 36)
@@ -127,7 +128,10 @@ def _run_speeds(rows: list[dict]) -> list[dict]:
         wall = row["wall_time_s"]
         speeds.append(
             {
-                "run": f"{task}/{algo}/seed-{seed}",
+                "run": run_key(task, algo, seed),
+                "task": task,
+                "algorithm": algo,
+                "seed": seed,
                 "frames": row["frames"],
                 "updates": row["updates"],
                 "wall_time_s": wall if wall != "" else None,
@@ -143,8 +147,9 @@ def _algorithm_speeds(speeds: list[dict], algos: list[str]) -> dict[str, dict[st
     by_pair: dict[tuple[str, str], list[float]] = {}
     for speed in speeds:
         if speed["updates_per_s"] is not None:
-            task, algo, _ = speed["run"].split("/")
-            by_pair.setdefault((task, algo), []).append(speed["updates_per_s"])
+            by_pair.setdefault((speed["task"], speed["algorithm"]), []).append(
+                speed["updates_per_s"]
+            )
     table: dict[str, dict[str, dict]] = {}
     for task in sorted({task for task, _ in by_pair}):
         for algo in algos:
@@ -335,6 +340,13 @@ def markdown(
             " or not, with its evaluations up to it (`--at-frames`).",
             "",
         ]
+    if data.get("from_earlier"):
+        out += [
+            f"{len(data['from_earlier'])} runs (marked † under Runs) come from the `runs.csv` of "
+            "an earlier report (`--prior`): finished on another machine, whose run folders "
+            "are not here.",
+            "",
+        ]
     out += ["## Normalisation", "", "| task | random | source | reference | source |"]
     out += ["|---|---|---|---|---|"]
     for task, n in data["normalisation"].items():
@@ -363,9 +375,11 @@ def markdown(
     out += _speed_table(data["algorithm_speeds"], labels)
     out += ["## Runs", "", "| run | frames | updates | wall time (s) | updates/s |"]
     out += ["|---|---|---|---|---|"]
+    earlier = set(data.get("from_earlier", []))
     for r in data["run_speeds"]:
+        mark = " †" if r["run"] in earlier else ""
         out.append(
-            f"| {r['run']} | {r['frames']} | {r['updates']} | {r['wall_time_s'] or 'n/a'} | "
+            f"| {r['run']}{mark} | {r['frames']} | {r['updates']} | {r['wall_time_s'] or 'n/a'} | "
             f"{r['updates_per_s'] or 'n/a'} |"
         )
     out.append("")
@@ -463,11 +477,14 @@ def write(
     at_frames: int | None = None,
     tasks: list[str] | None = None,
     goals: list[dict] | None = None,
+    from_earlier: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Write ``aggregate.json``, ``report.md`` and the figures; returns the aggregate data."""
+    """Write ``aggregate.json``, ``report.md`` and the figures; returns the aggregate data.
+    ``from_earlier``: keys of the runs read from an earlier report's ``runs.csv``."""
     labels = {a: suite.algos[a].label or a for a in algos}
     data = build(rows, suite, algos, reps=reps, tasks=tasks, goals=goals)
     data["at_frames"] = at_frames
+    data["from_earlier"] = from_earlier or []
     data["missing"] = [{"run": m.key, "state": m.state, "log_tail": m.log_tail} for m in missing]
     (out / "aggregate.json").write_text(json.dumps(data, indent=2))
     (out / "report.md").write_text(markdown(data, suite, labels, missing))

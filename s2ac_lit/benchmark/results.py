@@ -1,5 +1,9 @@
 """Reading run folders: every evaluation of every run, and the runs that did not finish.
 
+Runs finished on another machine come from the report folder it wrote (:class:`Earlier`,
+``tools/benchmark.py --prior``): its ``runs.csv`` holds every evaluation, so a study whose
+output folder is gone with its machine goes on elsewhere from what was committed.
+
 The evaluation history is ``summary.json``'s ``eval_history`` (written by
 :class:`s2ac_lit.trainer.callbacks.RunSummary`; it survives a resume because it is checkpointed).
 Wall times come from the TensorBoard events of ``eval/return_mean``: training seconds since the
@@ -15,7 +19,15 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from s2ac_lit.benchmark.runner import LOG_FILE, SUMMARY_FILE, RunSpec, log_tail, read_summary
+from s2ac_lit.benchmark.runner import (
+    LOG_FILE,
+    SUMMARY_FILE,
+    RunSpec,
+    log_tail,
+    read_summary,
+    run_key,
+)
+from s2ac_lit.errors import UsageError
 from s2ac_lit.trainer.interrupts import STOPPED_LINE
 from s2ac_lit.trainer.layout import GOAL_MAP_JSON, LOCK_NAME
 
@@ -30,6 +42,10 @@ COLUMNS = (
     "return_std",
     "wall_time_s",
 )
+
+
+RUNS_CSV = "runs.csv"
+GOALS_CSV = "goals.csv"
 
 
 @dataclass(frozen=True)
@@ -112,16 +128,23 @@ def _history_until(folder: Path, frames: int) -> list[dict] | None:
 
 
 def collect(
-    specs: list[RunSpec], out: Path, *, at_frames: int | None = None
-) -> tuple[list[dict], list[Missing]]:
-    """Rows of ``runs.csv`` (one per evaluation) and the planned runs that have no result.
+    specs: list[RunSpec],
+    out: Path,
+    *,
+    at_frames: int | None = None,
+    earlier: Earlier | None = None,
+) -> tuple[list[dict], list[Missing], list[str]]:
+    """Rows of ``runs.csv`` (one per evaluation), the planned runs that have no result, and
+    the keys of the runs whose rows came from ``earlier``.
 
     Args:
         at_frames: compare at this budget instead of each task's own: every run that has
             reached it (finished or not) contributes its evaluations up to it, so a long suite
             can be read while it runs or after it was stopped.
+        earlier: runs finished elsewhere; a run without a result in ``out`` takes its rows
+            from there (a run in both keeps ``out``'s).
     """
-    rows, missing = [], []
+    rows, missing, from_earlier = [], [], []
     for spec in specs:
         folder = spec.folder(out)
         if at_frames is None:
@@ -129,6 +152,12 @@ def collect(
             history = None if summary is None else summary["eval_history"]
         else:
             history = _history_until(folder, at_frames)
+        if history is None and earlier is not None:
+            copied = earlier.rows(spec, at_frames)
+            if copied is not None:
+                rows += copied
+                from_earlier.append(spec.key)
+                continue
         if history is None:
             if not folder.is_dir():
                 missing.append(Missing(spec.key, "not run", ""))
@@ -153,7 +182,7 @@ def collect(
                     "wall_time_s": walls.get(record["updates"], ""),
                 }
             )
-    return rows, missing
+    return rows, missing, from_earlier
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
@@ -189,15 +218,18 @@ def hit_entropy(rates: list[float]) -> float:
     return -sum(r / total * math.log(r / total) for r in rates if r > 0)
 
 
-def goal_rows(specs: list[RunSpec], out: Path) -> list[dict]:
+def goal_rows(specs: list[RunSpec], out: Path, earlier: Earlier | None = None) -> list[dict]:
     """One row per run with a goal map (multigoal runs, written when the run ends): the hit
-    rate of each goal (``G1``, ...), the goals reached, the entropy of the hits, the misses."""
+    rate of each goal (``G1``, ...), the goals reached, the entropy of the hits, the misses.
+    A run without a goal map in ``out`` takes its row from ``earlier`` where it has one."""
     rows = []
     for spec in specs:
         path = spec.folder(out) / GOAL_MAP_JSON
         try:
             goal_map = json.loads(path.read_text())
         except (OSError, ValueError):
+            if earlier is not None and spec.key in earlier.goals:
+                rows.append(earlier.goals[spec.key])
             continue
         rates = {k: float(v) for k, v in goal_map.items() if k.startswith("G")}
         values = list(rates.values())
@@ -224,3 +256,93 @@ def write_goals_csv(rows: list[dict], path: Path) -> None:
         writer = csv.DictWriter(f, fieldnames=[*GOAL_COLUMNS, *hits])
         writer.writeheader()
         writer.writerows(rows)
+
+
+# ---------------------------------------------------------------------------- earlier results
+RUN_TYPES = {"seed": int, "frames": int, "updates": int, "return_mean": float}
+RUN_TYPES |= {"return_std": float, "wall_time_s": float}
+GOAL_TYPES = {"seed": int, "episodes": int, "goals": int, "goals_reached": int}
+GOAL_TYPES |= {"hit_entropy": float, "miss_rate": float}
+MAY_BE_EMPTY = {"wall_time_s", "episodes"}  # written as "" where a run had no value
+HIT_RATE_PREFIX = "G"  # goals.csv's extra columns: G1, G2, ... (goal_rows)
+
+
+def _read_table(path: Path, columns: tuple[str, ...], types: dict[str, type]) -> list[dict]:
+    """The rows of a CSV this module wrote (:func:`write_csv`, :func:`write_goals_csv`),
+    each cell back to the type it was written from; ``columns`` then, for ``goals.csv``, hit
+    rate columns ``G1``, ... Raises :class:`UsageError` naming the file, line and value."""
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        header = list(reader.fieldnames or [])
+        extra = header[len(columns) :]
+        hit_rates = columns == GOAL_COLUMNS and all(c.startswith(HIT_RATE_PREFIX) for c in extra)
+        if header[: len(columns)] != list(columns) or (extra and not hit_rates):
+            raise UsageError(
+                f"{str(path)!r}: columns {header} are not those the harness writes "
+                f"({', '.join(columns)}{', G1, ...' if columns == GOAL_COLUMNS else ''})"
+            )
+        rows = []
+        for line, raw in enumerate(reader, start=2):
+            if None in raw or None in raw.values():
+                raise UsageError(f"{str(path)!r} line {line}: {len(header)} cells expected")
+            row: dict = {}
+            for name, text in raw.items():
+                kind = types.get(name, float if name in extra else str)
+                if kind is str or (text == "" and name in MAY_BE_EMPTY):
+                    row[name] = text
+                    continue
+                try:
+                    row[name] = kind(text)
+                except ValueError:
+                    raise UsageError(
+                        f"{str(path)!r} line {line}: {name}={text!r} is not a number "
+                        f"({kind.__name__})"
+                    ) from None
+            rows.append(row)
+    return rows
+
+
+@dataclass(frozen=True)
+class Earlier:
+    """Runs of a report folder written earlier (``--prior``), e.g. a study's results committed
+    to the repository from a machine that is gone: its ``runs.csv`` (every evaluation, with
+    the training seconds it was measured at) and ``goals.csv`` (multigoal runs), by run key.
+
+    A run of it counts as finished for a budget when its last evaluation reached that budget
+    (a ``runs.csv`` written with ``--at-frames`` also holds runs cut short)."""
+
+    folder: Path
+    history: dict[str, list[dict]]
+    goals: dict[str, dict]
+
+    @classmethod
+    def read(cls, folder: Path) -> Earlier:
+        """Raises :class:`UsageError` when ``folder`` holds no ``runs.csv`` or a bad one."""
+        runs = folder / RUNS_CSV
+        if not runs.is_file():
+            raise UsageError(
+                f"--prior {str(folder)!r} has no {RUNS_CSV}: give a folder a report was "
+                "written to (--out, or --report-dir such as docs/results/<suite>)"
+            )
+        history: dict[str, list[dict]] = {}
+        for row in _read_table(runs, COLUMNS, RUN_TYPES):
+            key = run_key(row["task"], row["algorithm"], row["seed"])
+            history.setdefault(key, []).append(row)
+        goals: dict[str, dict] = {}
+        if (folder / GOALS_CSV).is_file():
+            for row in _read_table(folder / GOALS_CSV, GOAL_COLUMNS, GOAL_TYPES):
+                goals[run_key(row["task"], row["algorithm"], row["seed"])] = row
+        return cls(folder, history, goals)
+
+    def rows(self, spec: RunSpec, at_frames: int | None = None) -> list[dict] | None:
+        """The run's evaluations up to its budget (``at_frames``, else the task's), or
+        ``None`` if it is not here or stopped short of that budget."""
+        budget = spec.frames if at_frames is None else at_frames
+        history = self.history.get(spec.key, [])
+        if not history or max(row["frames"] for row in history) < budget:
+            return None
+        return [row for row in history if row["frames"] <= budget]
+
+    def finished(self, specs: list[RunSpec]) -> set[str]:
+        """Keys of the runs of ``specs`` finished here: not to be run again."""
+        return {spec.key for spec in specs if self.rows(spec) is not None}

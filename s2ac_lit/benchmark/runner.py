@@ -52,6 +52,11 @@ FIT = "import sys; from s2ac_lit.trainer.cli import main; sys.exit(main(sys.argv
 Status = Literal["finished", "skipped", "failed", "stopped"]
 
 
+def run_key(task: str, algo: str, seed: int) -> str:
+    """A run's name in the report and its folder under ``runs/``: ``task/algo/seed-N``."""
+    return f"{task}/{algo}/seed-{seed}"
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """One (algorithm, task, seed): its resolved config (YAML) and its frame budget."""
@@ -64,7 +69,7 @@ class RunSpec:
 
     @property
     def key(self) -> str:
-        return f"{self.task}/{self.algo}/seed-{self.seed}"
+        return run_key(self.task, self.algo, self.seed)
 
     def folder(self, out: Path) -> Path:
         return out / "runs" / self.task / self.algo / f"seed-{self.seed}"
