@@ -403,7 +403,16 @@ def _first_machine(tmp_path: Path) -> tuple[Path, list]:
         _fake_run(folder, [-200.0 + i, -185.0 - 3.3 * i, -171.7 + i / 7], 150, 50)
         _goal_map(folder, spec.algo)
         _events(folder, "", [(EVAL_TAG, u, 1000.0 + u * (i + 1) / 3) for u in (1, 50, 100, 150)])
+        if i:  # the first run ran before runs recorded what ran them
+            summary = json.loads((folder / SUMMARY_FILE).read_text())
+            summary |= {"code": CODE, "machine": {**MACHINE, "cpu": f"CPU {i % 2}"}}
+            (folder / SUMMARY_FILE).write_text(json.dumps(summary))
     return suite_path, specs
+
+
+CODE = {"s2ac_lit": "0.1.0", "commit": "c0ffee" * 6 + "c0fe", "dirty": False}
+MACHINE = {"python": "3.11.7", "torch": "2.13.0+cpu", "numpy": "2.4.6", "mujoco": None}
+MACHINE |= {"machine": "x86_64", "gpu": None, "threads": 1}
 
 
 def _report(suite: Path, out: Path, *extra: str) -> int:
@@ -422,14 +431,24 @@ def test_prior_runs_report_exactly_as_their_lost_run_folders_did(tmp_path: Path)
     new.mkdir()
     again = tmp_path / "again"
     assert _report(suite, new, "--prior", str(published), "--report-dir", str(again)) == 0
-    for name in ("runs.csv", "goals.csv"):
+    for name in ("runs.csv", "goals.csv", "software.csv"):
         assert (again / name).read_text() == (published / name).read_text(), name
     before = json.loads((published / "aggregate.json").read_text())
     after = json.loads((again / "aggregate.json").read_text())
     assert before.pop("from_earlier") == [] and after.pop("from_earlier") == [s.key for s in specs]
     assert after == before
     assert all(r["wall_time_s"] for r in after["run_speeds"])  # the times came along
-    assert f"{len(specs)} runs (marked †" in (again / "report.md").read_text()
+    (versions,) = after["software"]["versions"]  # one commit and set of packages, two CPUs
+    assert versions["code"] == CODE and versions["cpus"] == ["CPU 1", "CPU 0"]
+    assert versions["packages"]["torch"] == "2.13.0+cpu" and versions["packages"]["mujoco"] is None
+    assert versions["runs"] == [s.key for s in specs[1:]]
+    assert after["software"]["unrecorded"] == [specs[0].key]
+    report = (again / "report.md").read_text()
+    assert f"{len(specs)} runs (marked †" in report
+    assert (
+        f"| s2ac_lit 0.1.0 at {CODE['commit'][:10]} | python 3.11.7, torch 2.13.0+cpu, " in report
+    )
+    assert "1 runs have no record" in report
 
     # One run finished on the new machine too, with another result: --out's counts.
     redone = specs[0]

@@ -10,6 +10,7 @@ import json
 import math
 import shutil
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import torch
 from conftest import ROOT, expected_updates, run_fit, tiny, wait_for
 from tensordict import TensorDict
 
+import s2ac_lit
 from s2ac_lit.algorithms import without_unread
 from s2ac_lit.config import ConfigError, load_config
 from s2ac_lit.trainer.checkpoints import find_checkpoint
@@ -80,6 +82,24 @@ def test_fit_writes_everything_and_counts_exactly(finished_run: Path) -> None:
     assert files < 2 * storage.bytes(), (files, storage.bytes())
     assert summary["wall_time_s"] == sum(summary["attempt_wall_times_s"])
     assert len(summary["attempt_wall_times_s"]) == 1
+    # What ran it: the packages imported here and, from this checkout, its commit.
+    assert summary["machine"]["torch"] == torch.__version__ and summary["machine"]["gpu"] is None
+    head = _git("rev-parse", "HEAD")
+    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    assert summary["code"] == {
+        "s2ac_lit": s2ac_lit.__version__,
+        "commit": head,
+        "dirty": None if head is None else bool(dirty),
+    }
+
+
+def _git(*args: str) -> str | None:
+    """This checkout's ``git`` output (``None`` where the tests run from no checkout)."""
+    if not (ROOT / ".git").exists():
+        return None
+    return subprocess.run(
+        ["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def test_evaluate_tool_reports_a_return(finished_run: Path, capsys) -> None:

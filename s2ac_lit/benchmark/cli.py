@@ -22,9 +22,12 @@ from s2ac_lit.benchmark.executor import Stopped, execute
 from s2ac_lit.benchmark.results import (
     GOALS_CSV,
     RUNS_CSV,
+    SOFTWARE_COLUMNS,
+    SOFTWARE_CSV,
     Earlier,
     collect,
     goal_rows,
+    software_rows,
     write_csv,
     write_goals_csv,
 )
@@ -167,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     goals = goal_rows(specs, args.out, earlier)
     if goals:
         write_goals_csv(goals, report_dir / GOALS_CSV)
+    software = software_rows(specs, args.out, rows, earlier)
+    write_csv(software, report_dir / SOFTWARE_CSV, SOFTWARE_COLUMNS)
     report.write(
         rows,
         suite,
@@ -178,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         tasks=sorted({s.task for s in specs}, key=list(suite.tasks).index),
         goals=goals,
         from_earlier=from_earlier,
+        software=software,
     )
     failed = [m for m in missing if m.state != "not run"]
     print(

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from s2ac_lit.benchmark import aggregate
-from s2ac_lit.benchmark.results import Missing
+from s2ac_lit.benchmark.results import SOFTWARE_COLUMNS, Missing
 from s2ac_lit.benchmark.runner import run_key
 from s2ac_lit.benchmark.suite import Suite
 
@@ -141,6 +141,32 @@ def _run_speeds(rows: list[dict]) -> list[dict]:
     return speeds
 
 
+def _software(software: list[dict], speeds: list[dict]) -> dict[str, Any]:
+    """The distinct code and package versions that ran the runs, each with its runs and the
+    CPUs and GPUs they ran on, and the runs without a record (run before runs kept one)."""
+    packages = SOFTWARE_COLUMNS[
+        SOFTWARE_COLUMNS.index("python") : SOFTWARE_COLUMNS.index("machine")
+    ]
+    groups: dict[str, dict[str, Any]] = {}
+    for row in software:
+        code = {"s2ac_lit": row["s2ac_lit"], "commit": row["commit"] or None}
+        code["dirty"] = str(row["dirty"]) == "True"
+        versions = {p: row[p] or None for p in packages}  # a CSV cell "" for None
+        group = groups.setdefault(
+            json.dumps([code, versions]),
+            {"code": code, "packages": versions, "cpus": [], "gpus": [], "runs": []},
+        )
+        group["runs"].append(run_key(row["task"], row["algorithm"], row["seed"]))
+        for field, value in (("cpus", row["cpu"]), ("gpus", row["gpu"])):
+            if value and value not in group[field]:
+                group[field].append(value)
+    recorded = {run for group in groups.values() for run in group["runs"]}
+    return {
+        "versions": list(groups.values()),
+        "unrecorded": [s["run"] for s in speeds if s["run"] not in recorded],
+    }
+
+
 def _algorithm_speeds(speeds: list[dict], algos: list[str]) -> dict[str, dict[str, dict]]:
     """``task → algorithm → {median, min, max, runs}`` of the runs' updates per second, the
     algorithms in the order of ``algos``."""
@@ -172,9 +198,11 @@ def build(
     reps: int,
     tasks: list[str] | None = None,
     goals: list[dict] | None = None,
+    software: list[dict] | None = None,
 ) -> dict[str, Any]:
     """Every statistic of the report as plain JSON-able data (``tasks``: default all;
-    ``goals``: the runs' goal maps, :func:`s2ac_lit.benchmark.results.goal_rows`)."""
+    ``goals``: the runs' goal maps, :func:`s2ac_lit.benchmark.results.goal_rows`;
+    ``software``: what ran each run, :func:`s2ac_lit.benchmark.results.software_rows`)."""
     tasks = tasks or list(suite.tasks)
     goals = goals or []
     finals = {a: _finals(rows, goals, suite, a) for a in algos}
@@ -221,6 +249,7 @@ def build(
         },
         "run_speeds": speeds,
         "algorithm_speeds": _algorithm_speeds(speeds, algos),
+        "software": _software(software or [], speeds),
         "performance_profile": {
             "taus": TAUS.tolist(),
             "algos": {
@@ -299,6 +328,30 @@ def _speed_table(speeds: dict[str, dict[str, dict]], labels: dict[str, str]) -> 
         for algo, s in algos.items():
             cell = f"{s['median']} [{s['min']}, {s['max']}] ({s['runs']})"
             out.append(f"| {task} | {labels.get(algo, algo)} | {cell} |")
+    return [*out, ""]
+
+
+def _software_table(software: dict[str, Any]) -> list[str]:
+    """What ran the runs: code, package versions, CPUs and GPUs, and the number of runs."""
+    out = ["## Software", ""]
+    if software["versions"]:
+        out += ["| code | packages | CPU / GPU | runs |", "|---|---|---|---|"]
+    for group in software["versions"]:
+        code = group["code"]
+        where = f" at {code['commit'][:10]}" if code["commit"] else " (not a git checkout)"
+        dirty = " with uncommitted changes" if code["dirty"] else ""
+        packages = ", ".join(f"{p} {v}" for p, v in group["packages"].items())
+        devices = "; ".join(group["cpus"] + group["gpus"])
+        out.append(
+            f"| s2ac_lit {code['s2ac_lit']}{where}{dirty} | {packages} | {devices} | "
+            f"{len(group['runs'])} |"
+        )
+    if software["unrecorded"]:
+        out += [
+            *([""] if software["versions"] else []),
+            f"{len(software['unrecorded'])} runs have no record (they ran before runs kept "
+            "one in `summary.json`).",
+        ]
     return [*out, ""]
 
 
@@ -383,6 +436,7 @@ def markdown(
             f"{r['updates_per_s'] or 'n/a'} |"
         )
     out.append("")
+    out += _software_table(data["software"])
     if missing:
         out += ["## Runs without a result", ""]
         for m in missing:
@@ -478,11 +532,13 @@ def write(
     tasks: list[str] | None = None,
     goals: list[dict] | None = None,
     from_earlier: list[str] | None = None,
+    software: list[dict] | None = None,
 ) -> dict[str, Any]:
     """Write ``aggregate.json``, ``report.md`` and the figures; returns the aggregate data.
-    ``from_earlier``: keys of the runs read from an earlier report's ``runs.csv``."""
+    ``from_earlier``: keys of the runs read from an earlier report's ``runs.csv``;
+    ``software``: what ran each run (:func:`s2ac_lit.benchmark.results.software_rows`)."""
     labels = {a: suite.algos[a].label or a for a in algos}
-    data = build(rows, suite, algos, reps=reps, tasks=tasks, goals=goals)
+    data = build(rows, suite, algos, reps=reps, tasks=tasks, goals=goals, software=software)
     data["at_frames"] = at_frames
     data["from_earlier"] = from_earlier or []
     data["missing"] = [{"run": m.key, "state": m.state, "log_tail": m.log_tail} for m in missing]

@@ -28,6 +28,7 @@ from s2ac_lit.benchmark.runner import (
     run_key,
 )
 from s2ac_lit.errors import UsageError
+from s2ac_lit.trainer.checkpoints import MACHINE_PACKAGES
 from s2ac_lit.trainer.interrupts import STOPPED_LINE
 from s2ac_lit.trainer.layout import GOAL_MAP_JSON, LOCK_NAME
 
@@ -46,6 +47,7 @@ COLUMNS = (
 
 RUNS_CSV = "runs.csv"
 GOALS_CSV = "goals.csv"
+SOFTWARE_CSV = "software.csv"
 
 
 @dataclass(frozen=True)
@@ -185,9 +187,11 @@ def collect(
     return rows, missing, from_earlier
 
 
-def write_csv(rows: list[dict], path: Path) -> None:
+def write_csv(rows: list[dict], path: Path, columns: tuple[str, ...] = COLUMNS) -> None:
+    """A CSV of ``rows`` with ``columns`` (default: ``runs.csv``'s; ``None`` as an empty
+    cell)."""
     with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
 
@@ -252,10 +256,44 @@ def goal_rows(specs: list[RunSpec], out: Path, earlier: Earlier | None = None) -
 def write_goals_csv(rows: list[dict], path: Path) -> None:
     """``goals.csv``: :func:`goal_rows`, the hit rate columns after the fixed ones."""
     hits = sorted({k for row in rows for k in row if k not in GOAL_COLUMNS})
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=[*GOAL_COLUMNS, *hits])
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(rows, path, (*GOAL_COLUMNS, *hits))
+
+
+SOFTWARE_COLUMNS = (
+    "algorithm",
+    "task",
+    "seed",
+    "s2ac_lit",
+    "commit",
+    "dirty",
+    "python",
+    *MACHINE_PACKAGES,
+    "machine",
+    "cpu",
+    "gpu",
+    "threads",
+)
+
+
+def software_rows(
+    specs: list[RunSpec], out: Path, rows: list[dict], earlier: Earlier | None = None
+) -> list[dict]:
+    """One row per run that has rows: the code, package versions and machine that ran it
+    (``summary.json``'s ``code`` and ``machine``), from its run folder in ``out``, else from
+    ``earlier``. A run whose summary predates that record has no row."""
+    reported = {run_key(r["task"], r["algorithm"], r["seed"]) for r in rows}
+    table = []
+    for spec in specs:
+        if spec.key not in reported:
+            continue
+        summary = read_summary(spec.folder(out), 0) or {}
+        if "machine" in summary:
+            record = {**summary["code"], **summary["machine"]}
+            row = {"algorithm": spec.algo, "task": spec.task, "seed": spec.seed}
+            table.append(row | {c: record.get(c) for c in SOFTWARE_COLUMNS[3:]})
+        elif earlier is not None and spec.key in earlier.software:
+            table.append(earlier.software[spec.key])
+    return table
 
 
 # ---------------------------------------------------------------------------- earlier results
@@ -306,7 +344,8 @@ def _read_table(path: Path, columns: tuple[str, ...], types: dict[str, type]) ->
 class Earlier:
     """Runs of a report folder written earlier (``--prior``), e.g. a study's results committed
     to the repository from a machine that is gone: its ``runs.csv`` (every evaluation, with
-    the training seconds it was measured at) and ``goals.csv`` (multigoal runs), by run key.
+    the training seconds it was measured at), ``goals.csv`` (multigoal runs) and
+    ``software.csv`` (what ran each run), by run key.
 
     A run of it counts as finished for a budget when its last evaluation reached that budget
     (a ``runs.csv`` written with ``--at-frames`` also holds runs cut short)."""
@@ -314,6 +353,7 @@ class Earlier:
     folder: Path
     history: dict[str, list[dict]]
     goals: dict[str, dict]
+    software: dict[str, dict]
 
     @classmethod
     def read(cls, folder: Path) -> Earlier:
@@ -328,11 +368,14 @@ class Earlier:
         for row in _read_table(runs, COLUMNS, RUN_TYPES):
             key = run_key(row["task"], row["algorithm"], row["seed"])
             history.setdefault(key, []).append(row)
-        goals: dict[str, dict] = {}
-        if (folder / GOALS_CSV).is_file():
-            for row in _read_table(folder / GOALS_CSV, GOAL_COLUMNS, GOAL_TYPES):
-                goals[run_key(row["task"], row["algorithm"], row["seed"])] = row
-        return cls(folder, history, goals)
+        by_run = {}
+        for name, columns, types in (
+            (GOALS_CSV, GOAL_COLUMNS, GOAL_TYPES),
+            (SOFTWARE_CSV, SOFTWARE_COLUMNS, {"seed": int}),
+        ):
+            rows = _read_table(folder / name, columns, types) if (folder / name).is_file() else []
+            by_run[name] = {run_key(r["task"], r["algorithm"], r["seed"]): r for r in rows}
+        return cls(folder, history, by_run[GOALS_CSV], by_run[SOFTWARE_CSV])
 
     def rows(self, spec: RunSpec, at_frames: int | None = None) -> list[dict] | None:
         """The run's evaluations up to its budget (``at_frames``, else the task's), or

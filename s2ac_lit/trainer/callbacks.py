@@ -24,7 +24,12 @@ from tqdm import tqdm
 from s2ac_lit.algorithms import ALGORITHMS
 from s2ac_lit.config import Config
 from s2ac_lit.envs import env_state, load_env_state, make_env
-from s2ac_lit.trainer.checkpoints import CheckpointError, replace_feeder_state
+from s2ac_lit.trainer.checkpoints import (
+    CheckpointError,
+    code_record,
+    machine_record,
+    replace_feeder_state,
+)
 from s2ac_lit.trainer.csvlog import ContinuingCSVLogger
 from s2ac_lit.trainer.data import planned_updates
 from s2ac_lit.trainer.evaluation import evaluate_policy
@@ -473,6 +478,9 @@ class RunSummary(L.Callback):
     ``attempt_wall_times_s`` each attempt's, from its trainer's start to its last checkpoint
     (the attempt under way: to now); the checkpoint keeps the earlier attempts'.
 
+    ``"code"`` and ``"machine"`` say what ran it (:func:`~s2ac_lit.trainer.checkpoints.code_record`,
+    :func:`~s2ac_lit.trainer.checkpoints.machine_record`): the report of a suite tables them.
+
     ``"resumes"`` lists the resumes the run's numbers went through (checkpointed, so a resume
     that was itself killed before its next checkpoint is not in it): the update each continued
     from, whether it was bit-exact and, if not, the one-line notice that said why
@@ -559,6 +567,10 @@ class RunSummary(L.Callback):
             "final_eval_return_std": final.get("return_std"),
             "eval_history": history,
             "resumes": self.resumes,
+            # what the numbers depend on besides the config (the last attempt's, should a
+            # resume have moved machines: "resumes" then says so)
+            "code": code_record(),
+            "machine": machine_record(feeder.policy_device),
         }
         atomic_write_text(self.run_folder / SUMMARY_FILE, json.dumps(self.summary, indent=2))
         self._evaluations_written = len(history)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import platform
+import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
+from s2ac_lit import __version__
 from s2ac_lit.errors import UsageError
 
 REQUIRED_KEYS = ("state_dict", "hyper_parameters", "global_step")
@@ -206,6 +208,31 @@ def _process_record() -> dict[str, Any]:
             record[package] = None
     record["machine"] = platform.machine()
     record["cpu"] = _cpu_model()
+    return record
+
+
+@functools.cache
+def code_record() -> dict[str, Any]:
+    """The code a run ran: ``s2ac_lit``'s version and, where it runs from a git checkout (an
+    editable install), the commit and whether tracked files differed from it (``dirty``);
+    both ``None`` elsewhere (an installed wheel, no git)."""
+    record: dict[str, Any] = {"s2ac_lit": __version__, "commit": None, "dirty": None}
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():  # a wheel in site-packages: a repository above is not ours
+        return record
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True
+        )
+        status = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+        )
+    except OSError:  # no git on this machine
+        return record
+    if head.returncode == 0 and status.returncode == 0:
+        record |= {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
     return record
 
 
