@@ -317,6 +317,30 @@ def _goal_map(folder: Path, algo: str) -> None:
     (folder / GOAL_MAP_JSON).write_text(json.dumps({"episodes": 20, **HITS[algo]}))
 
 
+def test_an_algorithm_on_some_tasks_is_named_but_not_counted_across_tasks(
+    tmp_path: Path,
+) -> None:
+    """``algos.X.tasks`` limits X to some tasks: the across-task line says so instead of
+    counting X's runs finished on every task (none, by design)."""
+    from omegaconf import OmegaConf
+
+    data = OmegaConf.load(SMOKE)
+    data.tasks["second"] = data.tasks["multigoal"]
+    data.algos["s2ac"].tasks = ["second"]
+    path = tmp_path / "suite.yaml"
+    OmegaConf.save(data, path)
+    suite = load_suite(path)
+    for spec in plan(suite, algos=list(suite.algos)):
+        _fake_run(spec.folder(tmp_path), [-200.0, -180.0, -170.0], 150, 50)
+    argv = ["--suite", str(path), "--out", str(tmp_path), "--report-only", "--reps", "50"]
+    assert main(argv) == 0
+    report = (tmp_path / "report.md").read_text()
+    assert (
+        "Runs per algorithm (seeds finished on every task): S2AC runs only on second (not "
+        "compared here), SAC 2\n" in report
+    )
+
+
 def test_a_multigoal_task_is_scored_by_the_goals_its_runs_reach(tmp_path: Path) -> None:
     """A deterministic SAC that drives straight to one goal has the better return, but a task
     with ``score: goals`` ranks by goals reached (return beside): S2AC reaches all three."""

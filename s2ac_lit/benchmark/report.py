@@ -408,7 +408,16 @@ def markdown(
             f"{n['reference_source']} |"
         )
     out += ["", "## All tasks", "", "Runs per algorithm (seeds finished on every task): "]
-    out[-1] += ", ".join(f"{labels.get(a, a)} {n}" for a, n in data["runs_all_tasks"].items())
+    tasks = list(data["per_task"])
+    counts = []
+    for algo, n in data["runs_all_tasks"].items():
+        own = [t for t in tasks if t in (suite.algos[algo].tasks or tasks)]
+        counts.append(
+            f"{labels.get(algo, algo)} {n}"
+            if own == tasks
+            else f"{labels.get(algo, algo)} runs only on {', '.join(own)} (not compared here)"
+        )
+    out[-1] += ", ".join(counts)
     out += ["", *_metric_table(data["overall"], labels), ""]
     poi = data["probability_of_improvement"]
     out += _improvement_table(poi["algos"], poi["baseline"], labels)
