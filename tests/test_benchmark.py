@@ -564,7 +564,8 @@ def test_seeds_are_a_count_or_a_list_that_adds_seeds() -> None:
         (7, "multigoal/sac/seed-7"),
     ]
     assert "seed: 7" in added[1].config_yaml
-    for bad in ("0", "-1", "1,1", "2,-3", "x", "1,y"):
+    assert _seeds("3-3") == [3] and _seeds("5-7") == [5, 6, 7] and _seeds("0,4-5") == [0, 4, 5]
+    for bad in ("0", "-1", "1,1", "2,-3", "x", "1,y", "5-3", "1-", "-", "1,,2", "0,0-1", "3-4-5"):
         with pytest.raises(argparse.ArgumentTypeError, match=repr(bad)):
             _seeds(bad)
 

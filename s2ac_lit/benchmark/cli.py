@@ -38,17 +38,22 @@ FAILED_BASE = 100
 
 
 def _seeds(text: str) -> int | list[int]:
-    """``--seeds``: a count N >= 1, or a comma-separated list of distinct seeds >= 0."""
-    try:
-        values = [int(part) for part in text.split(",")]
-    except ValueError:
-        values = []
-    if "," not in text and values and values[0] >= 1:
-        return values[0]
-    if "," in text and values and min(values) >= 0 and len(set(values)) == len(values):
-        return values
+    """``--seeds``: a count N >= 1 (seeds 0..N-1), or seeds >= 0 by list and inclusive range,
+    each distinct: ``5,6,7``, ``5-9``, ``3-3`` (seed 3 alone), ``0,4-6``."""
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    seeds: list[int] = []
+    for part in text.split(","):
+        first, dash, last = part.partition("-")
+        if not (first.isdigit() and (last.isdigit() if dash else not last)):
+            seeds = []
+            break
+        seeds += range(int(first), int(last if dash else first) + 1)
+    if ("," in text or "-" in text) and seeds and len(set(seeds)) == len(seeds):
+        return seeds
     raise argparse.ArgumentTypeError(
-        f"{text!r} is neither a count >= 1 nor a list of distinct seeds >= 0 such as 3,4"
+        f"{text!r} is neither a count >= 1 nor distinct seeds >= 0 by list and range, such as "
+        "3,4 or 5-9 (3-3: seed 3 alone)"
     )
 
 
@@ -65,8 +70,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--seeds",
         type=_seeds,
-        help="N for seeds 0..N-1 (default: each algorithm's, or the suite's), or a list such "
-        "as 5,6,7 to add seeds",
+        help="N for seeds 0..N-1 (default: each algorithm's, or the suite's), or seeds by list "
+        "and range to add or pick some: 5,6,7 or 5-9 or 3-3 (seed 3 alone)",
     )
     p.add_argument(
         "--set",
