@@ -236,6 +236,33 @@ def test_the_returns_table_has_no_row_for_an_algorithm_without_runs() -> None:
     assert [line for line in lines if line.startswith("| S")] == ["| S2AC | -180.0 ± 2.0 (2) |"]
 
 
+def test_final_returns_are_each_runs_last_evaluation_by_seed() -> None:
+    """A run's final evaluation after its last updates comes after the periodic one at the same
+    frames and is the one shown; seeds an algorithm lacks are empty cells."""
+
+    def row(algo: str, seed: int, frames: int, updates: int, ret: float) -> dict:
+        run = {"algorithm": algo, "task": "t", "seed": seed}
+        return run | {"frames": frames, "updates": updates, "return_mean": ret}
+
+    rows = [
+        row("s2ac", 0, 50, 40, -190.0),
+        row("s2ac", 0, 100, 90, -180.0),
+        row("s2ac", 0, 100, 95, -175.0),  # the final evaluation
+        row("s2ac", 2, 100, 95, -170.0),
+        row("sac", 1, 100, 95, -160.0),
+    ]
+    finals = report._final_returns(rows, ["sac", "s2ac", "sql"], "t")
+    assert finals == {"sac": {"1": -160.0}, "s2ac": {"0": -175.0, "2": -170.0}}
+    lines = report._final_returns_table(finals, {"s2ac": "S2AC"})
+    assert lines[2:] == [
+        "| algorithm | seed 0 | seed 1 | seed 2 |",
+        "|---|---|---|---|",
+        "| sac |  | -160.0 |  |",
+        "| S2AC | -175.0 |  | -170.0 |",
+        "",
+    ]
+
+
 def test_report_only_reads_run_folders_and_lists_failures(tmp_path: Path) -> None:
     suite = load_suite(SMOKE)
     specs = plan(suite, algos=list(suite.algos), seeds=2)

@@ -120,6 +120,18 @@ def _returns(rows: list[dict], algos: list[str], task: str) -> dict[str, list[di
     return table
 
 
+def _final_returns(rows: list[dict], algos: list[str], task: str) -> dict[str, dict[str, float]]:
+    """``algorithm → seed → return`` of each run's final evaluation on ``task`` (seeds as
+    strings, JSON's keys); an algorithm without runs on the task is left out."""
+    table: dict[str, dict[str, float]] = {}
+    for algo in algos:
+        mine = [row for row in rows if row["algorithm"] == algo and row["task"] == task]
+        last = _latest(mine, lambda row: (row["seed"],), "frames")
+        if last:
+            table[algo] = {str(seed): last[(seed,)]["return_mean"] for (seed,) in sorted(last)}
+    return table
+
+
 def _run_speeds(rows: list[dict]) -> list[dict]:
     """Per run: frames, updates and wall time at its last evaluation, and updates per second."""
     last = _latest(rows, lambda row: (row["task"], row["algorithm"], row["seed"]), "frames")
@@ -243,6 +255,7 @@ def build(
         },
         "sample_efficiency": curves,
         "returns": {t: _returns(rows, algos, t) for t in tasks},
+        "final_returns": {t: _final_returns(rows, algos, t) for t in tasks},
         "scores": {t: suite.tasks[t].score for t in tasks},
         "goals": {
             t: _goal_table(goals, rows, algos, t) for t in tasks if suite.tasks[t].score == "goals"
@@ -297,6 +310,20 @@ def _returns_table(returns: dict[str, list[dict]], labels: dict[str, str]) -> li
             f"{at[f]['mean']:.1f} ± {at[f]['std']:.1f} ({at[f]['runs']})" if f in at else ""
             for f in frames
         ]
+        lines.append(f"| {labels.get(algo, algo)} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _final_returns_table(finals: dict[str, dict[str, float]], labels: dict[str, str]) -> list[str]:
+    """The final evaluation return of every run, one row per algorithm, one column per seed."""
+    seeds = sorted({int(seed) for runs in finals.values() for seed in runs})
+    if not seeds:
+        return []
+    lines = ["Final return of each run (its last evaluation), by seed:", ""]
+    lines += ["| algorithm | " + " | ".join(f"seed {seed}" for seed in seeds) + " |"]
+    lines += ["|---" * (len(seeds) + 1) + "|"]
+    for algo, runs in finals.items():
+        cells = [f"{runs[str(seed)]:.1f}" if str(seed) in runs else "" for seed in seeds]
         lines.append(f"| {labels.get(algo, algo)} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
@@ -434,6 +461,7 @@ def markdown(
         if task in data["goals"]:
             out += _goals_markdown(data["goals"][task], labels)
         out += _returns_table(data["returns"][task], labels)
+        out += _final_returns_table(data["final_returns"][task], labels)
     out += _speed_table(data["algorithm_speeds"], labels)
     out += ["## Runs", "", "| run | frames | updates | wall time (s) | updates/s |"]
     out += ["|---|---|---|---|---|"]
