@@ -101,16 +101,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--prior",
         type=Path,
         metavar="DIR",
-        help="a report folder written earlier for this suite (its runs.csv and goals.csv), "
-        "e.g. docs/results/<suite> committed from a machine that is gone: its finished runs "
-        "are not run again and are reported with those in --out",
+        help="a report folder written earlier for this suite (its runs.csv, goals.csv and "
+        "software.csv), e.g. docs/results/<suite> committed from a machine that is gone: its "
+        "finished runs are not run again and are reported with those in --out",
     )
     p.add_argument("--reps", type=int, default=2000, help="bootstrap replications")
     p.add_argument("--report-only", action="store_true", help="aggregate without training")
     p.add_argument(
         "--report-dir",
         type=Path,
-        help="where runs.csv, goals.csv, aggregate.json, report.md and the figures go "
+        help="where runs.csv, goals.csv, software.csv, aggregate.json, report.md and the "
+        "figures go "
         "(default: --out), e.g. a results folder of the repository",
     )
     p.add_argument(
