@@ -689,6 +689,23 @@ def test_ray_two_workers_isolate_a_failing_run(tmp_path: Path) -> None:
     assert [r.split(",")[:4] for r in rows] == [
         ["sac", "multigoal", "0", str(f)] for f in (50, 100, 150)
     ]
+    software = (out / "software.csv").read_text().splitlines()
+    assert len(software) == 2 and software[1].startswith("sac,multigoal,0,")
+    assert f",{torch.__version__}," in software[1]
+
+    # On a new machine with that folder as --prior: the finished run is not run again, the
+    # failed one is; the report has both, the first with its rows and record from --prior.
+    new = tmp_path / "new"
+    harness = _harness(_suite_with_broken_algo(tmp_path, ["sac"]), new, extra=["--prior", str(out)])
+    log = harness.communicate(timeout=600)[0].decode()
+    assert harness.returncode == FAILED_BASE + 1, log
+    assert "2 runs: 1 already finished (1 in --prior's runs.csv), 1 to run" in log, log
+    assert [line.split(" after")[0] for line in _result_lines(log)] == [
+        "FAILED multigoal/broken/seed-0"
+    ]
+    assert not (new / "runs" / "multigoal" / "sac").exists()
+    for name in ("runs.csv", "software.csv"):
+        assert (new / name).read_text() == (out / name).read_text(), name
 
 
 @pytest.mark.slow
