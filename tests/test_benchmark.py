@@ -501,14 +501,20 @@ def test_prior_runs_report_exactly_as_their_lost_run_folders_did(tmp_path: Path)
     )
     assert "1 runs have no record" in report
 
-    # One run finished on the new machine too, with another result: --out's counts.
-    redone = specs[0]
+    # One run finished on the new machine too, with another result: --out's counts. Another
+    # stopped there short of its budget: --prior's finished run counts, with its record.
+    redone, started = specs[0], specs[1]
     _fake_run(redone.folder(new), [-200.0, -170.0, -170.0], 150, 50)
+    _fake_run(started.folder(new), [-200.0, -170.0], 100, 50)
+    summary = json.loads((started.folder(new) / SUMMARY_FILE).read_text())
+    summary |= {"code": CODE, "machine": {**MACHINE, "cpu": "new CPU"}}
+    (started.folder(new) / SUMMARY_FILE).write_text(json.dumps(summary))
     assert _report(suite, new, "--prior", str(published)) == 0
     data = json.loads((new / "aggregate.json").read_text())
-    assert redone.key not in data["from_earlier"] and len(data["from_earlier"]) == len(specs) - 1
+    assert data["from_earlier"] == [s.key for s in specs[1:]]
     rows = [r for r in (new / "runs.csv").read_text().splitlines() if r.startswith("s2ac,")]
     assert rows[2].startswith("s2ac,multigoal,0,150,150,-170.0,1.0,")
+    assert "new CPU" not in (new / "software.csv").read_text()
 
 
 def test_a_prior_run_short_of_its_budget_is_neither_reported_nor_skipped(

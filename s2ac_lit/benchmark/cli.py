@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     goals = goal_rows(specs, args.out, earlier)
     if goals:
         write_goals_csv(goals, report_dir / GOALS_CSV)
-    software = software_rows(specs, args.out, rows, earlier)
+    software = software_rows(specs, args.out, rows, earlier, from_earlier)
     write_csv(software, report_dir / SOFTWARE_CSV, SOFTWARE_COLUMNS)
     report.write(
         rows,

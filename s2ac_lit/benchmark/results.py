@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -276,23 +277,30 @@ SOFTWARE_COLUMNS = (
 
 
 def software_rows(
-    specs: list[RunSpec], out: Path, rows: list[dict], earlier: Earlier | None = None
+    specs: list[RunSpec],
+    out: Path,
+    rows: list[dict],
+    earlier: Earlier | None = None,
+    from_earlier: Collection[str] = (),
 ) -> list[dict]:
     """One row per run that has rows: the code, package versions and machine that ran it
-    (``summary.json``'s ``code`` and ``machine``), from its run folder in ``out``, else from
-    ``earlier``. A run whose summary predates that record has no row."""
+    (``summary.json``'s ``code`` and ``machine``), from where its rows came: ``earlier`` for
+    the runs of ``from_earlier`` (:func:`collect`), else its run folder in ``out``. A run whose
+    summary predates that record has no row."""
     reported = {run_key(r["task"], r["algorithm"], r["seed"]) for r in rows}
     table = []
     for spec in specs:
         if spec.key not in reported:
+            continue
+        if spec.key in from_earlier:
+            if earlier is not None and spec.key in earlier.software:
+                table.append(earlier.software[spec.key])
             continue
         summary = read_summary(spec.folder(out), 0) or {}
         if "machine" in summary:
             record = {**summary["code"], **summary["machine"]}
             row = {"algorithm": spec.algo, "task": spec.task, "seed": spec.seed}
             table.append(row | {c: record.get(c) for c in SOFTWARE_COLUMNS[3:]})
-        elif earlier is not None and spec.key in earlier.software:
-            table.append(earlier.software[spec.key])
     return table
 
 
