@@ -98,6 +98,14 @@ def test_intervals_are_the_same_for_a_seed_and_leave_numpy_as_it_was() -> None:
     assert np.random.rand() == expected_draw
     assert intervals(0) == first
     assert intervals(1) != first
+    # Each algorithm is bootstrapped on its own: a seed added to one algorithm, or an algorithm
+    # added, leaves the intervals of those after it as they were (one shared stream moved them).
+    scores["x"] = np.vstack([scores["x"], rng.normal(0.6, 0.2, size=(1, 2))])
+    curves = {"y": rng.normal(size=(3, 2, 3)), **curves}
+    again = intervals(0)
+    assert again[0]["sac"] == first[0]["sac"]
+    assert again[2]["x"] == first[2]["x"]
+    assert again[3]["sac"] == first[3]["sac"]
 
 
 def test_probability_of_improvement_of_identical_distributions_is_one_half() -> None:

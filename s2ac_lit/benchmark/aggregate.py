@@ -60,16 +60,24 @@ def _interval(
     reps: int,
     seed: int,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    with warnings.catch_warnings(), _numpy_seeded(seed):
-        # arch deprecates random_state in favour of a Generator; rliable still passes it.
-        warnings.filterwarnings("ignore", message="random_state is deprecated")
-        return library.get_interval_estimates(
-            dict(scores),
-            func,
-            reps=reps,
-            confidence_interval_size=CONFIDENCE,
-            random_state=np.random.RandomState(seed),
-        )
+    """rliable's point estimates and intervals, each algorithm bootstrapped on its own from
+    ``seed``: one stream shared by all would move an algorithm's interval whenever another
+    algorithm gains a run."""
+    points, cis = {}, {}
+    for algo, data in scores.items():
+        with warnings.catch_warnings(), _numpy_seeded(seed):
+            # arch deprecates random_state in favour of a Generator; rliable still passes it.
+            warnings.filterwarnings("ignore", message="random_state is deprecated")
+            point, ci = library.get_interval_estimates(
+                {algo: data},
+                func,
+                reps=reps,
+                confidence_interval_size=CONFIDENCE,
+                random_state=np.random.RandomState(seed),
+            )
+        points |= point
+        cis |= ci
+    return points, cis
 
 
 def aggregate_metrics(
@@ -147,11 +155,16 @@ def iqm_curves(
 def performance_profiles(
     scores: Mapping[str, np.ndarray], taus: np.ndarray, *, reps: int = 2000, seed: int = 0
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Fraction of runs with normalised score > τ, per τ, with 95 % CIs (``[2, len(taus)]``)."""
-    usable = {a: s for a, s in scores.items() if s.shape[0] > 0}
-    if not usable:
-        return {}, {}
-    with _numpy_seeded(seed):
-        return library.create_performance_profile(
-            usable, taus, reps=reps, confidence_interval_size=CONFIDENCE
-        )
+    """Fraction of runs with normalised score > τ, per τ, with 95 % CIs (``[2, len(taus)]``),
+    each algorithm bootstrapped on its own from ``seed`` (as :func:`_interval`)."""
+    profiles, cis = {}, {}
+    for algo, data in scores.items():
+        if data.shape[0] == 0:
+            continue
+        with _numpy_seeded(seed):
+            profile, ci = library.create_performance_profile(
+                {algo: data}, taus, reps=reps, confidence_interval_size=CONFIDENCE
+            )
+        profiles |= profile
+        cis |= ci
+    return profiles, cis
