@@ -490,10 +490,14 @@ def markdown(
 
 def figures(data: dict[str, Any], labels: dict[str, str], out: Path) -> None:
     """``aggregates.png``, ``sample_efficiency.png``, ``performance_profile.png``."""
+    import seaborn as sns  # rliable's own palette library
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from rliable import plot_utils
 
+    # One colour per algorithm in every figure and panel (rliable colours each call's
+    # algorithms in turn, so an algorithm missing from one task recoloured the others).
+    colors = dict(zip(labels.values(), sns.color_palette("colorblind", len(labels)), strict=True))
     overall = data["overall"]
     if overall:
         names = list(aggregate.METRICS)
@@ -504,6 +508,7 @@ def figures(data: dict[str, Any], labels: dict[str, str], out: Path) -> None:
             cis,
             metric_names=names,
             algorithms=list(points),
+            colors=colors,
             xlabel="normalised score",
             row_height=0.6,  # rliable's default squeezes a figure of two or three algorithms
             xlabel_y_coordinate=-0.3,
@@ -526,6 +531,7 @@ def figures(data: dict[str, Any], labels: dict[str, str], out: Path) -> None:
                 {labels[a]: np.array(c["iqm"]) for a, c in algos.items()},
                 {labels[a]: np.array([c["low"], c["high"]]) for a, c in algos.items()},
                 algorithms=[labels[a] for a in algos],
+                colors=colors,
                 xlabel="frames",
                 ylabel="IQM normalised score",
                 ax=ax,
@@ -549,6 +555,7 @@ def figures(data: dict[str, Any], labels: dict[str, str], out: Path) -> None:
                 labels[a]: np.array([p["low"], p["high"]]) for a, p in profile["algos"].items()
             },
             ax=ax,
+            colors=colors,
             xlabel="normalised score τ",
             ylabel="fraction of runs > τ",
         )
