@@ -155,7 +155,7 @@ def _run_speeds(rows: list[dict]) -> list[dict]:
 
 def _software(software: list[dict], speeds: list[dict]) -> dict[str, Any]:
     """The distinct code and package versions that ran the runs, each with its runs and the
-    CPUs and GPUs they ran on, and the runs without a record (run before runs kept one)."""
+    CPUs and GPUs they ran on, and the runs without a record (their code predates it)."""
     packages = SOFTWARE_COLUMNS[
         SOFTWARE_COLUMNS.index("python") : SOFTWARE_COLUMNS.index("machine")
     ]
@@ -376,8 +376,8 @@ def _software_table(software: dict[str, Any]) -> list[str]:
     if software["unrecorded"]:
         out += [
             *([""] if software["versions"] else []),
-            f"{len(software['unrecorded'])} runs have no record (they ran before runs kept "
-            "one in `summary.json`).",
+            f"{len(software['unrecorded'])} runs have no record (their code predates the "
+            "record in `summary.json`).",
         ]
     return [*out, ""]
 
