@@ -29,9 +29,8 @@ from s2ac_lit.benchmark.runner import (
     run_key,
 )
 from s2ac_lit.errors import UsageError
-from s2ac_lit.trainer.checkpoints import MACHINE_PACKAGES
 from s2ac_lit.trainer.interrupts import STOPPED_LINE
-from s2ac_lit.trainer.layout import GOAL_MAP_JSON, LOCK_NAME
+from s2ac_lit.trainer.layout import GOAL_MAP_JSON, LOCK_NAME, MACHINE_PACKAGES
 
 EVAL_TAG = "eval/return_mean"
 COLUMNS = (

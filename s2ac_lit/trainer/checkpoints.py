@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 
 from s2ac_lit import __version__
 from s2ac_lit.errors import UsageError
+from s2ac_lit.trainer.layout import MACHINE_PACKAGES
 
 REQUIRED_KEYS = ("state_dict", "hyper_parameters", "global_step")
 
@@ -178,10 +179,6 @@ def finished_frames(checkpoint: dict[str, Any]) -> int | None:
         return None
     frames = feeder_state(checkpoint).get("frames")
     return int(frames) if frames is not None else None
-
-
-MACHINE_PACKAGES = ("torch", "torchrl", "tensordict", "lightning", "gymnasium", "mujoco", "numpy")
-"""The libraries whose version can change a run's numbers (recorded in every checkpoint)."""
 
 
 def machine_record(device: torch.device | str = "cpu") -> dict[str, Any]:

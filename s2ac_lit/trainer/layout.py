@@ -11,6 +11,9 @@ CONFIG_FILE = "config.yaml"
 """The resolved config of the run (what ``--resume`` reads)."""
 SUMMARY_FILE = "summary.json"
 """Frames, updates, wall time and the evaluation history; ``"finished": false`` while partial."""
+MACHINE_PACKAGES = ("torch", "torchrl", "tensordict", "lightning", "gymnasium", "mujoco", "numpy")
+"""The libraries whose version can change a run's numbers: recorded in every checkpoint and in
+``summary.json``'s ``machine`` (read back by the harness's ``software.csv``)."""
 LOCK_NAME = ".lock"
 """Held by the process that trains in the folder (pid and host)."""
 GOAL_MAP_JSON = "goal_map.json"
