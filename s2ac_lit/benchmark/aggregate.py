@@ -13,6 +13,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 from rliable import library, metrics
@@ -54,30 +55,42 @@ def _numpy_seeded(seed: int) -> Iterator[None]:
         np.random.set_state(state)
 
 
+def _each_alone(
+    scores: Mapping[str, Any], seed: int, estimate: Callable[[dict], tuple[dict, dict]]
+) -> tuple[dict, dict]:
+    """``estimate({algo: data})`` for each algorithm on its own, numpy seeded with ``seed``
+    each time, the two result dicts merged: one stream shared by all would move an
+    algorithm's interval whenever another algorithm gains a run."""
+    first, second = {}, {}
+    for algo, data in scores.items():
+        with _numpy_seeded(seed):
+            one, two = estimate({algo: data})
+        first |= one
+        second |= two
+    return first, second
+
+
 def _interval(
     scores: Mapping[str, np.ndarray | tuple[np.ndarray, np.ndarray]],
     func: Callable[..., np.ndarray],
     reps: int,
     seed: int,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """rliable's point estimates and intervals, each algorithm bootstrapped on its own from
-    ``seed``: one stream shared by all would move an algorithm's interval whenever another
-    algorithm gains a run."""
-    points, cis = {}, {}
-    for algo, data in scores.items():
-        with warnings.catch_warnings(), _numpy_seeded(seed):
+    """rliable's point estimates and intervals, each algorithm bootstrapped on its own."""
+
+    def estimate(one: dict) -> tuple[dict, dict]:
+        with warnings.catch_warnings():
             # arch deprecates random_state in favour of a Generator; rliable still passes it.
             warnings.filterwarnings("ignore", message="random_state is deprecated")
-            point, ci = library.get_interval_estimates(
-                {algo: data},
+            return library.get_interval_estimates(
+                one,
                 func,
                 reps=reps,
                 confidence_interval_size=CONFIDENCE,
                 random_state=np.random.RandomState(seed),
             )
-        points |= point
-        cis |= ci
-    return points, cis
+
+    return _each_alone(scores, seed, estimate)
 
 
 def aggregate_metrics(
@@ -157,14 +170,11 @@ def performance_profiles(
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Fraction of runs with normalised score > τ, per τ, with 95 % CIs (``[2, len(taus)]``),
     each algorithm bootstrapped on its own from ``seed`` (as :func:`_interval`)."""
-    profiles, cis = {}, {}
-    for algo, data in scores.items():
-        if data.shape[0] == 0:
-            continue
-        with _numpy_seeded(seed):
-            profile, ci = library.create_performance_profile(
-                {algo: data}, taus, reps=reps, confidence_interval_size=CONFIDENCE
-            )
-        profiles |= profile
-        cis |= ci
-    return profiles, cis
+    usable = {a: s for a, s in scores.items() if s.shape[0] > 0}
+    return _each_alone(
+        usable,
+        seed,
+        lambda one: library.create_performance_profile(
+            one, taus, reps=reps, confidence_interval_size=CONFIDENCE
+        ),
+    )

@@ -111,8 +111,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--report-dir",
         type=Path,
         help="where runs.csv, goals.csv, software.csv, aggregate.json, report.md and the "
-        "figures go "
-        "(default: --out), e.g. a results folder of the repository",
+        "figures go (default: --out), e.g. a results folder of the repository",
     )
     p.add_argument(
         "--at-frames",

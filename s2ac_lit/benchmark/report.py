@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 
 from s2ac_lit.benchmark import aggregate
-from s2ac_lit.benchmark.results import SOFTWARE_COLUMNS, Missing
+from s2ac_lit.benchmark.results import Missing
 from s2ac_lit.benchmark.runner import run_key
 from s2ac_lit.benchmark.suite import Suite
+from s2ac_lit.trainer.layout import MACHINE_PACKAGES
 
 TAUS = np.linspace(-0.25, 1.5, 36)
 
@@ -156,9 +157,7 @@ def _run_speeds(rows: list[dict]) -> list[dict]:
 def _software(software: list[dict], speeds: list[dict]) -> dict[str, Any]:
     """The distinct code and package versions that ran the runs, each with its runs and the
     CPUs and GPUs they ran on, and the runs without a record (their code predates it)."""
-    packages = SOFTWARE_COLUMNS[
-        SOFTWARE_COLUMNS.index("python") : SOFTWARE_COLUMNS.index("machine")
-    ]
+    packages = ("python", *MACHINE_PACKAGES)
     groups: dict[str, dict[str, Any]] = {}
     for row in software:
         code = {"s2ac_lit": row["s2ac_lit"], "commit": row["commit"] or None}

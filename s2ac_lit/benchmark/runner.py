@@ -72,7 +72,7 @@ class RunSpec:
         return run_key(self.task, self.algo, self.seed)
 
     def folder(self, out: Path) -> Path:
-        return out / "runs" / self.task / self.algo / f"seed-{self.seed}"
+        return out / "runs" / self.key
 
 
 @dataclass(frozen=True)
