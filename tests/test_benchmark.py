@@ -20,7 +20,13 @@ from conftest import ROOT
 
 from s2ac_lit.benchmark import aggregate, report
 from s2ac_lit.benchmark.cli import FAILED_BASE, main
-from s2ac_lit.benchmark.results import EVAL_TAG, collect, hit_entropy
+from s2ac_lit.benchmark.results import (
+    EVAL_TAG,
+    SOFTWARE_COLUMNS,
+    Earlier,
+    collect,
+    hit_entropy,
+)
 from s2ac_lit.benchmark.runner import ATTEMPTS_FILE, LOG_FILE, SUMMARY_FILE
 from s2ac_lit.benchmark.suite import load_suite, plan
 from s2ac_lit.trainer.layout import GOAL_MAP_JSON
@@ -502,6 +508,9 @@ def test_prior_runs_report_exactly_as_their_lost_run_folders_did(tmp_path: Path)
     assert versions["packages"]["torch"] == "2.13.0+cpu" and versions["packages"]["mujoco"] is None
     assert versions["runs"] == [s.key for s in specs[1:]]
     assert after["software"]["unrecorded"] == [specs[0].key]
+    record = Earlier.read(published).software[specs[1].key]  # summary.json's types again
+    run = {"algorithm": specs[1].algo, "task": specs[1].task, "seed": specs[1].seed}
+    assert record == dict.fromkeys(SOFTWARE_COLUMNS) | run | CODE | MACHINE | {"cpu": "CPU 1"}
     report = (again / "report.md").read_text()
     assert f"{len(specs)} runs (marked †" in report
     assert (
@@ -560,6 +569,8 @@ def test_a_prior_run_short_of_its_budget_is_neither_reported_nor_skipped(
         (("s2ac,multigoal,0,", "s2ac,multigoal,one,"), "line 2: seed='one' is not a number (int)"),
         (("algorithm,task", "algo,task"), "columns ['algo', 'task'"),
         ((",150,150,", ",150,"), "line 4: 8 cells expected"),
+        ((",False,", ",no,", "software.csv"), "line 2: dirty='no' is not True or False"),
+        (("CPU 1,,1", "CPU 1,,one", "software.csv"), "threads='one' is not a number (int)"),
     ],
 )
 def test_a_bad_prior_folder_is_one_line_and_exit_2(
@@ -568,11 +579,13 @@ def test_a_bad_prior_folder_is_one_line_and_exit_2(
     suite, _ = _first_machine(tmp_path)
     published = tmp_path / "published"
     assert _report(suite, tmp_path / "gone", "--report-dir", str(published)) == 0
-    runs = published / "runs.csv"
     if edit is None:
-        runs.unlink()
+        (published / "runs.csv").unlink()
     else:
-        runs.write_text(runs.read_text().replace(*edit, 1))
+        old, new, *name = edit
+        table = published / (name[0] if name else "runs.csv")
+        assert old in table.read_text()
+        table.write_text(table.read_text().replace(old, new, 1))
     capsys.readouterr()
     assert _report(suite, tmp_path / "gone", "--prior", str(published)) == 2
     err = capsys.readouterr().err

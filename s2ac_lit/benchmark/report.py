@@ -160,9 +160,8 @@ def _software(software: list[dict], speeds: list[dict]) -> dict[str, Any]:
     packages = ("python", *MACHINE_PACKAGES)
     groups: dict[str, dict[str, Any]] = {}
     for row in software:
-        code = {"s2ac_lit": row["s2ac_lit"], "commit": row["commit"] or None}
-        code["dirty"] = str(row["dirty"]) == "True"
-        versions = {p: row[p] or None for p in packages}  # a CSV cell "" for None
+        code = {"s2ac_lit": row["s2ac_lit"], "commit": row["commit"], "dirty": bool(row["dirty"])}
+        versions = {p: row[p] for p in packages}
         group = groups.setdefault(
             json.dumps([code, versions]),
             {"code": code, "packages": versions, "cpus": [], "gpus": [], "runs": []},

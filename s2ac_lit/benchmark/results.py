@@ -16,9 +16,10 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from s2ac_lit.benchmark.runner import (
     LOG_FILE,
@@ -312,10 +313,28 @@ MAY_BE_EMPTY = {"wall_time_s", "episodes"}  # written as "" where a run had no v
 HIT_RATE_PREFIX = "G"  # goals.csv's extra columns: G1, G2, ... (goal_rows)
 
 
-def _read_table(path: Path, columns: tuple[str, ...], types: dict[str, type]) -> list[dict]:
+def _flag(text: str) -> bool:
+    """A bool as ``csv`` writes it (``dirty``)."""
+    if text not in ("True", "False"):
+        raise ValueError(text)
+    return text == "True"
+
+
+SOFTWARE_TYPES = {"seed": int, "dirty": _flag, "threads": int}
+EXPECTED = {int: "a number (int)", float: "a number (float)", _flag: "True or False"}
+
+
+def _read_table(
+    path: Path,
+    columns: tuple[str, ...],
+    types: dict[str, Callable[[str], Any]],
+    empty_is_none: bool = False,
+) -> list[dict]:
     """The rows of a CSV this module wrote (:func:`write_csv`, :func:`write_goals_csv`),
     each cell back to the type it was written from; ``columns`` then, for ``goals.csv``, hit
-    rate columns ``G1``, ... Raises :class:`UsageError` naming the file, line and value."""
+    rate columns ``G1``, ... An empty cell stays ``""`` in ``MAY_BE_EMPTY``'s columns, or is
+    ``None`` everywhere with ``empty_is_none`` (``software.csv``, written from ``None``).
+    Raises :class:`UsageError` naming the file, line and value."""
     with path.open(newline="") as f:
         reader = csv.DictReader(f)
         header = list(reader.fieldnames or [])
@@ -333,6 +352,9 @@ def _read_table(path: Path, columns: tuple[str, ...], types: dict[str, type]) ->
             row: dict = {}
             for name, text in raw.items():
                 kind = types.get(name, float if name in extra else str)
+                if text == "" and empty_is_none:
+                    row[name] = None
+                    continue
                 if kind is str or (text == "" and name in MAY_BE_EMPTY):
                     row[name] = text
                     continue
@@ -340,8 +362,7 @@ def _read_table(path: Path, columns: tuple[str, ...], types: dict[str, type]) ->
                     row[name] = kind(text)
                 except ValueError:
                     raise UsageError(
-                        f"{str(path)!r} line {line}: {name}={text!r} is not a number "
-                        f"({kind.__name__})"
+                        f"{str(path)!r} line {line}: {name}={text!r} is not {EXPECTED[kind]}"
                     ) from None
             rows.append(row)
     return rows
@@ -376,11 +397,12 @@ class Earlier:
             key = run_key(row["task"], row["algorithm"], row["seed"])
             history.setdefault(key, []).append(row)
         by_run = {}
-        for name, columns, types in (
-            (GOALS_CSV, GOAL_COLUMNS, GOAL_TYPES),
-            (SOFTWARE_CSV, SOFTWARE_COLUMNS, {"seed": int}),
+        for name, columns, types, empty_is_none in (
+            (GOALS_CSV, GOAL_COLUMNS, GOAL_TYPES, False),
+            (SOFTWARE_CSV, SOFTWARE_COLUMNS, SOFTWARE_TYPES, True),
         ):
-            rows = _read_table(folder / name, columns, types) if (folder / name).is_file() else []
+            path = folder / name
+            rows = _read_table(path, columns, types, empty_is_none) if path.is_file() else []
             by_run[name] = {run_key(r["task"], r["algorithm"], r["seed"]): r for r in rows}
         return cls(folder, history, by_run[GOALS_CSV], by_run[SOFTWARE_CSV])
 
