@@ -93,6 +93,22 @@ def test_fit_writes_everything_and_counts_exactly(finished_run: Path) -> None:
     }
 
 
+def test_the_code_recorded_is_the_code_at_the_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit made in the checkout while a run trains (here: every later read of the record
+    sees another commit) does not change the code its summary names, at any of its writes."""
+    import s2ac_lit.trainer.callbacks as callbacks
+
+    commits = iter(range(100))
+    monkeypatch.setattr(callbacks, "code_record", lambda: {"commit": f"commit {next(commits)}"})
+    overrides = tiny(tmp_path, "collector.total_frames=200", "eval.every_frames=100")
+    summary = train(load_config(overrides=overrides))
+    assert summary["code"] == {"commit": "commit 0"}
+    written = json.loads((Path(summary["run_folder"]) / "summary.json").read_text())
+    assert len(written["eval_history"]) == 2 and written["code"] == {"commit": "commit 0"}
+
+
 def _git(*args: str) -> str | None:
     """This checkout's ``git`` output (``None`` where the tests run from no checkout)."""
     if not (ROOT / ".git").exists():

@@ -479,7 +479,8 @@ class RunSummary(L.Callback):
     (the attempt under way: to now); the checkpoint keeps the earlier attempts'.
 
     ``"code"`` and ``"machine"`` say what ran it (:func:`~s2ac_lit.trainer.checkpoints.code_record`,
-    :func:`~s2ac_lit.trainer.checkpoints.machine_record`): the report of a suite tables them.
+    read as the attempt starts, and :func:`~s2ac_lit.trainer.checkpoints.machine_record`): the
+    report of a suite tables them.
 
     ``"resumes"`` lists the resumes the run's numbers went through (checkpointed, so a resume
     that was itself killed before its next checkpoint is not in it): the update each continued
@@ -496,6 +497,9 @@ class RunSummary(L.Callback):
         self._evaluations_written = 0
         self.resumes: list[dict[str, Any]] = []
         self._resuming: tuple[str | None] | None = None
+        # Read once, as the attempt starts: the summary is rewritten for hours, and a commit
+        # made meanwhile in the checkout must not be recorded as the code that ran.
+        self._code = code_record()
 
     def expect_resume(self, notice: str | None) -> None:
         """This fit continues a checkpoint; ``notice`` says why it is not bit-exact (None when
@@ -569,7 +573,7 @@ class RunSummary(L.Callback):
             "resumes": self.resumes,
             # what the numbers depend on besides the config (the last attempt's, should a
             # resume have moved machines: "resumes" then says so)
-            "code": code_record(),
+            "code": self._code,
             "machine": machine_record(feeder.policy_device),
         }
         atomic_write_text(self.run_folder / SUMMARY_FILE, json.dumps(self.summary, indent=2))
